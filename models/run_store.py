@@ -1,0 +1,128 @@
+"""Reads and writes of `producer_runs`: one row per (workflow, producer, slot)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, select, update
+
+from models.records import RunRecord
+from models.tables import producer_runs
+from models.transactions import insert_for, transaction
+
+_r = producer_runs.c
+
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "superseded", "skipped"})
+
+
+class RunStore:
+    """Run history. The UNIQUE slot key makes starting and committing a slot idempotent."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def begin(
+        self,
+        *,
+        workflow_id: int,
+        producer_name: str,
+        scheduled_for: datetime,
+        trigger: str,
+        task_id: str | None,
+        now: datetime,
+        conn: Connection | None = None,
+    ) -> RunRecord | None:
+        """Record that a slot starts running, in one statement.
+
+        A slot whose earlier attempt died while running is taken over (attempt + 1). A slot
+        that already finished returns None: it must not run again.
+        """
+        with transaction(self.engine, conn) as c:
+            stmt = insert_for(c, producer_runs).values(
+                workflow_id=workflow_id,
+                producer_name=producer_name,
+                scheduled_for=scheduled_for,
+                trigger=trigger,
+                task_id=task_id,
+                attempt=1,
+                status="running",
+                started_at=now,
+            )
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[_r.workflow_id, _r.producer_name, _r.scheduled_for],
+                set_={
+                    "attempt": _r.attempt + 1,
+                    "task_id": stmt.excluded.task_id,
+                    "started_at": stmt.excluded.started_at,
+                },
+                where=_r.status == "running",
+            ).returning(*producer_runs.c)
+            row = c.execute(stmt).first()
+        return _record(row) if row else None
+
+    def finish(
+        self,
+        run_id: int,
+        *,
+        status: str,
+        finished_at: datetime,
+        duration_ms: float,
+        error: str | None,
+        result: Any,
+        conn: Connection | None = None,
+    ) -> None:
+        with transaction(self.engine, conn) as c:
+            c.execute(
+                update(producer_runs)
+                .where(_r.id == run_id)
+                .values(
+                    status=status,
+                    finished_at=finished_at,
+                    duration_ms=duration_ms,
+                    error=error,
+                    result=result,
+                )
+            )
+
+    def get_slot(
+        self,
+        workflow_id: int,
+        producer_name: str,
+        scheduled_for: datetime,
+        conn: Connection | None = None,
+    ) -> RunRecord | None:
+        with transaction(self.engine, conn) as c:
+            row = c.execute(
+                select(producer_runs).where(
+                    _r.workflow_id == workflow_id,
+                    _r.producer_name == producer_name,
+                    _r.scheduled_for == scheduled_for,
+                )
+            ).first()
+        return _record(row) if row else None
+
+    def list(
+        self,
+        workflow_id: int,
+        *,
+        producer_name: str | None = None,
+        limit: int | None = None,
+        conn: Connection | None = None,
+    ) -> list[RunRecord]:
+        """Runs of a workflow, newest slot first."""
+        query = (
+            select(producer_runs)
+            .where(_r.workflow_id == workflow_id)
+            .order_by(_r.scheduled_for.desc(), _r.producer_name)
+        )
+        if producer_name is not None:
+            query = query.where(_r.producer_name == producer_name)
+        if limit is not None:
+            query = query.limit(limit)
+        with transaction(self.engine, conn) as c:
+            return [_record(row) for row in c.execute(query)]
+
+
+def _record(row: Row[Any]) -> RunRecord:
+    return RunRecord(**row._asdict())

@@ -1,0 +1,316 @@
+"""Reads and writes of `producer_schedules`: deploy-time upserts, beat claims, run commits."""
+
+from __future__ import annotations
+
+import builtins
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Row,
+    delete,
+    false,
+    func,
+    select,
+    update,
+)
+
+from models.records import ClaimedSlot, JSONDict, ScheduleRecord, ScheduleSpec, SlotOutcome
+from models.tables import producer_schedules, workflows
+from models.transactions import insert_for, transaction
+
+_s = producer_schedules.c
+
+
+class ProducerScheduleStore:
+    """One row per (workflow, producer): its schedule, next run, claim and carried state."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def get(
+        self, workflow_id: int, producer_name: str, conn: Connection | None = None
+    ) -> ScheduleRecord | None:
+        with transaction(self.engine, conn) as c:
+            row = c.execute(
+                select(producer_schedules).where(
+                    _s.workflow_id == workflow_id, _s.producer_name == producer_name
+                )
+            ).first()
+        return _record(row) if row else None
+
+    def list(
+        self, workflow_id: int | None = None, conn: Connection | None = None
+    ) -> list[ScheduleRecord]:
+        query = select(producer_schedules).order_by(_s.workflow_id, _s.producer_name)
+        if workflow_id is not None:
+            query = query.where(_s.workflow_id == workflow_id)
+        with transaction(self.engine, conn) as c:
+            return [_record(row) for row in c.execute(query)]
+
+    def upsert(
+        self, spec: ScheduleSpec, *, now: datetime, conn: Connection | None = None
+    ) -> ScheduleRecord:
+        """Insert the row or rewrite its schedule, in one INSERT ... ON CONFLICT statement.
+
+        Rewriting a schedule clears any claim: a run in flight then commits nothing (its token
+        no longer matches) and the new `next_run_at` stands. The carried state, last run and
+        failure count are kept.
+        """
+        values = {
+            "workflow_id": spec.workflow_id,
+            "producer_name": spec.producer_name,
+            "run": spec.run,
+            "params": spec.params,
+            "timeout_seconds": spec.timeout_seconds,
+            "schedule_type": spec.schedule_type,
+            "schedule_value": spec.schedule_value,
+            "timezone": spec.timezone,
+            "paused": spec.paused,
+            "next_run_at": spec.next_run_at,
+            "claimed_until": None,
+            "claim_token": None,
+            "consecutive_failures": 0,
+            "state": {},
+            "created_at": now,
+            "updated_at": now,
+        }
+        keep = {"workflow_id", "producer_name", "consecutive_failures", "state", "created_at"}
+        with transaction(self.engine, conn) as c:
+            stmt = insert_for(c, producer_schedules).values(**values)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[_s.workflow_id, _s.producer_name],
+                set_={key: stmt.excluded[key] for key in values if key not in keep},
+            ).returning(*producer_schedules.c)
+            return _record(c.execute(stmt).one())
+
+    def update_config(
+        self,
+        workflow_id: int,
+        producer_name: str,
+        *,
+        run: str,
+        params: JSONDict,
+        timeout_seconds: float | None,
+        now: datetime,
+        conn: Connection | None = None,
+    ) -> bool:
+        """Change what a producer runs with, leaving its schedule, claim and next run alone."""
+        with transaction(self.engine, conn) as c:
+            result = c.execute(
+                update(producer_schedules)
+                .where(_s.workflow_id == workflow_id, _s.producer_name == producer_name)
+                .values(run=run, params=params, timeout_seconds=timeout_seconds, updated_at=now)
+            )
+        return result.rowcount > 0
+
+    def delete(self, workflow_id: int, producer_name: str, conn: Connection | None = None) -> bool:
+        with transaction(self.engine, conn) as c:
+            result = c.execute(
+                delete(producer_schedules).where(
+                    _s.workflow_id == workflow_id, _s.producer_name == producer_name
+                )
+            )
+        return result.rowcount > 0
+
+    def delete_for_workflow(self, workflow_id: int, conn: Connection | None = None) -> int:
+        with transaction(self.engine, conn) as c:
+            result = c.execute(delete(producer_schedules).where(_s.workflow_id == workflow_id))
+        return result.rowcount
+
+    def set_paused(
+        self, workflow_id: int, paused: bool, *, now: datetime, conn: Connection | None = None
+    ) -> int:
+        with transaction(self.engine, conn) as c:
+            result = c.execute(
+                update(producer_schedules)
+                .where(_s.workflow_id == workflow_id)
+                .values(paused=paused, updated_at=now)
+            )
+        return result.rowcount
+
+    def set_next_run(
+        self,
+        schedule_id: int,
+        next_run_at: datetime | None,
+        *,
+        now: datetime,
+        conn: Connection | None = None,
+    ) -> None:
+        with transaction(self.engine, conn) as c:
+            c.execute(
+                update(producer_schedules)
+                .where(_s.id == schedule_id)
+                .values(next_run_at=next_run_at, updated_at=now)
+            )
+
+    def claim_due(
+        self,
+        *,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        conn: Connection | None = None,
+    ) -> builtins.list[ClaimedSlot]:
+        """Claim up to `limit` due rows in one statement, oldest first.
+
+        Due: not paused, `next_run_at <= now`, and no live claim. PostgreSQL skips rows another
+        beat is claiming (FOR UPDATE SKIP LOCKED); SQLite serialises writers (BEGIN IMMEDIATE).
+        """
+        token = uuid.uuid4().hex
+        claimed_until = now + lease
+        due = (
+            select(_s.id)
+            .where(
+                _s.paused == false(),
+                _s.next_run_at <= now,
+                (_s.claimed_until.is_(None)) | (_s.claimed_until <= now),
+            )
+            .order_by(_s.next_run_at)
+            .limit(limit)
+        )
+        with transaction(self.engine, conn) as c:
+            if c.dialect.name == "postgresql":
+                due = due.with_for_update(skip_locked=True)
+            rows = c.execute(
+                update(producer_schedules)
+                .where(_s.id.in_(due.scalar_subquery()))
+                .values(claimed_until=claimed_until, claim_token=token)
+                .returning(_s.id, _s.workflow_id, _s.producer_name, _s.next_run_at)
+            ).all()
+            if not rows:
+                return []
+            names: dict[int, str] = {
+                row.id: row.name
+                for row in c.execute(
+                    select(workflows.c.id, workflows.c.name).where(
+                        workflows.c.id.in_({row.workflow_id for row in rows})
+                    )
+                )
+            }
+        slots = [
+            ClaimedSlot(
+                schedule_id=row.id,
+                workflow_id=row.workflow_id,
+                workflow_name=names[row.workflow_id],
+                producer_name=row.producer_name,
+                scheduled_for=row.next_run_at,
+                claim_token=token,
+                claimed_until=claimed_until,
+            )
+            for row in rows
+        ]
+        return sorted(slots, key=lambda slot: slot.scheduled_for)
+
+    def release_claims(
+        self, slots: builtins.list[ClaimedSlot], conn: Connection | None = None
+    ) -> int:
+        """Give back claims that were never sent, so the slots are due again at once."""
+        if not slots:
+            return 0
+        with transaction(self.engine, conn) as c:
+            result = c.execute(
+                update(producer_schedules)
+                .where(
+                    _s.id.in_([slot.schedule_id for slot in slots]),
+                    _s.claim_token == slots[0].claim_token,
+                )
+                .values(claimed_until=None, claim_token=None)
+            )
+        return result.rowcount
+
+    def next_wakeup(self, *, now: datetime, conn: Connection | None = None) -> datetime | None:
+        """The earliest instant a row can become due: a next run, or a live claim's expiry."""
+        with transaction(self.engine, conn) as c:
+            next_run = c.execute(
+                select(func.min(_s.next_run_at)).where(
+                    _s.paused == false(),
+                    _s.next_run_at.is_not(None),
+                    (_s.claimed_until.is_(None)) | (_s.claimed_until <= now),
+                )
+            ).scalar()
+            lease_end = c.execute(
+                select(func.min(_s.claimed_until)).where(
+                    _s.claimed_until.is_not(None), _s.claimed_until > now
+                )
+            ).scalar()
+        candidates = [moment for moment in (next_run, lease_end) if moment is not None]
+        return min(candidates) if candidates else None
+
+    def get_claimed(
+        self,
+        workflow_id: int,
+        producer_name: str,
+        claim_token: str,
+        conn: Connection | None = None,
+    ) -> ScheduleRecord | None:
+        """The row only if `claim_token` still holds its claim (the message is not stale)."""
+        with transaction(self.engine, conn) as c:
+            row = c.execute(
+                select(producer_schedules).where(
+                    _s.workflow_id == workflow_id,
+                    _s.producer_name == producer_name,
+                    _s.claim_token == claim_token,
+                )
+            ).first()
+        return _record(row) if row else None
+
+    def commit_slot(
+        self,
+        schedule_id: int,
+        claim_token: str,
+        outcome: SlotOutcome,
+        *,
+        now: datetime,
+        conn: Connection | None = None,
+    ) -> bool:
+        """Write a finished slot back, only if `claim_token` still holds the claim.
+
+        False means the claim was lost (lease expired and re-sent, or the schedule changed):
+        nothing is written, so a run never overwrites a newer schedule.
+        """
+        succeeded = outcome.status == "succeeded"
+        with transaction(self.engine, conn) as c:
+            result = c.execute(
+                update(producer_schedules)
+                .where(_s.id == schedule_id, _s.claim_token == claim_token)
+                .values(
+                    next_run_at=outcome.next_run_at,
+                    last_run_at=outcome.ran_at,
+                    last_status=outcome.status,
+                    consecutive_failures=0 if succeeded else _s.consecutive_failures + 1,
+                    state=outcome.state,
+                    claimed_until=None,
+                    claim_token=None,
+                    updated_at=now,
+                )
+            )
+        return result.rowcount == 1
+
+    def record_manual_run(
+        self,
+        schedule_id: int,
+        outcome: SlotOutcome,
+        *,
+        now: datetime,
+        conn: Connection | None = None,
+    ) -> None:
+        """Note a triggered run's result and state without touching the schedule or its claim."""
+        with transaction(self.engine, conn) as c:
+            c.execute(
+                update(producer_schedules)
+                .where(_s.id == schedule_id)
+                .values(
+                    last_run_at=outcome.ran_at,
+                    last_status=outcome.status,
+                    state=outcome.state,
+                    updated_at=now,
+                )
+            )
+
+
+def _record(row: Row[Any]) -> ScheduleRecord:
+    return ScheduleRecord(**row._asdict())

@@ -1,0 +1,134 @@
+"""The schema: workflows, their producers' schedules, and one row per run slot.
+
+Tables are SQLAlchemy Core objects because every access goes through the stores as explicit
+statements (upserts, claims, fenced updates); no ORM identity map sits between them and SQL.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+)
+
+from models.types import UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+WORKFLOW_STATUSES = ("active", "paused")
+SCHEDULE_TYPES = ("interval", "cron", "manual")
+RUN_STATUSES = ("running", "succeeded", "failed", "superseded", "skipped")
+
+workflows = Table(
+    "workflows",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(63), nullable=False, unique=True),
+    Column("status", String(16), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("definition", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("status IN ('active', 'paused')", name="status"),
+    CheckConstraint("version >= 1", name="version"),
+)
+
+producer_schedules = Table(
+    "producer_schedules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "workflow_id",
+        Integer,
+        ForeignKey("workflows.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("producer_name", String(63), nullable=False),
+    Column("run", String(200), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("timeout_seconds", Float, nullable=True),
+    Column("schedule_type", String(16), nullable=False),
+    Column("schedule_value", String(200), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("paused", Boolean, nullable=False, server_default=false()),
+    Column("next_run_at", UTCDateTime, nullable=True),
+    Column("claimed_until", UTCDateTime, nullable=True),
+    Column("claim_token", String(36), nullable=True),
+    Column("last_run_at", UTCDateTime, nullable=True),
+    Column("last_status", String(16), nullable=True),
+    Column("consecutive_failures", Integer, nullable=False, server_default="0"),
+    Column("state", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("workflow_id", "producer_name"),
+    CheckConstraint("schedule_type IN ('interval', 'cron', 'manual')", name="schedule_type"),
+)
+
+_can_be_due = ~producer_schedules.c.paused & producer_schedules.c.next_run_at.is_not(None)
+
+# The due query reads only rows that can be due: not paused and with a next run. A partial
+# index keeps its cost proportional to the due rows, not to every schedule in the table.
+Index(
+    "ix_producer_schedules_due",
+    producer_schedules.c.next_run_at,
+    postgresql_where=_can_be_due,
+    sqlite_where=_can_be_due,
+)
+
+producer_runs = Table(
+    "producer_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "workflow_id",
+        Integer,
+        ForeignKey("workflows.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("producer_name", String(63), nullable=False),
+    Column("scheduled_for", UTCDateTime, nullable=False),
+    Column("trigger", String(16), nullable=False),
+    Column("task_id", String(255), nullable=True),
+    Column("attempt", Integer, nullable=False, server_default="1"),
+    Column("status", String(16), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("duration_ms", Float, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("result", JSON, nullable=True),
+    # One row per slot: this is what makes committing a slot idempotent.
+    UniqueConstraint("workflow_id", "producer_name", "scheduled_for"),
+    CheckConstraint(
+        "status IN ('running', 'succeeded', 'failed', 'superseded', 'skipped')", name="status"
+    ),
+    CheckConstraint("trigger IN ('schedule', 'manual')", name="trigger"),
+)
+
+# Beat wakes when a live claim expires (its slot is then due again); only in-flight rows hold a
+# claim, so this index stays as small as the number of runs in flight.
+Index(
+    "ix_producer_schedules_claimed",
+    producer_schedules.c.claimed_until,
+    postgresql_where=producer_schedules.c.claimed_until.is_not(None),
+    sqlite_where=producer_schedules.c.claimed_until.is_not(None),
+)

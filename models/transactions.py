@@ -1,0 +1,33 @@
+"""Shared plumbing of the stores: optional caller transactions and dialect upserts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table
+from sqlalchemy.dialects import postgresql, sqlite
+
+
+@contextmanager
+def transaction(engine: Engine, conn: Connection | None) -> Iterator[Connection]:
+    """Use the caller's connection (and its transaction) if given, else a new transaction.
+
+    This is how callers group several store writes into one atomic unit.
+    """
+    if conn is not None:
+        yield conn
+        return
+    with engine.begin() as own:
+        yield own
+
+
+def insert_for(conn: Connection, table: Table) -> Any:
+    """An INSERT that supports ON CONFLICT on the connection's dialect."""
+    name = conn.dialect.name
+    if name == "postgresql":
+        return postgresql.insert(table)
+    if name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"drumline supports SQLite and PostgreSQL, not {name!r}")

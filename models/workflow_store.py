@@ -1,0 +1,132 @@
+"""Reads and writes of the `workflows` table."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, delete, select, update
+
+from models.records import JSONDict, WorkflowRecord
+from models.tables import workflows
+from models.transactions import insert_for, transaction
+
+
+class WorkflowStore:
+    """Workflow rows. `version` is bumped by every change and doubles as a fencing token."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def get(self, name: str, conn: Connection | None = None) -> WorkflowRecord | None:
+        with transaction(self.engine, conn) as c:
+            row = c.execute(select(workflows).where(workflows.c.name == name)).first()
+        return _record(row) if row else None
+
+    def get_by_id(self, workflow_id: int, conn: Connection | None = None) -> WorkflowRecord | None:
+        with transaction(self.engine, conn) as c:
+            row = c.execute(select(workflows).where(workflows.c.id == workflow_id)).first()
+        return _record(row) if row else None
+
+    def list(self, conn: Connection | None = None) -> list[WorkflowRecord]:
+        with transaction(self.engine, conn) as c:
+            rows = c.execute(select(workflows).order_by(workflows.c.name)).all()
+        return [_record(row) for row in rows]
+
+    def upsert(
+        self,
+        name: str,
+        definition: JSONDict,
+        *,
+        now: datetime,
+        status: str = "active",
+        conn: Connection | None = None,
+    ) -> WorkflowRecord:
+        """Create the workflow or replace its definition, bumping the version, in one statement."""
+        with transaction(self.engine, conn) as c:
+            stmt = insert_for(c, workflows).values(
+                name=name,
+                status=status,
+                version=1,
+                definition=definition,
+                created_at=now,
+                updated_at=now,
+            )
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[workflows.c.name],
+                set_={
+                    "definition": stmt.excluded.definition,
+                    "status": stmt.excluded.status,
+                    "version": workflows.c.version + 1,
+                    "updated_at": stmt.excluded.updated_at,
+                },
+            ).returning(*workflows.c)
+            return _record(c.execute(stmt).one())
+
+    def create(
+        self, name: str, definition: JSONDict, *, now: datetime, conn: Connection | None = None
+    ) -> WorkflowRecord | None:
+        """Insert a new workflow at version 1; None if the name was taken meanwhile."""
+        with transaction(self.engine, conn) as c:
+            stmt = (
+                insert_for(c, workflows)
+                .values(
+                    name=name,
+                    status="active",
+                    version=1,
+                    definition=definition,
+                    created_at=now,
+                    updated_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=[workflows.c.name])
+                .returning(*workflows.c)
+            )
+            row = c.execute(stmt).first()
+        return _record(row) if row else None
+
+    def update_fenced(
+        self,
+        workflow_id: int,
+        expected_version: int,
+        *,
+        now: datetime,
+        definition: JSONDict | None = None,
+        status: str | None = None,
+        conn: Connection | None = None,
+    ) -> WorkflowRecord | None:
+        """Apply a change only if the version is still `expected_version`; None if it moved."""
+        values: dict[str, Any] = {"version": workflows.c.version + 1, "updated_at": now}
+        if definition is not None:
+            values["definition"] = definition
+        if status is not None:
+            values["status"] = status
+        with transaction(self.engine, conn) as c:
+            row = c.execute(
+                update(workflows)
+                .where(workflows.c.id == workflow_id, workflows.c.version == expected_version)
+                .values(**values)
+                .returning(*workflows.c)
+            ).first()
+        return _record(row) if row else None
+
+    def delete(self, name: str, conn: Connection | None = None) -> bool:
+        """Delete a workflow; its schedules and runs go with it (ON DELETE CASCADE)."""
+        with transaction(self.engine, conn) as c:
+            result = c.execute(delete(workflows).where(workflows.c.name == name))
+        return result.rowcount > 0
+
+    def delete_fenced(
+        self, workflow_id: int, expected_version: int, conn: Connection | None = None
+    ) -> bool:
+        """Delete only if nobody changed the workflow since `expected_version` was read."""
+        with transaction(self.engine, conn) as c:
+            result = c.execute(
+                delete(workflows).where(
+                    workflows.c.id == workflow_id, workflows.c.version == expected_version
+                )
+            )
+        return result.rowcount > 0
+
+
+def _record(row: Row[Any]) -> WorkflowRecord:
+    return WorkflowRecord(**row._asdict())

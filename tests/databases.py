@@ -1,0 +1,59 @@
+"""Real databases for tests: SQLite files, and PostgreSQL from pgserver or DRUMLINE_TEST_POSTGRES_URL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+
+from models.db import make_engine
+
+
+def start_postgres(data_dir: Path) -> tuple[str, object | None]:
+    """The admin URL of a PostgreSQL server, and the pgserver handle keeping it alive."""
+    external = os.environ.get("DRUMLINE_TEST_POSTGRES_URL")
+    if external:
+        return _with_psycopg(external), None
+    import pgserver
+
+    server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    return _with_psycopg(server.get_uri()), server
+
+
+def _with_psycopg(url: str) -> str:
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+@contextmanager
+def fresh_postgres_database(admin_url: str) -> Iterator[str]:
+    """Create an empty database for one test and drop it afterwards."""
+    name = f"drumline_test_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+def table_dump(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every drumline table, for before/after comparisons."""
+    from models.tables import metadata
+
+    dump: dict[str, list[tuple[object, ...]]] = {}
+    with engine.connect() as conn:
+        for table in metadata.sorted_tables:
+            rows = conn.execute(table.select().order_by(*table.primary_key.columns)).all()
+            dump[table.name] = [tuple(row) for row in rows]
+    return dump

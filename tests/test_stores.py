@@ -1,0 +1,373 @@
+"""The stores against real SQLite and PostgreSQL (each test runs on both)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from models.records import ScheduleSpec, SlotOutcome
+from models.run_store import RunStore
+from models.schedule_store import ProducerScheduleStore
+from models.tables import producer_runs, producer_schedules
+from models.workflow_store import WorkflowStore
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def spec(workflow_id: int, name: str = "poll", **changes: object) -> ScheduleSpec:
+    values: dict[str, object] = {
+        "workflow_id": workflow_id,
+        "producer_name": name,
+        "run": "demo.noop",
+        "params": {"symbol": "EURUSD"},
+        "timeout_seconds": None,
+        "schedule_type": "interval",
+        "schedule_value": "30s",
+        "timezone": "UTC",
+        "next_run_at": NOW,
+    }
+    values.update(changes)
+    return ScheduleSpec(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def workflow_id(engine: Engine) -> int:
+    return WorkflowStore(engine).upsert("prices", {"name": "prices"}, now=NOW).id
+
+
+# --- workflows ---------------------------------------------------------------------------------
+
+
+def test_workflow_upsert_inserts_then_updates_and_bumps_version(engine: Engine) -> None:
+    store = WorkflowStore(engine)
+    first = store.upsert("prices", {"v": 1}, now=NOW)
+    assert (first.version, first.status, first.definition) == (1, "active", {"v": 1})
+    second = store.upsert("prices", {"v": 2}, now=NOW + timedelta(seconds=1))
+    assert second.id == first.id
+    assert (second.version, second.definition) == (2, {"v": 2})
+    assert second.created_at == NOW
+    assert second.updated_at == NOW + timedelta(seconds=1)
+    assert [w.name for w in store.list()] == ["prices"]
+
+
+def test_workflow_get_list_delete(engine: Engine) -> None:
+    store = WorkflowStore(engine)
+    assert store.get("missing") is None
+    created = store.upsert("b-flow", {}, now=NOW)
+    store.upsert("a-flow", {}, now=NOW)
+    assert store.get("b-flow") == created
+    assert store.get_by_id(created.id) == created
+    assert [w.name for w in store.list()] == ["a-flow", "b-flow"]
+    assert store.delete("b-flow") is True
+    assert store.delete("b-flow") is False
+    assert [w.name for w in store.list()] == ["a-flow"]
+
+
+def test_workflow_create_refuses_a_taken_name(engine: Engine) -> None:
+    store = WorkflowStore(engine)
+    assert store.create("prices", {}, now=NOW) is not None
+    assert store.create("prices", {"other": True}, now=NOW) is None
+    assert store.get("prices").definition == {}  # type: ignore[union-attr]
+
+
+def test_update_fenced_applies_only_at_the_expected_version(engine: Engine) -> None:
+    store = WorkflowStore(engine)
+    wf = store.upsert("prices", {}, now=NOW)
+    assert store.update_fenced(wf.id, wf.version + 1, now=NOW, status="paused") is None
+    assert store.get("prices").status == "active"  # type: ignore[union-attr]
+    updated = store.update_fenced(wf.id, wf.version, now=NOW, status="paused")
+    assert updated is not None
+    assert (updated.status, updated.version) == ("paused", wf.version + 1)
+    assert store.delete_fenced(wf.id, wf.version) is False
+    assert store.delete_fenced(wf.id, updated.version) is True
+
+
+def test_datetimes_come_back_aware_utc(engine: Engine) -> None:
+    store = WorkflowStore(engine)
+    berlin = timezone(timedelta(hours=1))
+    wf = store.upsert("prices", {}, now=datetime(2026, 3, 1, 13, 0, tzinfo=berlin))
+    assert wf.created_at == NOW
+    assert wf.created_at.tzinfo is UTC
+
+
+def test_naive_datetimes_are_refused(engine: Engine) -> None:
+    with pytest.raises(Exception, match="naive datetime"):
+        WorkflowStore(engine).upsert("prices", {}, now=datetime(2026, 3, 1))
+
+
+# --- schedules ---------------------------------------------------------------------------------
+
+
+def test_schedule_upsert_inserts_then_updates(engine: Engine, workflow_id: int) -> None:
+    store = ProducerScheduleStore(engine)
+    inserted = store.upsert(spec(workflow_id), now=NOW)
+    assert (inserted.schedule_value, inserted.next_run_at, inserted.state) == ("30s", NOW, {})
+    later = NOW + timedelta(minutes=5)
+    updated = store.upsert(spec(workflow_id, schedule_value="5m", next_run_at=later), now=later)
+    assert updated.id == inserted.id
+    assert (updated.schedule_value, updated.next_run_at) == ("5m", later)
+    assert updated.created_at == NOW
+    assert len(store.list(workflow_id)) == 1
+
+
+def test_schedule_upsert_keeps_state_and_clears_claim(engine: Engine, workflow_id: int) -> None:
+    store = ProducerScheduleStore(engine)
+    row = store.upsert(spec(workflow_id), now=NOW)
+    [slot] = store.claim_due(now=NOW, lease=timedelta(minutes=1), limit=10)
+    outcome = SlotOutcome("succeeded", NOW, NOW + timedelta(seconds=30), {"count": 3})
+    assert store.commit_slot(row.id, slot.claim_token, outcome, now=NOW)
+    store.claim_due(now=NOW + timedelta(seconds=30), lease=timedelta(minutes=1), limit=10)
+    assert store.get(workflow_id, "poll").claim_token is not None  # type: ignore[union-attr]
+    rewritten = store.upsert(spec(workflow_id, schedule_value="1m"), now=NOW)
+    assert rewritten.state == {"count": 3}
+    assert (rewritten.claim_token, rewritten.claimed_until) == (None, None)
+
+
+def test_schedule_get_list_delete(engine: Engine, workflow_id: int) -> None:
+    store = ProducerScheduleStore(engine)
+    store.upsert(spec(workflow_id, "b"), now=NOW)
+    store.upsert(spec(workflow_id, "a"), now=NOW)
+    other = WorkflowStore(engine).upsert("other", {}, now=NOW).id
+    store.upsert(spec(other, "c"), now=NOW)
+    assert store.get(workflow_id, "missing") is None
+    assert [s.producer_name for s in store.list(workflow_id)] == ["a", "b"]
+    assert len(store.list()) == 3
+    assert store.delete(workflow_id, "a") is True
+    assert store.delete(workflow_id, "a") is False
+    assert store.delete_for_workflow(workflow_id) == 1
+    assert [s.producer_name for s in store.list()] == ["c"]
+
+
+def test_update_config_leaves_schedule_and_next_run(engine: Engine, workflow_id: int) -> None:
+    store = ProducerScheduleStore(engine)
+    store.upsert(spec(workflow_id), now=NOW)
+    [slot] = store.claim_due(now=NOW, lease=timedelta(minutes=1), limit=10)
+    assert store.update_config(
+        workflow_id, "poll", run="demo.counter", params={"x": 1}, timeout_seconds=5.0, now=NOW
+    )
+    row = store.get(workflow_id, "poll")
+    assert row is not None
+    assert (row.run, row.params, row.timeout_seconds) == ("demo.counter", {"x": 1}, 5.0)
+    assert (row.next_run_at, row.claim_token) == (NOW, slot.claim_token)
+
+
+def test_deleting_a_workflow_cascades(engine: Engine, workflow_id: int) -> None:
+    ProducerScheduleStore(engine).upsert(spec(workflow_id), now=NOW)
+    RunStore(engine).begin(
+        workflow_id=workflow_id,
+        producer_name="poll",
+        scheduled_for=NOW,
+        trigger="schedule",
+        task_id="t1",
+        now=NOW,
+    )
+    assert WorkflowStore(engine).delete("prices")
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(producer_schedules)).scalar() == 0
+        assert conn.execute(select(func.count()).select_from(producer_runs)).scalar() == 0
+
+
+def test_concurrent_upserts_of_one_row_leave_exactly_one_row(
+    engine: Engine, workflow_id: int
+) -> None:
+    """8 threads x 200 upserts of the same (workflow, producer): no error, one row, a value written."""
+    store = ProducerScheduleStore(engine)
+    errors: list[BaseException] = []
+    written: set[str] = set()
+    barrier = threading.Barrier(8)
+
+    def hammer(thread: int) -> None:
+        barrier.wait()
+        for i in range(200):
+            value = f"{thread * 1000 + i + 1}s"
+            written.add(value)
+            try:
+                store.upsert(spec(workflow_id, schedule_value=value), now=NOW)
+            except BaseException as exc:  # noqa: BLE001 - every failure is the finding
+                errors.append(exc)
+
+    threads = [threading.Thread(target=hammer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    rows = store.list(workflow_id)
+    assert len(rows) == 1
+    assert rows[0].schedule_value in written
+
+
+def test_one_transaction_groups_writes_of_several_stores(engine: Engine) -> None:
+    workflows, schedules = WorkflowStore(engine), ProducerScheduleStore(engine)
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        wf = workflows.upsert("prices", {}, now=NOW, conn=conn)
+        schedules.upsert(spec(wf.id), now=NOW, conn=conn)
+        raise RuntimeError("abort")
+    assert workflows.list() == []
+    assert schedules.list() == []
+
+
+# --- claims and commits ------------------------------------------------------------------------
+
+
+def test_claim_due_takes_only_due_unpaused_unclaimed_rows(engine: Engine, workflow_id: int) -> None:
+    store = ProducerScheduleStore(engine)
+    store.upsert(spec(workflow_id, "late", next_run_at=NOW - timedelta(seconds=10)), now=NOW)
+    store.upsert(spec(workflow_id, "now", next_run_at=NOW), now=NOW)
+    store.upsert(spec(workflow_id, "future", next_run_at=NOW + timedelta(seconds=1)), now=NOW)
+    store.upsert(spec(workflow_id, "manual", schedule_type="manual", next_run_at=None), now=NOW)
+    paused = WorkflowStore(engine).upsert("paused-flow", {}, now=NOW).id
+    store.upsert(spec(paused, "p", paused=True, next_run_at=NOW - timedelta(hours=1)), now=NOW)
+    lease = timedelta(seconds=60)
+    slots = store.claim_due(now=NOW, lease=lease, limit=10)
+    assert [(s.producer_name, s.workflow_name) for s in slots] == [
+        ("late", "prices"),
+        ("now", "prices"),
+    ]
+    assert slots[0].scheduled_for == NOW - timedelta(seconds=10)
+    assert all(s.claimed_until == NOW + lease for s in slots)
+    assert store.claim_due(now=NOW, lease=lease, limit=10) == []
+    # An expired lease makes the slot due again, with a fresh token.
+    again = store.claim_due(now=NOW + lease, lease=lease, limit=10)
+    assert {s.producer_name for s in again} == {"late", "now", "future"}
+    assert {s.claim_token for s in again}.isdisjoint({s.claim_token for s in slots})
+
+
+def test_claim_due_respects_the_limit_oldest_first(engine: Engine, workflow_id: int) -> None:
+    store = ProducerScheduleStore(engine)
+    for n in range(5):
+        store.upsert(spec(workflow_id, f"p{n}", next_run_at=NOW - timedelta(seconds=n)), now=NOW)
+    first = store.claim_due(now=NOW, lease=timedelta(minutes=1), limit=2)
+    assert [s.producer_name for s in first] == ["p4", "p3"]
+    rest = store.claim_due(now=NOW, lease=timedelta(minutes=1), limit=10)
+    assert [s.producer_name for s in rest] == ["p2", "p1", "p0"]
+
+
+def test_concurrent_claims_never_hand_out_a_row_twice(engine: Engine, workflow_id: int) -> None:
+    store = ProducerScheduleStore(engine)
+    for n in range(200):
+        store.upsert(spec(workflow_id, f"p{n}"), now=NOW)
+    claimed: list[str] = []
+    lock = threading.Lock()
+
+    def claim() -> None:
+        while batch := store.claim_due(now=NOW, lease=timedelta(minutes=1), limit=7):
+            with lock:
+                claimed.extend(s.producer_name for s in batch)
+
+    threads = [threading.Thread(target=claim) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(claimed) == sorted(f"p{n}" for n in range(200))
+
+
+def test_commit_slot_only_with_the_live_token(engine: Engine, workflow_id: int) -> None:
+    store = ProducerScheduleStore(engine)
+    row = store.upsert(spec(workflow_id), now=NOW)
+    [slot] = store.claim_due(now=NOW, lease=timedelta(minutes=1), limit=10)
+    failed = SlotOutcome("failed", NOW, NOW + timedelta(seconds=30), {"n": 1})
+    assert store.commit_slot(row.id, "stale-token", failed, now=NOW) is False
+    assert store.get(workflow_id, "poll").next_run_at == NOW  # type: ignore[union-attr]
+    assert store.get_claimed(workflow_id, "poll", slot.claim_token) is not None
+    assert store.commit_slot(row.id, slot.claim_token, failed, now=NOW) is True
+    after = store.get(workflow_id, "poll")
+    assert after is not None
+    assert (after.next_run_at, after.last_status, after.consecutive_failures) == (
+        NOW + timedelta(seconds=30),
+        "failed",
+        1,
+    )
+    assert (after.claim_token, after.state) == (None, {"n": 1})
+    assert store.get_claimed(workflow_id, "poll", slot.claim_token) is None
+    assert store.commit_slot(row.id, slot.claim_token, failed, now=NOW) is False
+
+
+def test_failures_count_up_and_reset_after_success(engine: Engine, workflow_id: int) -> None:
+    store = ProducerScheduleStore(engine)
+    row = store.upsert(spec(workflow_id), now=NOW)
+    moment = NOW
+    for status, expected in [("failed", 1), ("failed", 2), ("succeeded", 0), ("failed", 1)]:
+        [slot] = store.claim_due(now=moment, lease=timedelta(minutes=1), limit=1)
+        moment += timedelta(seconds=30)
+        store.commit_slot(row.id, slot.claim_token, SlotOutcome(status, NOW, moment, {}), now=NOW)
+        assert store.get(workflow_id, "poll").consecutive_failures == expected  # type: ignore[union-attr]
+
+
+def test_release_claims_makes_slots_due_again(engine: Engine, workflow_id: int) -> None:
+    store = ProducerScheduleStore(engine)
+    store.upsert(spec(workflow_id), now=NOW)
+    slots = store.claim_due(now=NOW, lease=timedelta(minutes=1), limit=10)
+    assert store.release_claims(slots) == 1
+    assert len(store.claim_due(now=NOW, lease=timedelta(minutes=1), limit=10)) == 1
+
+
+def test_next_wakeup_sees_next_runs_and_lease_expiry(engine: Engine, workflow_id: int) -> None:
+    store = ProducerScheduleStore(engine)
+    assert store.next_wakeup(now=NOW) is None
+    store.upsert(spec(workflow_id, "a", next_run_at=NOW), now=NOW)
+    store.upsert(spec(workflow_id, "b", next_run_at=NOW + timedelta(hours=1)), now=NOW)
+    assert store.next_wakeup(now=NOW) == NOW
+    store.claim_due(now=NOW, lease=timedelta(seconds=90), limit=1)
+    assert store.next_wakeup(now=NOW) == NOW + timedelta(seconds=90)
+    store.set_paused(workflow_id, True, now=NOW)
+    assert store.next_wakeup(now=NOW) == NOW + timedelta(seconds=90)
+
+
+def test_set_paused_hides_rows_from_claims(engine: Engine, workflow_id: int) -> None:
+    store = ProducerScheduleStore(engine)
+    store.upsert(spec(workflow_id), now=NOW)
+    assert store.set_paused(workflow_id, True, now=NOW) == 1
+    assert store.claim_due(now=NOW, lease=timedelta(minutes=1), limit=10) == []
+    store.set_paused(workflow_id, False, now=NOW)
+    assert len(store.claim_due(now=NOW, lease=timedelta(minutes=1), limit=10)) == 1
+
+
+# --- runs --------------------------------------------------------------------------------------
+
+
+def test_run_begin_is_once_per_slot(engine: Engine, workflow_id: int) -> None:
+    runs = RunStore(engine)
+    slot = {"workflow_id": workflow_id, "producer_name": "poll", "scheduled_for": NOW}
+    first = runs.begin(**slot, trigger="schedule", task_id="t1", now=NOW)
+    assert first is not None
+    assert (first.status, first.attempt) == ("running", 1)
+    retaken = runs.begin(**slot, trigger="schedule", task_id="t2", now=NOW)
+    assert retaken is not None
+    assert (retaken.id, retaken.attempt, retaken.task_id) == (first.id, 2, "t2")
+    runs.finish(
+        first.id,
+        status="succeeded",
+        finished_at=NOW,
+        duration_ms=1.5,
+        error=None,
+        result={"ok": True},
+    )
+    assert runs.begin(**slot, trigger="schedule", task_id="t3", now=NOW) is None
+    done = runs.get_slot(workflow_id, "poll", NOW)
+    assert done is not None
+    assert (done.status, done.result, done.task_id) == ("succeeded", {"ok": True}, "t2")
+
+
+def test_run_list_newest_first_with_filters(engine: Engine, workflow_id: int) -> None:
+    runs = RunStore(engine)
+    for n in range(3):
+        for producer in ("a", "b"):
+            runs.begin(
+                workflow_id=workflow_id,
+                producer_name=producer,
+                scheduled_for=NOW + timedelta(seconds=n),
+                trigger="schedule",
+                task_id=None,
+                now=NOW,
+            )
+    assert len(runs.list(workflow_id)) == 6
+    only_a = runs.list(workflow_id, producer_name="a", limit=2)
+    assert [(r.producer_name, r.scheduled_for) for r in only_a] == [
+        ("a", NOW + timedelta(seconds=2)),
+        ("a", NOW + timedelta(seconds=1)),
+    ]
