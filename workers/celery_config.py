@@ -1,0 +1,66 @@
+"""Celery configuration derived from drumline's settings."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+from kombu.entity import Exchange, Queue
+
+from workers.settings import Settings
+
+LIFECYCLE_QUEUE = "lifecycle"
+PRODUCERS_QUEUE = "producers"
+LIFECYCLE_TASKS = (
+    "drumline.deploy_workflow",
+    "drumline.pause_workflow",
+    "drumline.resume_workflow",
+    "drumline.delete_workflow",
+)
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """The Celery settings drumline's guarantees rely on; see the README's "Guarantees"."""
+    visibility = int(settings.visibility_timeout.total_seconds())
+    config: dict[str, Any] = {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.result_backend,
+        # JSON only: a pickle payload from the broker would be code execution.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "event_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        # A message is acknowledged after its run, and given back if the worker dies mid-run.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        # One visibility timeout, wherever Celery reads it, longer than any hard time limit.
+        "broker_transport_options": {"visibility_timeout": visibility},
+        "result_backend_transport_options": {"visibility_timeout": visibility},
+        "visibility_timeout": visibility,
+        # Events on, so Flower shows every run.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_track_started": True,
+        "result_expires": 24 * 3600,
+        "broker_connection_retry_on_startup": True,
+        "task_queues": (
+            Queue(LIFECYCLE_QUEUE, Exchange(LIFECYCLE_QUEUE), routing_key=LIFECYCLE_QUEUE),
+            Queue(PRODUCERS_QUEUE, Exchange(PRODUCERS_QUEUE), routing_key=PRODUCERS_QUEUE),
+        ),
+        "task_default_queue": PRODUCERS_QUEUE,
+        "task_routes": {name: {"queue": LIFECYCLE_QUEUE} for name in LIFECYCLE_TASKS},
+        "beat_scheduler": "beat.scheduler:ProducerScheduler",
+        "beat_max_loop_interval": settings.beat_max_interval.total_seconds(),
+        # Read by the beat scheduler, which never imports workers/.
+        "drumline_database_url": settings.database_url,
+        "drumline_lease_seconds": settings.lease.total_seconds(),
+        "drumline_beat_batch": settings.beat_batch,
+        "drumline_beat_max_interval": settings.beat_max_interval.total_seconds(),
+    }
+    if settings.broker_url.startswith("rediss://"):
+        config["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    if settings.result_backend.startswith("rediss://"):
+        config["redis_backend_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    return config

@@ -1,0 +1,101 @@
+"""drumline's settings, read from `DRUMLINE_*` environment variables in this one place.
+
+Everything below `workers/` receives them as parameters; `models` and `beat` never read the
+environment. A bad value stops the process with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from models.db import DEFAULT_DATA_DIR, default_database_url
+
+
+class SettingsError(ValueError):
+    """A DRUMLINE_* variable holds a value drumline cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    broker_url: str
+    database_url: str
+    lock_redis_url: str
+    result_backend: str
+    producer_modules: tuple[str, ...] = ()
+    lease: timedelta = timedelta(minutes=5)
+    default_timeout: timedelta = timedelta(minutes=1)
+    lock_timeout: timedelta = timedelta(seconds=60)
+    lock_wait: timedelta = timedelta(seconds=10)
+    beat_batch: int = 500
+    beat_max_interval: timedelta = timedelta(seconds=1)
+
+    @property
+    def visibility_timeout(self) -> timedelta:
+        """How long Redis keeps an unacknowledged message before giving it to another worker.
+
+        Longer than the lease (and so than any run's hard time limit): a message is only
+        redelivered once its run cannot still be going.
+        """
+        return self.lease * 2
+
+    @property
+    def max_timeout(self) -> timedelta:
+        """The longest per-run time limit a producer may ask for: well inside the lease."""
+        return self.lease * 0.8
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        data_dir = Path(env.get("DRUMLINE_DATA_DIR", str(DEFAULT_DATA_DIR)))
+        broker = env.get("DRUMLINE_BROKER_URL", "redis://127.0.0.1:6379/0")
+        _check_redis_url("DRUMLINE_BROKER_URL", broker)
+        lock_url = env.get("DRUMLINE_REDIS_URL", broker)
+        _check_redis_url("DRUMLINE_REDIS_URL", lock_url)
+        settings = cls(
+            broker_url=broker,
+            database_url=env.get("DRUMLINE_DATABASE_URL", default_database_url(data_dir)),
+            lock_redis_url=lock_url,
+            result_backend=env.get("DRUMLINE_RESULT_BACKEND", broker),
+            producer_modules=tuple(
+                m.strip() for m in env.get("DRUMLINE_PRODUCER_MODULES", "").split(",") if m.strip()
+            ),
+            lease=_seconds(env, "DRUMLINE_LEASE_SECONDS", 300, minimum=2),
+            default_timeout=_seconds(env, "DRUMLINE_PRODUCER_TIMEOUT_SECONDS", 60, minimum=1),
+            lock_timeout=_seconds(env, "DRUMLINE_LOCK_TIMEOUT_SECONDS", 60, minimum=1),
+            lock_wait=_seconds(env, "DRUMLINE_LOCK_WAIT_SECONDS", 10, minimum=0),
+            beat_batch=int(_number(env, "DRUMLINE_BEAT_BATCH", 500, minimum=1)),
+            beat_max_interval=_seconds(env, "DRUMLINE_BEAT_MAX_INTERVAL_SECONDS", 1, minimum=0.01),
+        )
+        if settings.default_timeout > settings.max_timeout:
+            raise SettingsError(
+                f"DRUMLINE_PRODUCER_TIMEOUT_SECONDS ({settings.default_timeout.total_seconds():g})"
+                f" must be at most 80% of DRUMLINE_LEASE_SECONDS "
+                f"({settings.lease.total_seconds():g}), so a run ends before its claim expires"
+            )
+        return settings
+
+
+def _check_redis_url(name: str, url: str) -> None:
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError(f"{name} must be a redis://, rediss:// or unix:// URL")
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not value >= minimum:
+        raise SettingsError(f"{name}={raw!r} must be at least {minimum:g}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> timedelta:
+    return timedelta(seconds=_number(env, name, default, minimum=minimum))
