@@ -58,6 +58,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "drumline_lease_seconds": settings.lease.total_seconds(),
         "drumline_beat_batch": settings.beat_batch,
         "drumline_beat_max_interval": settings.beat_max_interval.total_seconds(),
+        "drumline_test_crash_after_claim": settings.test_crash_after_claim,
     }
     if settings.broker_url.startswith("rediss://"):
         config["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}

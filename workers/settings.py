@@ -32,6 +32,8 @@ class Settings:
     lock_wait: timedelta = timedelta(seconds=10)
     beat_batch: int = 500
     beat_max_interval: timedelta = timedelta(seconds=1)
+    celery_config_module: str | None = None
+    test_crash_after_claim: bool = False
 
     @property
     def visibility_timeout(self) -> timedelta:
@@ -69,6 +71,9 @@ class Settings:
             lock_wait=_seconds(env, "DRUMLINE_LOCK_WAIT_SECONDS", 10, minimum=0),
             beat_batch=int(_number(env, "DRUMLINE_BEAT_BATCH", 500, minimum=1)),
             beat_max_interval=_seconds(env, "DRUMLINE_BEAT_MAX_INTERVAL_SECONDS", 1, minimum=0.01),
+            celery_config_module=env.get("DRUMLINE_CELERY_CONFIG_MODULE") or None,
+            # Test hook only: beat kills itself between claiming and sending a batch.
+            test_crash_after_claim=env.get("DRUMLINE_TEST_CRASH_AFTER_CLAIM") == "1",
         )
         if settings.default_timeout > settings.max_timeout:
             raise SettingsError(

@@ -1,0 +1,269 @@
+"""The worker run path, in-process, against real SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+
+from models.records import ScheduleSpec
+from models.run_store import RunStore
+from models.schedule_store import ProducerScheduleStore
+from models.workflow_store import WorkflowStore
+from workers.registry import ProducerContext, ProducerResult, producer
+from workers.runner import Slot, SlotRunner
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+LEASE = timedelta(seconds=60)
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@producer("test.record")
+def record_producer(context: ProducerContext) -> ProducerResult:
+    seen = [*context.state.get("seen", []), context.scheduled_for.isoformat()]
+    return ProducerResult(result={"n": len(seen)}, state={"seen": seen})
+
+
+_during_run: list[Any] = []
+
+
+@producer("test.during_run")
+def during_run_producer(context: ProducerContext) -> None:
+    """Runs whatever the test put in `_during_run`, as if it happened while the run was busy."""
+    for action in _during_run:
+        action()
+
+
+@producer("test.unserialisable")
+def unserialisable_producer(context: ProducerContext) -> Any:
+    return object()
+
+
+class Harness:
+    def __init__(self, engine: Engine, run: str = "demo.counter", **spec: Any) -> None:
+        self.engine = engine
+        self.clock = Clock(T0)
+        self.workflow = WorkflowStore(engine).upsert("prices", {}, now=T0)
+        self.schedules = ProducerScheduleStore(engine)
+        self.runs = RunStore(engine)
+        values: dict[str, Any] = {
+            "workflow_id": self.workflow.id,
+            "producer_name": "poll",
+            "run": run,
+            "params": {},
+            "timeout_seconds": None,
+            "schedule_type": "interval",
+            "schedule_value": "30s",
+            "timezone": "UTC",
+            "next_run_at": T0,
+        }
+        values.update(spec)
+        self.row = self.schedules.upsert(ScheduleSpec(**values), now=T0)
+        self.runner = SlotRunner(
+            engine,
+            max_timeout=timedelta(seconds=2),
+            default_timeout=timedelta(seconds=1),
+            clock=self.clock,
+        )
+
+    def claim(self) -> Slot:
+        [claimed] = self.schedules.claim_due(now=self.clock(), lease=LEASE, limit=1)
+        return Slot(
+            workflow_id=claimed.workflow_id,
+            workflow=claimed.workflow_name,
+            producer=claimed.producer_name,
+            scheduled_for=claimed.scheduled_for,
+            claim_token=claimed.claim_token,
+            task_id="task-1",
+        )
+
+    def schedule(self) -> Any:
+        return self.schedules.get(self.workflow.id, "poll")
+
+
+def test_a_run_commits_next_run_state_and_run_row(engine: Engine) -> None:
+    h = Harness(engine)
+    h.clock.now = T0 + timedelta(seconds=2)
+    summary = h.runner.run(h.claim())
+    assert summary["status"] == "succeeded"
+    row = h.schedule()
+    assert row.next_run_at == T0 + timedelta(seconds=30)
+    assert (row.last_status, row.state, row.claim_token) == ("succeeded", {"count": 1}, None)
+    [run] = h.runs.list(h.workflow.id)
+    assert (run.scheduled_for, run.status, run.result, run.attempt) == (
+        T0,
+        "succeeded",
+        {"count": 1},
+        1,
+    )
+    assert run.finished_at is not None
+
+
+def test_a_late_run_skips_to_the_next_slot_on_its_grid(engine: Engine) -> None:
+    h = Harness(engine)
+    h.clock.now = T0 + timedelta(seconds=95)
+    h.runner.run(h.claim())
+    assert h.schedule().next_run_at == T0 + timedelta(seconds=120)
+
+
+def test_state_is_carried_from_run_to_run(engine: Engine) -> None:
+    h = Harness(engine, run="test.record")
+    for n in range(3):
+        h.clock.now = T0 + timedelta(seconds=30 * n)
+        h.runner.run(h.claim())
+    assert h.schedule().state == {
+        "seen": [(T0 + timedelta(seconds=30 * n)).isoformat() for n in range(3)]
+    }
+
+
+def test_a_stale_token_runs_nothing(engine: Engine) -> None:
+    h = Harness(engine)
+    slot = h.claim()
+    h.clock.now = T0 + LEASE
+    fresh = h.claim()  # the lease expired and the slot was claimed again
+    assert fresh.claim_token != slot.claim_token
+    assert h.runner.run(slot)["status"].startswith("skipped: stale")
+    assert h.runs.list(h.workflow.id) == []
+    assert h.runner.run(fresh)["status"] == "succeeded"
+    assert h.runner.run(fresh)["status"].startswith("skipped: stale")
+    assert len(h.runs.list(h.workflow.id)) == 1
+
+
+def test_a_schedule_change_mid_run_supersedes_the_run(engine: Engine) -> None:
+    h = Harness(engine)
+    slot = h.claim()
+    new_next = T0 + timedelta(minutes=10)
+
+    def redeploy() -> None:
+        h.schedules.upsert(
+            ScheduleSpec(
+                workflow_id=h.workflow.id,
+                producer_name="poll",
+                run="test.during_run",
+                params={},
+                timeout_seconds=None,
+                schedule_type="interval",
+                schedule_value="10m",
+                timezone="UTC",
+                next_run_at=new_next,
+            ),
+            now=T0,
+        )
+
+    h.schedules.update_config(
+        h.workflow.id, "poll", run="test.during_run", params={}, timeout_seconds=None, now=T0
+    )
+    _during_run[:] = [redeploy]
+    try:
+        assert h.runner.run(slot)["status"] == "superseded"
+    finally:
+        _during_run.clear()
+    row = h.schedule()
+    assert (row.next_run_at, row.schedule_value, row.last_status) == (new_next, "10m", None)
+    [run] = h.runs.list(h.workflow.id)
+    assert run.status == "superseded"
+
+
+def test_a_failing_producer_advances_and_counts_failures(engine: Engine) -> None:
+    h = Harness(engine, run="demo.fail", params={"message": "exchange down"})
+    for n in (1, 2):
+        h.clock.now = T0 + timedelta(seconds=30 * (n - 1))
+        assert h.runner.run(h.claim())["status"] == "failed"
+        row = h.schedule()
+        assert row.consecutive_failures == n
+        assert row.next_run_at == T0 + timedelta(seconds=30 * n)
+    [latest, _] = h.runs.list(h.workflow.id)
+    assert latest.status == "failed"
+    assert "exchange down" in (latest.error or "")
+    h.schedules.update_config(
+        h.workflow.id, "poll", run="demo.noop", params={}, timeout_seconds=None, now=T0
+    )
+    h.clock.now = T0 + timedelta(seconds=60)
+    h.runner.run(h.claim())
+    assert h.schedule().consecutive_failures == 0
+
+
+def test_a_producer_past_its_time_limit_fails_and_moves_on(engine: Engine) -> None:
+    h = Harness(engine, run="demo.sleep", params={"seconds": 5}, timeout_seconds=0.3)
+    summary = h.runner.run(h.claim())
+    assert summary["status"] == "failed"
+    assert summary["duration_ms"] < 2000
+    [run] = h.runs.list(h.workflow.id)
+    assert "timed out after 0.3s" in (run.error or "")
+    assert h.schedule().next_run_at == T0 + timedelta(seconds=30)
+
+
+def test_an_unserialisable_result_is_a_failure(engine: Engine) -> None:
+    h = Harness(engine, run="test.unserialisable")
+    assert h.runner.run(h.claim())["status"] == "failed"
+    [run] = h.runs.list(h.workflow.id)
+    assert "not JSON serializable" in (run.error or "")
+
+
+def test_a_finished_slot_is_not_run_again(engine: Engine) -> None:
+    h = Harness(engine)
+    slot = h.claim()
+    h.runner.run(slot)
+    # Force the row back to the finished slot with a live claim, as if a commit had been lost.
+    h.schedules.set_next_run(h.row.id, T0, now=T0)
+    again = h.claim()
+    assert h.runner.run(again)["status"] == "skipped: slot already finished"
+    row = h.schedule()
+    assert (row.next_run_at, row.claim_token, row.state) == (
+        T0 + timedelta(seconds=30),
+        None,
+        {"count": 1},
+    )
+    assert len(h.runs.list(h.workflow.id)) == 1
+
+
+def test_a_retried_message_takes_over_a_slot_whose_worker_died(engine: Engine) -> None:
+    h = Harness(engine)
+    slot = h.claim()
+    h.runs.begin(
+        workflow_id=h.workflow.id,
+        producer_name="poll",
+        scheduled_for=T0,
+        trigger="schedule",
+        task_id="task-1",
+        now=T0,
+    )
+    assert h.runner.run(slot)["status"] == "succeeded"
+    [run] = h.runs.list(h.workflow.id)
+    assert (run.attempt, run.status) == (2, "succeeded")
+
+
+def test_a_manual_trigger_keeps_the_next_run(engine: Engine) -> None:
+    h = Harness(engine, schedule_type="manual", schedule_value="", next_run_at=None)
+    moment = T0 + timedelta(seconds=7)
+    slot = Slot(h.workflow.id, "prices", "poll", moment, None, "manual-1")
+    assert h.runner.run(slot)["status"] == "succeeded"
+    row = h.schedule()
+    assert (row.next_run_at, row.last_status, row.state) == (None, "succeeded", {"count": 1})
+    [run] = h.runs.list(h.workflow.id)
+    assert (run.trigger, run.scheduled_for) == ("manual", moment)
+
+
+def test_a_slot_of_a_deleted_producer_is_skipped(engine: Engine) -> None:
+    h = Harness(engine)
+    slot = h.claim()
+    h.schedules.delete(h.workflow.id, "poll")
+    assert h.runner.run(slot)["status"].startswith("skipped")
+    manual = Slot(h.workflow.id, "prices", "poll", T0, None, "manual-1")
+    assert h.runner.run(manual)["status"].startswith("skipped")
+
+
+def test_a_time_limit_above_the_cap_is_capped(engine: Engine) -> None:
+    h = Harness(engine, run="demo.sleep", params={"seconds": 5}, timeout_seconds=100.0)
+    summary = h.runner.run(h.claim())
+    assert summary["status"] == "failed"
+    [run] = h.runs.list(h.workflow.id)
+    assert "timed out after 2s" in (run.error or "")

@@ -1,0 +1,59 @@
+"""`drumline.run_producer`: the task beat sends for every due slot (and `drumline trigger`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from celery import Task
+
+from workers.app import app, settings
+from workers.celery_config import PRODUCERS_QUEUE
+from workers.resources import resources
+from workers.runner import Slot, SlotRunner, utc_now
+
+RUN_PRODUCER = "drumline.run_producer"
+
+
+@app.task(
+    name=RUN_PRODUCER,
+    bind=True,
+    queue=PRODUCERS_QUEUE,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    # The producer's own limit (an alarm inside the run) ends it first and records the failure;
+    # this hard limit is the backstop, still inside the lease so no re-send can overlap it.
+    time_limit=settings.lease.total_seconds() * 0.9,
+    # Runs are recorded in the database; keeping a result per run would only fill Redis.
+    ignore_result=True,
+)
+def run_producer(
+    self: Task,
+    workflow_id: int,
+    workflow: str,
+    producer: str,
+    scheduled_for: str,
+    claim_token: str | None = None,
+) -> dict[str, Any]:
+    slot = Slot(
+        workflow_id=int(workflow_id),
+        workflow=workflow,
+        producer=producer,
+        scheduled_for=_parse_instant(scheduled_for),
+        claim_token=claim_token,
+        task_id=self.request.id,
+    )
+    runner = SlotRunner(
+        resources.engine(settings.database_url),
+        max_timeout=settings.max_timeout,
+        default_timeout=settings.default_timeout,
+        clock=utc_now,
+    )
+    return runner.run(slot)
+
+
+def _parse_instant(text: str) -> datetime:
+    instant = datetime.fromisoformat(text)
+    if instant.tzinfo is None:
+        raise ValueError(f"scheduled_for {text!r} has no time zone")
+    return instant

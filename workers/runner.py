@@ -1,0 +1,251 @@
+"""The worker's run path: take a slot, run its producer, commit the outcome once.
+
+1. One transaction checks that the message's claim token still holds the slot and records the
+   run row (unique per slot). A stale message, or a slot that already finished, runs nothing.
+2. The producer runs under its time limit, outside any transaction.
+3. One transaction finishes the run row and writes the schedule (next run, last status,
+   failures, state) only `WHERE claim_token = :token`. If the claim was lost meanwhile
+   (lease expired and re-sent, or the schedule was changed), the schedule is left alone and
+   the run is marked `superseded`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+
+from beat.schedules import schedule_from_row
+from models.records import RunRecord, ScheduleRecord, SlotOutcome
+from models.run_store import RunStore
+from models.schedule_store import ProducerScheduleStore
+from workers.registry import ProducerContext, ProducerResult, get_producer
+from workers.time_limit import time_limit
+
+logger = logging.getLogger("drumline.run")
+MAX_ERROR_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class Slot:
+    """What a run_producer message names: one producer at one scheduled instant."""
+
+    workflow_id: int
+    workflow: str
+    producer: str
+    scheduled_for: datetime
+    claim_token: str | None
+    task_id: str | None
+
+    @property
+    def trigger(self) -> str:
+        return "schedule" if self.claim_token else "manual"
+
+    @property
+    def label(self) -> str:
+        return f"{self.workflow}.{self.producer}@{self.scheduled_for.isoformat()}"
+
+
+@dataclass(frozen=True)
+class Execution:
+    status: str
+    result: Any
+    state: dict[str, Any]
+    error: str | None
+    duration_ms: float
+
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SlotRunner:
+    """Runs slots against one database; one instance per worker process."""
+
+    def __init__(
+        self, engine: Engine, *, max_timeout: timedelta, default_timeout: timedelta, clock: Clock
+    ) -> None:
+        self.engine = engine
+        self.schedules = ProducerScheduleStore(engine)
+        self.runs = RunStore(engine)
+        self.max_timeout = max_timeout
+        self.default_timeout = default_timeout
+        self.clock = clock
+
+    def run(self, slot: Slot) -> dict[str, Any]:
+        """Run one slot; returns a summary for the task result (and Flower)."""
+        started = self._start(slot)
+        if isinstance(started, str):
+            logger.info("%s %s: not run", slot.label, started)
+            return {"slot": slot.label, "status": started}
+        schedule, run = started
+        execution = self._execute(slot, schedule)
+        status = self._commit(slot, schedule, run, execution)
+        logger.info(
+            "%s %s in %.1f ms (workflow=%s producer=%s attempt=%d)%s",
+            slot.label,
+            status,
+            execution.duration_ms,
+            slot.workflow,
+            slot.producer,
+            run.attempt,
+            f": {execution.error.splitlines()[-1]}" if execution.error else "",
+        )
+        return {
+            "slot": slot.label,
+            "status": status,
+            "duration_ms": round(execution.duration_ms, 3),
+            "result": execution.result,
+        }
+
+    def _start(self, slot: Slot) -> tuple[ScheduleRecord, RunRecord] | str:
+        """Check the claim and record the run row, in one transaction."""
+        with self.engine.begin() as conn:
+            if slot.claim_token is None:
+                schedule = self.schedules.get(slot.workflow_id, slot.producer, conn=conn)
+                if schedule is None:
+                    return "skipped: producer no longer exists"
+            else:
+                schedule = self.schedules.get_claimed(
+                    slot.workflow_id, slot.producer, slot.claim_token, conn=conn
+                )
+                if schedule is None:
+                    return "skipped: stale message (claim no longer held)"
+            run = self.runs.begin(
+                workflow_id=slot.workflow_id,
+                producer_name=slot.producer,
+                scheduled_for=slot.scheduled_for,
+                trigger=slot.trigger,
+                task_id=slot.task_id,
+                now=self.clock(),
+                conn=conn,
+            )
+            if run is None:
+                if slot.claim_token is not None:
+                    self._advance_finished_slot(slot, schedule, conn)
+                return "skipped: slot already finished"
+        return schedule, run
+
+    def _advance_finished_slot(self, slot: Slot, schedule: ScheduleRecord, conn: Any) -> None:
+        """A slot that finished but still holds a claim moves on instead of being retried."""
+        assert slot.claim_token is not None
+        outcome = SlotOutcome(
+            status=schedule.last_status or "skipped",
+            ran_at=schedule.last_run_at or slot.scheduled_for,
+            next_run_at=self._next_run(schedule, slot.scheduled_for),
+            state=schedule.state,
+        )
+        self.schedules.commit_slot(
+            schedule.id, slot.claim_token, outcome, now=self.clock(), conn=conn
+        )
+
+    def _execute(self, slot: Slot, schedule: ScheduleRecord) -> Execution:
+        timeout = self._timeout(schedule)
+        context = ProducerContext(
+            workflow=slot.workflow,
+            producer=slot.producer,
+            scheduled_for=slot.scheduled_for,
+            trigger=slot.trigger,
+            params=schedule.params,
+            state=dict(schedule.state),
+            logger=logging.getLogger(f"drumline.producer.{slot.workflow}.{slot.producer}"),
+        )
+        began = time.perf_counter()
+        try:
+            function = get_producer(schedule.run)
+            with time_limit(timeout.total_seconds()):
+                returned = function(context)
+            result, state = _unpack(returned, schedule.state)
+            json.dumps([result, state])
+        except Exception as exc:  # any producer failure is recorded, not raised
+            return Execution(
+                status="failed",
+                result=None,
+                state=schedule.state,
+                error=_error_text(exc),
+                duration_ms=(time.perf_counter() - began) * 1000,
+            )
+        return Execution(
+            status="succeeded",
+            result=result,
+            state=state,
+            error=None,
+            duration_ms=(time.perf_counter() - began) * 1000,
+        )
+
+    def _commit(
+        self, slot: Slot, schedule: ScheduleRecord, run: RunRecord, execution: Execution
+    ) -> str:
+        """Finish the run row and write the schedule back, in one transaction."""
+        now = self.clock()
+        outcome = SlotOutcome(
+            status=execution.status,
+            ran_at=run.started_at,
+            next_run_at=self._next_run(schedule, slot.scheduled_for),
+            state=execution.state,
+        )
+        with self.engine.begin() as conn:
+            if slot.claim_token is None:
+                self.schedules.record_manual_run(schedule.id, outcome, now=now, conn=conn)
+                status = execution.status
+            elif self.schedules.commit_slot(
+                schedule.id, slot.claim_token, outcome, now=now, conn=conn
+            ):
+                status = execution.status
+            else:
+                status = "superseded"
+            self.runs.finish(
+                run.id,
+                status=status,
+                finished_at=now,
+                duration_ms=execution.duration_ms,
+                error=execution.error,
+                result=execution.result,
+                conn=conn,
+            )
+        return status
+
+    def _next_run(self, schedule: ScheduleRecord, scheduled_for: datetime) -> datetime | None:
+        """The next slot after max(scheduled_for, now), on the producer's grid."""
+        if schedule.schedule_type == "manual":
+            return None
+        compiled = schedule_from_row(
+            schedule.schedule_type, schedule.schedule_value, schedule.timezone
+        )
+        return compiled.next_after(max(scheduled_for, self.clock()), anchor=scheduled_for)
+
+    def _timeout(self, schedule: ScheduleRecord) -> timedelta:
+        if schedule.timeout_seconds is None:
+            return self.default_timeout
+        asked = timedelta(seconds=schedule.timeout_seconds)
+        if asked > self.max_timeout:
+            logger.warning(
+                "producer %s asks for a %gs time limit; capped at %gs (80%% of the lease)",
+                schedule.producer_name,
+                asked.total_seconds(),
+                self.max_timeout.total_seconds(),
+            )
+            return self.max_timeout
+        return asked
+
+
+def _unpack(returned: Any, previous_state: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """A producer returns a ProducerResult, or a bare result (state unchanged), or None."""
+    if isinstance(returned, ProducerResult):
+        return returned.result, previous_state if returned.state is None else returned.state
+    return returned, previous_state
+
+
+def _error_text(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception(exc))
+    return text[-MAX_ERROR_CHARS:]
