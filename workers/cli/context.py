@@ -1,0 +1,57 @@
+"""What every CLI command needs: settings, the database, a Celery client, and output helpers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from typing import Any
+
+import click
+from celery import Celery
+from sqlalchemy import Engine
+
+from models.db import make_engine
+from workers.app import create_app
+from workers.settings import Settings, SettingsError
+
+
+@dataclass
+class CliContext:
+    """Lazily opened resources, so `drumline validate` needs neither Redis nor a database."""
+
+    @cached_property
+    def settings(self) -> Settings:
+        try:
+            return Settings.from_env()
+        except SettingsError as exc:
+            raise click.UsageError(str(exc)) from None
+
+    @cached_property
+    def engine(self) -> Engine:
+        return make_engine(self.settings.database_url)
+
+    @cached_property
+    def celery(self) -> Celery:
+        return create_app(self.settings)
+
+
+pass_context = click.make_pass_decorator(CliContext, ensure=True)
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=_json_default))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def when(moment: datetime | None, never: str = "-") -> str:
+    """A UTC instant for tables: seconds precision, explicit zone."""
+    if moment is None:
+        return never
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ")

@@ -1,0 +1,110 @@
+"""`drumline deploy | pause | resume | delete`: every change goes through a lifecycle task."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from models.definitions import DefinitionError, load_definition_files
+from workers.cli.context import CliContext, pass_context, print_json
+from workers.cli.tasks_client import enqueue, wait_for
+
+wait_option = click.option(
+    "--wait/--no-wait", default=True, show_default=True, help="Wait for the workers' answer."
+)
+timeout_option = click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for the answer.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@wait_option
+@timeout_option
+@json_option
+@pass_context
+def deploy(
+    ctx: CliContext, files: tuple[Path, ...], wait: bool, timeout: float, as_json: bool
+) -> None:
+    """Create or update workflows from definition FILES (YAML or JSON)."""
+    try:
+        definitions = load_definition_files(files)
+    except DefinitionError as error:
+        for problem in error.problems:
+            click.echo(f"{problem.file}: {problem.path}: {problem.message}", err=True)
+        sys.exit(1)
+    pending = [
+        (
+            definition.name,
+            enqueue(ctx, "drumline.deploy_workflow", definition.model_dump(mode="json")),
+        )
+        for definition in definitions
+    ]
+    _report(pending, wait, timeout, as_json)
+
+
+def _name_command(task: str, verb: str) -> click.Command:
+    @click.command(name=verb, help=f"{verb.capitalize()} the workflow NAME.")
+    @click.argument("name")
+    @wait_option
+    @timeout_option
+    @json_option
+    @pass_context
+    def command(ctx: CliContext, name: str, wait: bool, timeout: float, as_json: bool) -> None:
+        _report([(name, enqueue(ctx, task, name))], wait, timeout, as_json)
+
+    return command
+
+
+pause = _name_command("drumline.pause_workflow", "pause")
+resume = _name_command("drumline.resume_workflow", "resume")
+delete = _name_command("drumline.delete_workflow", "delete")
+
+
+def _report(pending: list[tuple[str, Any]], wait: bool, timeout: float, as_json: bool) -> None:
+    """Print each task's summary (or its id with --no-wait); exit 1 if any failed."""
+    if not wait:
+        for name, result in pending:
+            click.echo(f"{name}: enqueued as task {result.id}")
+        return
+    failed = False
+    report: list[dict[str, Any]] = []
+    for name, result in pending:
+        outcome = wait_for(result, timeout)
+        failed |= not outcome.ok
+        report.append(
+            {"workflow": name, "ok": outcome.ok, "summary": outcome.value, "error": outcome.error}
+        )
+        if as_json:
+            continue
+        if outcome.ok:
+            click.echo(describe_summary(outcome.value))
+        else:
+            click.echo(f"{name}: failed: {outcome.error}", err=True)
+    if as_json:
+        print_json(report)
+    if failed:
+        sys.exit(1)
+
+
+def describe_summary(summary: dict[str, Any]) -> str:
+    """One line per workflow: what the change did."""
+    head = f"{summary.get('workflow')} v{summary.get('version')}"
+    if summary.get("deleted"):
+        return f"{head}: deleted"
+    parts = [
+        f"{key} {', '.join(summary[key])}"
+        for key in ("added", "changed", "removed")
+        if summary.get(key)
+    ]
+    if "status" in summary and not parts:
+        return f"{head}: {summary['status']}"
+    return f"{head}: {'; '.join(parts) if parts else 'no change'}"

@@ -1,0 +1,195 @@
+"""`drumline ls | status | runs`: read-only views straight from the database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from beat.schedules import schedule_from_row
+from models.records import RunRecord, ScheduleRecord, WorkflowRecord
+from models.run_store import RunStore
+from models.schedule_store import ProducerScheduleStore
+from models.workflow_store import WorkflowStore
+from workers.cli.context import CliContext, pass_context, print_json, when
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@click.command()
+@json_option
+@pass_context
+def ls(ctx: CliContext, as_json: bool) -> None:
+    """List workflows: status, version, producers and the earliest next run."""
+    schedules = ProducerScheduleStore(ctx.engine)
+    rows: list[dict[str, Any]] = []
+    for workflow in WorkflowStore(ctx.engine).list():
+        producers = schedules.list(workflow.id)
+        upcoming = [p.next_run_at for p in producers if p.next_run_at is not None]
+        rows.append(
+            {
+                "name": workflow.name,
+                "status": workflow.status,
+                "version": workflow.version,
+                "producers": len(producers),
+                "next_run_at": min(upcoming) if upcoming else None,
+            }
+        )
+    if as_json:
+        print_json({"workflows": rows})
+        return
+    table = Table("workflow", "status", "version", "producers", "next run (UTC)")
+    for row in rows:
+        table.add_row(
+            row["name"],
+            row["status"],
+            str(row["version"]),
+            str(row["producers"]),
+            when(row["next_run_at"]),
+        )
+    Console().print(table)
+
+
+@click.command()
+@click.argument("name")
+@json_option
+@pass_context
+def status(ctx: CliContext, name: str, as_json: bool) -> None:
+    """Show each producer of workflow NAME: schedule, next and last run, failures."""
+    workflow = _workflow(ctx, name)
+    producers = [_producer_view(row) for row in ProducerScheduleStore(ctx.engine).list(workflow.id)]
+    if as_json:
+        print_json(
+            {
+                "workflow": workflow.name,
+                "status": workflow.status,
+                "version": workflow.version,
+                "producers": producers,
+            }
+        )
+        return
+    table = Table(
+        "producer",
+        "run",
+        "schedule",
+        "next run (UTC)",
+        "last run (UTC)",
+        "last status",
+        "failures",
+        title=f"{workflow.name} (v{workflow.version}, {workflow.status})",
+    )
+    for view in producers:
+        table.add_row(
+            view["name"],
+            view["run"],
+            view["schedule"],
+            when(view["next_run_at"], never="never"),
+            when(view["last_run_at"]),
+            view["last_status"] or "-",
+            str(view["consecutive_failures"]),
+        )
+    Console().print(table)
+
+
+@click.command()
+@click.argument("name")
+@click.option("--producer", help="Only this producer's runs.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=20,
+    show_default=True,
+    help="How many runs, newest first.",
+)
+@json_option
+@pass_context
+def runs(ctx: CliContext, name: str, producer: str | None, limit: int, as_json: bool) -> None:
+    """Show the run history of workflow NAME, newest first."""
+    workflow = _workflow(ctx, name)
+    if (
+        producer is not None
+        and ProducerScheduleStore(ctx.engine).get(workflow.id, producer) is None
+    ):
+        raise click.BadParameter(
+            f"workflow {name!r} has no producer {producer!r}", param_hint="--producer"
+        )
+    records = RunStore(ctx.engine).list(workflow.id, producer_name=producer, limit=limit)
+    if as_json:
+        print_json({"workflow": workflow.name, "runs": [_run_view(run) for run in records]})
+        return
+    table = Table(
+        "producer",
+        "scheduled for",
+        "started",
+        "finished",
+        "status",
+        "ms",
+        "attempt",
+        "task id",
+        "error",
+    )
+    for run in records:
+        table.add_row(
+            run.producer_name,
+            when(run.scheduled_for),
+            when(run.started_at),
+            when(run.finished_at),
+            run.status,
+            f"{run.duration_ms:.1f}" if run.duration_ms is not None else "-",
+            str(run.attempt),
+            run.task_id or "-",
+            _last_line(run.error),
+        )
+    Console().print(table)
+
+
+def _workflow(ctx: CliContext, name: str) -> WorkflowRecord:
+    workflow = WorkflowStore(ctx.engine).get(name)
+    if workflow is None:
+        raise click.ClickException(f"no workflow named {name!r} (see `drumline ls`)")
+    return workflow
+
+
+def describe_schedule(row: ScheduleRecord) -> str:
+    if row.schedule_type == "manual":
+        return "manual only"
+    described = schedule_from_row(row.schedule_type, row.schedule_value, row.timezone).describe()
+    if row.next_run_at is None:
+        return f"{described}, exhausted (never runs again)"
+    return described
+
+
+def _producer_view(row: ScheduleRecord) -> dict[str, Any]:
+    return {
+        "name": row.producer_name,
+        "run": row.run,
+        "schedule": describe_schedule(row),
+        "paused": row.paused,
+        "next_run_at": row.next_run_at,
+        "last_run_at": row.last_run_at,
+        "last_status": row.last_status,
+        "consecutive_failures": row.consecutive_failures,
+        "state": row.state,
+    }
+
+
+def _run_view(run: RunRecord) -> dict[str, Any]:
+    return {
+        "producer": run.producer_name,
+        "scheduled_for": run.scheduled_for,
+        "trigger": run.trigger,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "status": run.status,
+        "duration_ms": run.duration_ms,
+        "attempt": run.attempt,
+        "task_id": run.task_id,
+        "error": run.error,
+        "result": run.result,
+    }
+
+
+def _last_line(error: str | None) -> str:
+    return error.strip().splitlines()[-1] if error else ""

@@ -1,0 +1,132 @@
+"""`drumline validate`: check definition files offline and show when producers would fire."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+
+from beat.schedules import Schedule
+from models.definitions import DefinitionError, WorkflowDefinition, load_definition_files
+from workers.cli.context import print_json
+from workers.registry import load_producer_modules, registered_names
+from workers.settings import Settings
+
+
+class InstantType(click.ParamType[datetime]):
+    """An ISO 8601 instant with a time zone (or Z); a naive time would be ambiguous."""
+
+    name = "ISO8601"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            instant = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            self.fail(
+                f"{value!r} is not an ISO 8601 instant (e.g. 2026-03-01T12:00:00Z)", param, ctx
+            )
+        if instant.tzinfo is None:
+            self.fail(f"{value!r} has no time zone: add Z or an offset like +01:00", param, ctx)
+        return instant.astimezone(UTC)
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--next",
+    "count",
+    type=click.IntRange(1, 1000),
+    default=5,
+    show_default=True,
+    help="How many fire times to show per producer.",
+)
+@click.option(
+    "--after",
+    type=InstantType(),
+    default=None,
+    help="Count fire times from this instant (default: now).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def validate(files: tuple[Path, ...], count: int, after: datetime | None, as_json: bool) -> None:
+    """Check workflow definition FILES without touching Redis or the database.
+
+    The producers named by `run:` must be registered: the built-ins and the modules listed in
+    DRUMLINE_PRODUCER_MODULES.
+    """
+    load_producer_modules(Settings.from_env().producer_modules)
+    start = after or datetime.now(UTC)
+    try:
+        definitions = load_definition_files(files, known_producers=registered_names())
+    except DefinitionError as error:
+        if as_json:
+            print_json(error.to_json())
+        else:
+            for problem in error.problems:
+                click.echo(str(problem), err=True)
+        sys.exit(1)
+    report = [_workflow_report(definition, start, count) for definition in definitions]
+    if as_json:
+        print_json({"workflows": report})
+        return
+    for workflow in report:
+        _print_workflow(workflow)
+
+
+def _workflow_report(definition: WorkflowDefinition, start: datetime, count: int) -> dict[str, Any]:
+    producers = []
+    for name, producer in definition.producers.items():
+        schedule = producer.schedule
+        fire_times = upcoming(schedule, start, count)
+        producers.append(
+            {
+                "name": name,
+                "run": producer.run,
+                "schedule": _describe(schedule, fire_times),
+                "timezone": schedule.timezone if schedule else "UTC",
+                "next": [moment.isoformat() for moment in fire_times],
+            }
+        )
+    return {"name": definition.name, "producers": producers}
+
+
+def upcoming(schedule: Schedule | None, start: datetime, count: int) -> list[datetime]:
+    """The next `count` fire times after `start` (fewer if the schedule runs out)."""
+    moments: list[datetime] = []
+    if schedule is None:
+        return moments
+    cursor: datetime | None = start
+    anchor: datetime | None = None
+    while cursor is not None and len(moments) < count:
+        cursor = schedule.next_after(cursor, anchor=anchor)
+        if cursor is not None:
+            moments.append(cursor)
+            anchor = cursor
+    return moments
+
+
+def _describe(schedule: Schedule | None, fire_times: list[datetime]) -> str:
+    if schedule is None:
+        return "manual only"
+    if not fire_times:
+        return f"{schedule.describe()}, exhausted (never runs again)"
+    return schedule.describe()
+
+
+def _print_workflow(workflow: dict[str, Any]) -> None:
+    click.echo(f"{workflow['name']}: valid, {len(workflow['producers'])} producer(s)")
+    for producer in workflow["producers"]:
+        click.echo(f"  {producer['name']} ({producer['run']}): {producer['schedule']}")
+        zone = ZoneInfo(producer["timezone"])
+        for text in producer["next"]:
+            moment = datetime.fromisoformat(text)
+            local = moment.astimezone(zone)
+            suffix = "" if producer["timezone"] == "UTC" else f"  ({local.isoformat()} {zone.key})"
+            click.echo(f"    {moment.strftime('%Y-%m-%dT%H:%M:%SZ')}{suffix}")
