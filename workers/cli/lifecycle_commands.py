@@ -98,6 +98,8 @@ def _report(pending: list[tuple[str, Any]], wait: bool, timeout: float, as_json:
 def describe_summary(summary: dict[str, Any]) -> str:
     """One line per workflow: what the change did."""
     head = f"{summary.get('workflow')} v{summary.get('version')}"
+    if summary.get("noop"):
+        return f"{head}: no change"
     if summary.get("deleted"):
         return f"{head}: deleted"
     parts = [

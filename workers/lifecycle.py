@@ -1,0 +1,380 @@
+"""Workflow lifecycle: deploy (create or update), pause, resume, delete.
+
+Every change runs the same way:
+
+1. validate first: an invalid definition raises `InvalidDefinitionError` and writes nothing;
+2. take the workflow's Redis lock, so concurrent changes queue instead of colliding;
+3. read the workflow and its version;
+4. in ONE database transaction, re-check that version with the stores' fenced writes and apply the
+   change. The lock may have expired under a slow change, so the version check is what really
+   keeps two changes from interleaving: if it moved, the transaction rolls back and
+   `VersionConflictError` says so.
+
+No Celery here: the tasks in `workers/lifecycle_tasks.py` wire this to the app's settings.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sqlalchemy import Connection, Engine
+
+from beat.schedules import schedule_from_row
+from models.definitions import (
+    MAX_DEFINITION_BYTES,
+    DefinitionError,
+    DefinitionProblem,
+    ProducerDefinition,
+    WorkflowDefinition,
+    parse_definition,
+)
+from models.records import JSONDict, ScheduleRecord, ScheduleSpec, WorkflowRecord
+from models.schedule_store import ProducerScheduleStore
+from models.workflow_store import WorkflowStore
+from workers.registry import registered_names
+from workers.runner import utc_now
+
+if TYPE_CHECKING:
+    from workers.locks import WorkflowLocks
+
+logger = logging.getLogger("drumline.lifecycle")
+
+Summary = dict[str, Any]
+AfterRead = Callable[[], None] | None
+
+MANUAL = "manual"
+# Where problems say they are: a definition sent to the workers has no file name.
+SOURCE = "<definition>"
+
+
+class LifecycleError(Exception):
+    """A change that was refused; nothing of it was written.
+
+    Celery keeps a failed task's exception in the JSON result backend as its type, module and
+    `args`, and rebuilds it as `cls(*args)`: so `args` is exactly `(message, details)`, both
+    JSON-serialisable, and no subclass changes the constructor.
+    """
+
+    code: ClassVar[str] = "error"
+
+    def __init__(self, message: str, details: JSONDict | None = None) -> None:
+        super().__init__(message, details if details is not None else {})
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+    @property
+    def details(self) -> JSONDict:
+        details: JSONDict = self.args[1]
+        return details
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidDefinitionError(LifecycleError):
+    """The definition failed validation; `details["errors"]` lists each problem and its path."""
+
+    code = "invalid"
+
+
+class WorkflowBusyError(LifecycleError):
+    """Another change held the workflow's lock for longer than we may wait."""
+
+    code = "busy"
+
+
+class VersionConflictError(LifecycleError):
+    """The workflow changed between our read and our write; the change was rolled back."""
+
+    code = "conflict"
+
+
+class WorkflowNotFoundError(LifecycleError):
+    code = "not_found"
+
+
+@dataclass
+class ProducerChanges:
+    """What a change did to each producer of the workflow."""
+
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {key: sorted(names) for key, names in asdict(self).items()}
+
+
+class Lifecycle:
+    """The four lifecycle changes against one database, with one lock service and clock.
+
+    Each takes an optional `after_read` hook, called between reading the version and the
+    transaction: tests use it to let the lock expire while another change commits.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        locks: WorkflowLocks,
+        *,
+        now: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.engine = engine
+        self.locks = locks
+        self.now = now
+        self.workflows = WorkflowStore(engine)
+        self.schedules = ProducerScheduleStore(engine)
+
+    def deploy(self, data: object, *, after_read: AfterRead = None) -> Summary:
+        """Create the workflow or bring it to `data`, touching only the producers that changed.
+
+        A producer whose schedule changed gets a fresh next run and loses any claim (a run in
+        flight is superseded); one whose config alone changed keeps its next run, claim and
+        state. Redeploying the stored definition writes nothing and reports `noop`.
+        """
+        definition = _validate(data)
+        stored = definition.model_dump(mode="json")
+        with self.locks.hold(definition.name):
+            current = self.workflows.get(definition.name)
+            if current is not None and current.definition == stored:
+                logger.info("workflow %r v%d redeployed unchanged", current.name, current.version)
+                changes = ProducerChanges(unchanged=list(definition.producers))
+                return _summary(current, changes, noop=True)
+            _call(after_read)
+            now = self.now()
+            with self.engine.begin() as conn:
+                record = self._write_definition(definition.name, current, stored, now, conn)
+                changes = self._apply_producers(record, definition.producers, now, conn)
+        logger.info(
+            "deployed workflow %r v%d: added %s; changed %s; removed %s; unchanged %s",
+            record.name,
+            record.version,
+            *changes.as_dict().values(),
+        )
+        return _summary(record, changes, noop=False)
+
+    def pause(self, name: str, *, after_read: AfterRead = None) -> Summary:
+        """Stop the workflow's producers from becoming due; runs in flight finish normally."""
+        return self._set_status(name, "paused", after_read)
+
+    def resume(self, name: str, *, after_read: AfterRead = None) -> Summary:
+        """Let the producers run again, from their next slot after now: no burst of missed runs.
+
+        The summary's `rescheduled` lists the producers whose next run passed while paused.
+        """
+        return self._set_status(name, "active", after_read)
+
+    def delete(self, name: str, *, after_read: AfterRead = None) -> Summary:
+        """Delete the workflow; its schedules and run history go with it (ON DELETE CASCADE)."""
+        with self.locks.hold(name):
+            current = self._require(name)
+            _call(after_read)
+            with self.engine.begin() as conn:
+                producers = _names(self.schedules.list(current.id, conn=conn))
+                if not self.workflows.delete_fenced(current.id, current.version, conn=conn):
+                    raise _conflict(name, current.version)
+        logger.info(
+            "deleted workflow %r (v%d) and its producers %s", name, current.version, producers
+        )
+        return _summary(current, ProducerChanges(removed=producers), noop=False, deleted=True)
+
+    def _set_status(self, name: str, status: str, after_read: AfterRead) -> Summary:
+        with self.locks.hold(name):
+            current = self._require(name)
+            if current.status == status:
+                logger.info("workflow %r v%d is already %s", name, current.version, status)
+                producers = _names(self.schedules.list(current.id))
+                changes = ProducerChanges(unchanged=producers)
+                return _summary(current, changes, noop=True, status=status)
+            _call(after_read)
+            now = self.now()
+            with self.engine.begin() as conn:
+                record = self.workflows.update_fenced(
+                    current.id, current.version, now=now, status=status, conn=conn
+                )
+                if record is None:
+                    raise _conflict(name, current.version)
+                self.schedules.set_paused(record.id, status == "paused", now=now, conn=conn)
+                rows = self.schedules.list(record.id, conn=conn)
+                rescheduled = self._skip_missed(rows, now, conn) if status == "active" else []
+        logger.info(
+            "workflow %r v%d is now %s%s",
+            name,
+            record.version,
+            status,
+            f"; missed runs of {rescheduled} moved to their next slot" if rescheduled else "",
+        )
+        extra = {"rescheduled": rescheduled} if status == "active" else {}
+        changes = ProducerChanges(unchanged=_names(rows))
+        return _summary(record, changes, noop=False, status=status, **extra)
+
+    def _require(self, name: str) -> WorkflowRecord:
+        record = self.workflows.get(name)
+        if record is None:
+            raise WorkflowNotFoundError(f"workflow {name!r} does not exist", {"workflow": name})
+        return record
+
+    def _write_definition(
+        self,
+        name: str,
+        current: WorkflowRecord | None,
+        stored: JSONDict,
+        now: datetime,
+        conn: Connection,
+    ) -> WorkflowRecord:
+        """Create or update the workflow row, fenced on the version read before."""
+        if current is None:
+            record = self.workflows.create(name, stored, now=now, conn=conn)
+        else:
+            record = self.workflows.update_fenced(
+                current.id, current.version, now=now, definition=stored, conn=conn
+            )
+        if record is None:
+            raise _conflict(name, current.version if current else None)
+        return record
+
+    def _apply_producers(
+        self,
+        workflow: WorkflowRecord,
+        producers: Mapping[str, ProducerDefinition],
+        now: datetime,
+        conn: Connection,
+    ) -> ProducerChanges:
+        rows = {row.producer_name: row for row in self.schedules.list(workflow.id, conn=conn)}
+        changes = ProducerChanges()
+        for name, producer in producers.items():
+            spec = _spec(workflow, name, producer, now)
+            row = rows.get(name)
+            if row is None or _schedule_of(row) != _schedule_of(spec):
+                self.schedules.upsert(spec, now=now, conn=conn)
+                (changes.added if row is None else changes.changed).append(name)
+            elif _config_of(row) != _config_of(spec):
+                self.schedules.update_config(
+                    workflow.id,
+                    name,
+                    run=spec.run,
+                    params=spec.params,
+                    timeout_seconds=spec.timeout_seconds,
+                    now=now,
+                    conn=conn,
+                )
+                changes.changed.append(name)
+            else:
+                changes.unchanged.append(name)
+        for name in rows.keys() - producers.keys():
+            self.schedules.delete(workflow.id, name, conn=conn)
+            changes.removed.append(name)
+        return changes
+
+    def _skip_missed(
+        self, rows: Sequence[ScheduleRecord], now: datetime, conn: Connection
+    ) -> list[str]:
+        """Move next runs that passed while paused to their next slot after `now`.
+
+        Interval producers stay on their grid (anchored on the missed next run); cron ignores
+        the anchor. Returns the names of the producers moved.
+        """
+        moved = []
+        for row in rows:
+            if row.schedule_type == MANUAL or row.next_run_at is None or row.next_run_at >= now:
+                continue
+            schedule = schedule_from_row(row.schedule_type, row.schedule_value, row.timezone)
+            next_run = schedule.next_after(now, anchor=row.next_run_at)
+            self.schedules.set_next_run(row.id, next_run, now=now, conn=conn)
+            moved.append(row.producer_name)
+        return sorted(moved)
+
+
+def _validate(data: object) -> WorkflowDefinition:
+    try:
+        _check_size(data)
+        return parse_definition(data, source=SOURCE, known_producers=registered_names())
+    except DefinitionError as error:
+        raise _invalid(data, error) from None
+
+
+def _check_size(data: object) -> None:
+    """Files are size-checked when read; a definition sent as a task message is checked here."""
+    size = len(json.dumps(data, default=str).encode())
+    if size > MAX_DEFINITION_BYTES:
+        problem = f"definition is {size} bytes of JSON; the limit is {MAX_DEFINITION_BYTES}"
+        raise DefinitionError([DefinitionProblem(SOURCE, "", problem)])
+
+
+def _invalid(data: object, error: DefinitionError) -> InvalidDefinitionError:
+    """One line for people (the first problem and a count), every problem in `details`."""
+    name = data.get("name") if isinstance(data, dict) else None
+    if not isinstance(name, str):
+        name = None
+    label = "(unnamed)" if name is None else repr(name[:80])
+    first = error.problems[0]
+    message = f"workflow {label}: invalid definition: {first.path or '(top level)'}: "
+    message += " ".join(first.message.split())
+    if len(error.problems) > 1:
+        message += f" (and {len(error.problems) - 1} more)"
+    logger.warning("%s", message)
+    return InvalidDefinitionError(message, {"workflow": name, **error.to_json()})
+
+
+def _conflict(name: str, read_version: int | None) -> VersionConflictError:
+    what = "was created" if read_version is None else f"changed from version {read_version}"
+    message = f"workflow {name!r} {what} by another change meanwhile; nothing was written; retry"
+    logger.warning("%s", message)
+    return VersionConflictError(message, {"workflow": name, "read_version": read_version})
+
+
+def _call(hook: AfterRead) -> None:
+    if hook is not None:
+        hook()
+
+
+def _spec(
+    workflow: WorkflowRecord, name: str, producer: ProducerDefinition, now: datetime
+) -> ScheduleSpec:
+    """The row a producer's definition calls for; no schedule means manual-only (never due)."""
+    schedule = producer.schedule
+    return ScheduleSpec(
+        workflow_id=workflow.id,
+        producer_name=name,
+        run=producer.run,
+        params=producer.params,
+        timeout_seconds=producer.timeout_seconds,
+        schedule_type=schedule.kind if schedule else MANUAL,
+        schedule_value=schedule.value if schedule else "",
+        timezone=schedule.timezone if schedule else "UTC",
+        next_run_at=schedule.next_after(now) if schedule else None,
+        paused=workflow.status == "paused",
+    )
+
+
+def _schedule_of(row: ScheduleRecord | ScheduleSpec) -> tuple[str, str, str]:
+    return (row.schedule_type, row.schedule_value, row.timezone)
+
+
+def _config_of(row: ScheduleRecord | ScheduleSpec) -> tuple[str, JSONDict, float | None]:
+    return (row.run, row.params, row.timeout_seconds)
+
+
+def _names(rows: Sequence[ScheduleRecord]) -> list[str]:
+    return sorted(row.producer_name for row in rows)
+
+
+def _summary(
+    workflow: WorkflowRecord, changes: ProducerChanges, *, noop: bool, **extra: Any
+) -> Summary:
+    """The JSON summary the CLI prints; `noop` is true when nothing at all was written."""
+    return {
+        "workflow": workflow.name,
+        "version": workflow.version,
+        **changes.as_dict(),
+        "noop": noop,
+        **extra,
+    }
