@@ -29,18 +29,18 @@ _UNITS = {
     "m": timedelta(minutes=1),
     "s": timedelta(seconds=1),
 }
-_INTERVAL = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_INTERVAL = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", re.ASCII)
 
 
 def parse_interval(text: str) -> timedelta:
     """Parse `30s`, `5m`, `1h30m`, `1d`, `1w2d3h4m5s` (units in this order, each once)."""
     if not isinstance(text, str) or not text:
         raise ScheduleError("interval is empty: use a duration like '30s', '5m' or '1h30m'")
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         raise ScheduleError(f"interval {text!r} has no unit: write e.g. '{text}s' or '{text}m'")
     if text.startswith("-"):
         raise ScheduleError(f"interval {text!r} is negative: it must be a positive duration")
-    match = _INTERVAL.match(text)
+    match = _INTERVAL.fullmatch(text)
     if match is None:
         raise ScheduleError(
             f"interval {text!r} is not understood: use numbers with units w, d, h, m, s "
@@ -168,7 +168,9 @@ class CronSchedule:
         _require_aware(after, "after")
         after = after.astimezone(UTC)
         zone = self._zone
-        wall_start = after.astimezone(zone).replace(tzinfo=None) - _DST_MARGIN
+        wall_start = after.astimezone(zone).replace(tzinfo=None)
+        if not _steady(after, zone):
+            wall_start -= _DST_MARGIN  # a repeated hour may hold matches still to come
         walls = croniter(
             " ".join(self._fields),
             wall_start,
@@ -181,7 +183,10 @@ class CronSchedule:
                 wall: datetime = walls.get_next(datetime)
             except CroniterBadDateError:
                 return best
-            if best is not None and wall - _DST_MARGIN > best.astimezone(zone).replace(tzinfo=None):
+            if best is not None and (
+                _steady(best, zone)
+                or wall - _DST_MARGIN > best.astimezone(zone).replace(tzinfo=None)
+            ):
                 return best
             for instant in self._instants(wall, zone):
                 if instant > after and (best is None or instant < best):
@@ -199,6 +204,12 @@ class CronSchedule:
         if self._wildcard:  # skipped hour when clocks go forward
             return []
         return [_transition(first.astimezone(UTC), second.astimezone(UTC), zone)]
+
+
+def _steady(instant: datetime, zone: ZoneInfo) -> bool:
+    """No DST change near `instant`: wall-clock order is then real-time order around it."""
+    before = (instant - _DST_MARGIN).astimezone(zone).utcoffset()
+    return before == (instant + _DST_MARGIN).astimezone(zone).utcoffset()
 
 
 def _exists(local: datetime) -> bool:
@@ -222,7 +233,7 @@ def _transition(low: datetime, high: datetime, zone: ZoneInfo) -> datetime:
 
 def parse_cron(expression: str, timezone: str = "UTC") -> CronSchedule:
     """Validate a cron expression and time zone; errors name the field that is wrong."""
-    zone_name = _check_timezone(timezone)
+    zone_name = check_timezone(timezone)
     if not isinstance(expression, str) or not expression.strip():
         raise ScheduleError("cron expression is empty")
     expression = " ".join(expression.split())
@@ -253,7 +264,7 @@ def parse_cron(expression: str, timezone: str = "UTC") -> CronSchedule:
     return CronSchedule(expression=expression, timezone=zone_name)
 
 
-def _check_timezone(name: str) -> str:
+def check_timezone(name: str) -> str:
     if not isinstance(name, str) or not name:
         raise ScheduleError("timezone is empty: use an IANA name such as 'Europe/Berlin'")
     try:

@@ -16,7 +16,14 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from beat.schedules import Schedule, ScheduleError, compile_schedule, parse_interval
+from beat.schedules import (
+    Schedule,
+    ScheduleError,
+    check_timezone,
+    compile_schedule,
+    parse_cron,
+    parse_interval,
+)
 
 MAX_DEFINITION_BYTES = 1024 * 1024
 MAX_TIMEOUT_SECONDS = 24 * 3600
@@ -112,11 +119,8 @@ def parse_definition(
     problems = _structure_problems(data, source)
     producers = data.get("producers")
     for name, fields in producers.items() if isinstance(producers, dict) else ():
-        try:
-            producer = ProducerDefinition.model_validate(fields)
-        except ValidationError:
-            continue  # already reported by the structural check
-        problems.extend(_producer_problems(str(name), producer, source, known_producers))
+        if isinstance(fields, dict):
+            problems.extend(_producer_problems(str(name), fields, source, known_producers))
     if problems:
         raise DefinitionError(problems)
     return WorkflowDefinition.model_validate(data)
@@ -145,43 +149,60 @@ def _structure_problems(data: dict[str, Any], source: str) -> list[DefinitionPro
 
 def _producer_problems(
     name: str,
-    producer: ProducerDefinition,
+    fields: dict[str, Any],
     source: str,
     known_producers: Collection[str] | None,
 ) -> list[DefinitionProblem]:
-    """What pydantic cannot see: the schedule's meaning and whether `run` is registered."""
-    problems: list[DefinitionProblem] = []
-    try:
-        producer.schedule  # noqa: B018 - compiling it is the check
-    except ScheduleError as exc:
-        problems.append(DefinitionProblem(source, _schedule_path(name, producer), str(exc)))
-    if known_producers is not None and producer.run not in known_producers:
+    """What pydantic cannot see: the schedule's meaning and whether `run` is registered.
+
+    Read from the raw fields, so these problems are reported even when others are too.
+    """
+    base = f"producers.{name}"
+    problems = [
+        DefinitionProblem(source, f"{base}{suffix}", message)
+        for suffix, message in _schedule_problems(fields)
+    ]
+    run = fields.get("run")
+    if known_producers is not None and isinstance(run, str) and run not in known_producers:
         registered = ", ".join(sorted(known_producers)) or "none"
         problems.append(
             DefinitionProblem(
                 source,
-                f"producers.{name}.run",
-                f"no producer named {producer.run!r} is registered on the workers "
+                f"{base}.run",
+                f"no producer named {run!r} is registered on the workers "
                 f"(registered: {registered})",
             )
         )
     return problems
 
 
-def _schedule_path(name: str, producer: ProducerDefinition) -> str:
-    """Point at the field at fault: both set -> the producer; otherwise the schedule field."""
-    base = f"producers.{name}"
-    if producer.interval is not None and producer.cron is not None:
-        return base
-    if producer.interval is not None:
-        return f"{base}.timezone" if producer.timezone is not None else f"{base}.interval"
-    if producer.cron is not None:
+def _schedule_problems(fields: dict[str, Any]) -> list[tuple[str, str]]:
+    """(path suffix, message) for each schedule field at fault; wrong types are pydantic's."""
+    interval, cron, timezone = (fields.get(key) for key in ("interval", "cron", "timezone"))
+    if not all(value is None or isinstance(value, str) for value in (interval, cron, timezone)):
+        return []
+    if interval is not None and cron is not None:
+        return [("", "set either interval or cron, not both")]
+    found: list[tuple[str, str]] = []
+    checks: list[tuple[str, Any]] = []
+    if interval is not None:
+        checks.append((".interval", lambda: parse_interval(interval)))
+        if timezone is not None:
+            found.append(
+                (".timezone", "timezone applies to cron schedules only, not to an interval")
+            )
+    elif cron is not None:
+        checks.append((".cron", lambda: parse_cron(cron)))
+        if timezone is not None:
+            checks.append((".timezone", lambda: check_timezone(timezone)))
+    elif timezone is not None:
+        found.append((".timezone", "timezone is set but there is no cron schedule to apply it to"))
+    for suffix, check in checks:
         try:
-            compile_schedule(interval=None, cron=producer.cron, timezone=None)
-        except ScheduleError:
-            return f"{base}.cron"
-        return f"{base}.timezone"
-    return f"{base}.timezone"
+            check()
+        except ScheduleError as exc:
+            found.append((suffix, str(exc)))
+    return found
 
 
 def _from_pydantic(error: ValidationError, source: str) -> list[DefinitionProblem]:
@@ -235,7 +256,7 @@ def _kind(value: object) -> str:
 
 
 def _is_slug(text: str) -> bool:
-    return re.match(SLUG_PATTERN, text) is not None
+    return re.fullmatch(SLUG_PATTERN, text, re.ASCII) is not None
 
 
 def load_definition_file(
@@ -298,10 +319,38 @@ def _read(path: Path) -> object:
     except UnicodeDecodeError:
         raise DefinitionError([DefinitionProblem(source, "", "file is not UTF-8 text")]) from None
     try:
-        return json.loads(text) if suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        if suffix == ".json":
+            return json.loads(text, object_pairs_hook=_unique_keys)
+        return yaml.load(text, Loader=_UniqueKeySafeLoader)  # a SafeLoader subclass
+    except (json.JSONDecodeError, yaml.YAMLError, DuplicateKeyError) as exc:
         kind = "JSON" if suffix == ".json" else "YAML"
         detail = " ".join(str(exc).split())
         raise DefinitionError(
             [DefinitionProblem(source, "", f"{kind} syntax error: {detail}")]
         ) from None
+
+
+class DuplicateKeyError(ValueError):
+    """A mapping names the same key twice; YAML and JSON would silently keep the last."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    mapping: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in mapping:
+            raise DuplicateKeyError(f"key {key!r} appears twice")
+        mapping[key] = value
+    return mapping
+
+
+class _UniqueKeySafeLoader(yaml.SafeLoader):
+    """yaml.SafeLoader (no arbitrary objects) that also refuses duplicate keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        for key in keys:
+            if keys.count(key) > 1:
+                raise DuplicateKeyError(
+                    f"key {key!r} appears twice (line {node.start_mark.line + 1})"
+                )
+        return super().construct_mapping(node, deep=deep)

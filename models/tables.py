@@ -84,7 +84,9 @@ producer_schedules = Table(
     CheckConstraint("schedule_type IN ('interval', 'cron', 'manual')", name="schedule_type"),
 )
 
-_can_be_due = ~producer_schedules.c.paused & producer_schedules.c.next_run_at.is_not(None)
+_can_be_due = (producer_schedules.c.paused == false()) & producer_schedules.c.next_run_at.is_not(
+    None
+)
 
 # The due query reads only rows that can be due: not paused and with a next run. A partial
 # index keeps its cost proportional to the due rows, not to every schedule in the table.

@@ -111,7 +111,8 @@ def upgrade() -> None:
         "producer_schedules",
         ["next_run_at"],
         postgresql_where=sa.text("NOT paused AND next_run_at IS NOT NULL"),
-        sqlite_where=sa.text("NOT paused AND next_run_at IS NOT NULL"),
+        # Written as the stores' queries render it, so SQLite's planner can match it.
+        sqlite_where=sa.text("paused = 0 AND next_run_at IS NOT NULL"),
     )
     op.create_index(
         "ix_producer_schedules_claimed",

@@ -1,0 +1,211 @@
+"""`ProducerScheduler`: Celery beat that also sends every due producer slot.
+
+`celery -A workers.app beat -S beat.scheduler:ProducerScheduler`. Celery's own `beat_schedule`
+entries keep working, held in memory as `celery.beat.Scheduler` holds them. Producer schedules
+live in the database; any number of beats may run at once, because the atomic claim, not a
+leader lock, keeps a slot from being sent twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from typing import Any
+
+from celery.beat import Scheduler
+from celery.exceptions import ImproperlyConfigured
+from kombu.exceptions import OperationalError as BrokerError
+from sqlalchemy.exc import DBAPIError
+
+from beat.dispatch import send_run_producer, slot_task_id
+from models.db import make_engine, redact_url
+from models.records import ClaimedSlot
+from models.schedule_store import ProducerScheduleStore
+
+logger = logging.getLogger("drumline.beat")
+
+FIRST_BACKOFF_S = 0.5
+MAX_BACKOFF_S = 10.0
+# Expected while the database or broker is down: logged without a traceback.
+_OUTAGES = (DBAPIError, BrokerError, OSError)
+
+
+@dataclass(frozen=True)
+class BeatSettings:
+    """The `drumline_*` keys beat reads from the app's configuration (see workers/settings)."""
+
+    database_url: str
+    lease: timedelta
+    batch: int
+    max_interval: float
+    test_crash_after_claim: bool
+
+    @classmethod
+    def from_conf(cls, conf: Mapping[str, Any]) -> BeatSettings:
+        url = conf.get("drumline_database_url")
+        if not url:
+            raise ImproperlyConfigured("drumline_database_url is not set in the Celery config")
+        return cls(
+            database_url=str(url),
+            lease=timedelta(seconds=float(conf.get("drumline_lease_seconds", 300))),
+            batch=int(conf.get("drumline_beat_batch", 500)),
+            max_interval=float(conf.get("drumline_beat_max_interval", 1.0)),
+            test_crash_after_claim=bool(conf.get("drumline_test_crash_after_claim", False)),
+        )
+
+
+class Backoff:
+    """Exponentially longer pauses after consecutive failures, so an outage is not hammered."""
+
+    def __init__(self, first: float = FIRST_BACKOFF_S, cap: float = MAX_BACKOFF_S) -> None:
+        self.first = first
+        self.cap = cap
+        self._delay = first
+        self._retry_at = 0.0
+
+    def remaining(self) -> float:
+        """Seconds left before the next attempt is allowed."""
+        return max(0.0, self._retry_at - time.monotonic())
+
+    def failed(self) -> float:
+        """Note a failure; returns the pause before the next attempt."""
+        delay = self._delay
+        self._delay = min(delay * 2, self.cap)
+        self._retry_at = time.monotonic() + delay
+        return delay
+
+    def succeeded(self) -> None:
+        self._delay = self.first
+        self._retry_at = 0.0
+
+
+class ProducerScheduler(Scheduler):  # type: ignore[misc]
+    """Each tick: Celery's static entries, then one claimed batch of due producer slots."""
+
+    max_interval: float
+
+    def __init__(self, app: Any, *args: Any, **kwargs: Any) -> None:
+        # Read first: the base class runs setup_schedule(), which logs them.
+        self.settings = BeatSettings.from_conf(app.conf)
+        self.backoff = Backoff()
+        super().__init__(app, *args, **kwargs)
+        self.max_interval = min(float(self.max_interval), self.settings.max_interval)
+
+    @cached_property
+    def store(self) -> ProducerScheduleStore:
+        """Built on first use: `celery beat` also creates throwaway lazy instances."""
+        return ProducerScheduleStore(make_engine(self.settings.database_url))
+
+    def setup_schedule(self) -> None:
+        super().setup_schedule()
+        logger.info(
+            "beat: producer schedules in %s (lease %gs, batch %d, max interval %gs)",
+            redact_url(self.settings.database_url),
+            self.settings.lease.total_seconds(),
+            self.settings.batch,
+            self.max_interval,
+        )
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        """Send what is due; return the seconds until something can be due again.
+
+        0 after a full batch (a backlog drains without sleeping); otherwise the time until the
+        next static entry, producer run or lease expiry, bounded by `max_interval` so a schedule
+        deployed meanwhile, or another beat's released claim, is picked up soon.
+        """
+        # The base class may return a slightly negative delay (its drift adjustment): "now".
+        static_delay = max(0.0, float(super().tick(*args, **kwargs)))
+        return min(static_delay, self._tick_producers())
+
+    def close(self) -> None:
+        """Release the broker connection (base class) and the database engine; idempotent."""
+        try:
+            super().close()
+        finally:
+            store = self.__dict__.pop("store", None)
+            if store is not None:
+                store.engine.dispose()
+
+    def _tick_producers(self) -> float:
+        """Never raises: beat must outlive database and broker outages, retrying with backoff."""
+        waiting = self.backoff.remaining()
+        if waiting > 0:
+            return waiting
+        try:
+            delay = self._dispatch_due()
+        except Exception as exc:
+            retry_in = self.backoff.failed()
+            logger.error(
+                "beat: cannot dispatch producer runs, retrying in %.1fs: %s: %s",
+                retry_in,
+                type(exc).__name__,
+                exc,
+                exc_info=not isinstance(exc, _OUTAGES),
+            )
+            return retry_in
+        self.backoff.succeeded()
+        return delay
+
+    def _dispatch_due(self) -> float:
+        now = _utcnow()
+        slots = self.store.claim_due(now=now, lease=self.settings.lease, limit=self.settings.batch)
+        if not slots:
+            return self._until_next_wakeup()
+        if self.settings.test_crash_after_claim:
+            os.kill(os.getpid(), signal.SIGKILL)  # test hook: a beat dying between claim and send
+        self._publish(slots)
+        if len(slots) >= self.settings.batch:
+            return 0.0
+        return self._until_next_wakeup()
+
+    def _publish(self, slots: list[ClaimedSlot]) -> None:
+        """Send the batch over one pooled broker connection; give back the claims not sent."""
+        sent = 0
+        try:
+            with self.app.producer_or_acquire() as producer:
+                for slot in slots:
+                    send_run_producer(self.app, slot, producer)
+                    sent += 1
+                    logger.debug("beat: sent %s", slot_task_id(slot))
+        except BaseException:
+            # BaseException too: beat's SIGTERM handler raises SystemExit, possibly mid-batch.
+            if unsent := slots[sent:]:
+                self._release(unsent)
+            raise
+        lateness = _utcnow() - min(slot.scheduled_for for slot in slots)
+        logger.info(
+            "beat: sent %d producer runs, worst lateness %.0f ms",
+            len(slots),
+            lateness / timedelta(milliseconds=1),
+        )
+
+    def _release(self, slots: list[ClaimedSlot]) -> None:
+        """Make unsent slots due again at once rather than when their lease ends."""
+        try:
+            released = self.store.release_claims(slots)
+        except Exception as exc:
+            logger.error(
+                "beat: cannot release %d unsent claims; they are due again when their lease"
+                " ends: %s",
+                len(slots),
+                exc,
+            )
+        else:
+            logger.warning("beat: released %d unsent claims", released)
+
+    def _until_next_wakeup(self) -> float:
+        now = _utcnow()
+        wakeup = self.store.next_wakeup(now=now)
+        if wakeup is None:
+            return self.max_interval
+        return min(max(0.0, (wakeup - now).total_seconds()), self.max_interval)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
