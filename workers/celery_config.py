@@ -7,10 +7,10 @@ from typing import Any
 
 from kombu.entity import Exchange, Queue
 
+from beat.dispatch import PRODUCERS_QUEUE
 from workers.settings import Settings
 
 LIFECYCLE_QUEUE = "lifecycle"
-PRODUCERS_QUEUE = "producers"
 LIFECYCLE_TASKS = (
     "drumline.deploy_workflow",
     "drumline.pause_workflow",

@@ -7,12 +7,10 @@ from typing import Any
 
 from celery import Task
 
+from beat.dispatch import PRODUCERS_QUEUE, RUN_PRODUCER
 from workers.app import app, settings
-from workers.celery_config import PRODUCERS_QUEUE
 from workers.resources import resources
 from workers.runner import Slot, SlotRunner, utc_now
-
-RUN_PRODUCER = "drumline.run_producer"
 
 
 @app.task(

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import click
 
+from beat.dispatch import PRODUCERS_QUEUE
 from models.run_store import TERMINAL_STATUSES, RunStore
 from models.schedule_store import ProducerScheduleStore
 from models.workflow_store import WorkflowStore
-from workers.celery_config import PRODUCERS_QUEUE
 from workers.cli.context import CliContext, pass_context
 from workers.cli.tasks_client import enqueue
 
