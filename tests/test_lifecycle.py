@@ -515,3 +515,18 @@ def test_logs_name_the_workflow_and_producers(
         lifecycle.pause("prices")
     assert "deployed workflow 'prices' v1: added ['daily', 'fast', 'manual']" in caplog.text
     assert "workflow 'prices' v2 is now paused" in caplog.text
+
+
+def test_a_timeout_longer_than_the_workers_allow_is_refused(
+    engine: Engine, redis_client: redis.Redis, clock: Clock
+) -> None:
+    locks = WorkflowLocks(redis_client, timeout=timedelta(seconds=5), wait=timedelta(seconds=1))
+    strict = Lifecycle(engine, locks, now=clock, max_timeout=timedelta(seconds=40))
+    before = table_dump(engine)
+    with pytest.raises(InvalidDefinitionError) as caught:
+        strict.deploy(definition(slow=every("1m", timeout="2m")))
+    [problem] = caught.value.details["errors"]
+    assert problem["path"] == "producers.slow.timeout"
+    assert "longer than 40s" in problem["message"]
+    assert table_dump(engine) == before
+    assert strict.deploy(definition(slow=every("1m", timeout="30s")))["added"] == ["slow"]

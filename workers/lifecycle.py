@@ -19,7 +19,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import Connection, Engine
@@ -126,8 +126,10 @@ class Lifecycle:
         locks: WorkflowLocks,
         *,
         now: Callable[[], datetime] = utc_now,
+        max_timeout: timedelta | None = None,
     ) -> None:
         self.engine = engine
+        self.max_timeout = max_timeout
         self.locks = locks
         self.now = now
         self.workflows = WorkflowStore(engine)
@@ -140,7 +142,7 @@ class Lifecycle:
         flight is superseded); one whose config alone changed keeps its next run, claim and
         state. Redeploying the stored definition writes nothing and reports `noop`.
         """
-        definition = _validate(data)
+        definition = _validate(data, self.max_timeout)
         stored = definition.model_dump(mode="json")
         with self.locks.hold(definition.name):
             current = self.workflows.get(definition.name)
@@ -293,12 +295,33 @@ class Lifecycle:
         return sorted(moved)
 
 
-def _validate(data: object) -> WorkflowDefinition:
+def _validate(data: object, max_timeout: timedelta | None) -> WorkflowDefinition:
     try:
         _check_size(data)
-        return parse_definition(data, source=SOURCE, known_producers=registered_names())
+        definition = parse_definition(data, source=SOURCE, known_producers=registered_names())
+        _check_timeouts(definition, max_timeout)
     except DefinitionError as error:
         raise _invalid(data, error) from None
+    return definition
+
+
+def _check_timeouts(definition: WorkflowDefinition, max_timeout: timedelta | None) -> None:
+    """A run must end before its claim's lease does, or its slot could be sent again."""
+    if max_timeout is None:
+        return
+    limit = max_timeout.total_seconds()
+    problems = [
+        DefinitionProblem(
+            SOURCE,
+            f"producers.{name}.timeout",
+            f"timeout {producer.timeout!r} is longer than {limit:g}s, the most these workers "
+            "allow (80% of DRUMLINE_LEASE_SECONDS)",
+        )
+        for name, producer in definition.producers.items()
+        if producer.timeout_seconds is not None and producer.timeout_seconds > limit
+    ]
+    if problems:
+        raise DefinitionError(problems)
 
 
 def _check_size(data: object) -> None:

@@ -31,7 +31,9 @@ def _lifecycle() -> Lifecycle:
         timeout=settings.lock_timeout,
         wait=settings.lock_wait,
     )
-    return Lifecycle(resources.engine(settings.database_url), locks)
+    return Lifecycle(
+        resources.engine(settings.database_url), locks, max_timeout=settings.max_timeout
+    )
 
 
 @app.task(name="drumline.deploy_workflow", **TASK_OPTIONS)
