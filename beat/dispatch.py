@@ -37,9 +37,13 @@ def send_run_producer(app: Any, slot: ClaimedSlot, producer: Any) -> None:
     The message expires with the claim: one not started within the lease is dropped, and beat
     claims and sends the slot again.
     """
+    kwargs = run_producer_kwargs(slot)
     app.send_task(
         RUN_PRODUCER,
-        kwargs=run_producer_kwargs(slot),
+        kwargs=kwargs,
+        # Precomputed reprs for Flower and logs: Celery's saferepr of every message is costly.
+        argsrepr="()",
+        kwargsrepr=repr(kwargs),
         task_id=slot_task_id(slot),
         queue=PRODUCERS_QUEUE,
         expires=slot.claimed_until,

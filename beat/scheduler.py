@@ -165,18 +165,20 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
         return self._until_next_wakeup()
 
     def _publish(self, slots: list[ClaimedSlot]) -> None:
-        """Send the batch over one pooled broker connection; give back the claims not sent."""
-        sent = 0
+        """Send the batch over one broker connection, pipelined (kombu's `Producer.batch`).
+
+        If anything fails, every claim of the batch is given back, since it is unknown which
+        messages reached the broker: a slot sent twice is harmless (the second message carries
+        a stale token and runs nothing), a slot never sent would wait for its lease.
+        """
         try:
-            with self.app.producer_or_acquire() as producer:
+            with self.app.producer_or_acquire() as producer, producer.batch(len(slots)):
                 for slot in slots:
                     send_run_producer(self.app, slot, producer)
-                    sent += 1
                     logger.debug("beat: sent %s", slot_task_id(slot))
         except BaseException:
             # BaseException too: beat's SIGTERM handler raises SystemExit, possibly mid-batch.
-            if unsent := slots[sent:]:
-                self._release(unsent)
+            self._release(slots)
             raise
         lateness = _utcnow() - min(slot.scheduled_for for slot in slots)
         logger.info(
