@@ -240,21 +240,34 @@ class ProducerScheduleStore:
         candidates = [moment for moment in (next_run, lease_end) if moment is not None]
         return min(candidates) if candidates else None
 
-    def get_claimed(
+    def take_claim(
         self,
         workflow_id: int,
         producer_name: str,
         claim_token: str,
+        *,
+        now: datetime,
+        lease: timedelta,
         conn: Connection | None = None,
     ) -> ScheduleRecord | None:
-        """The row only if `claim_token` still holds its claim (the message is not stale)."""
+        """Start a run under its claim: only if `claim_token` still holds a live claim, which
+        is then renewed for a whole lease, in one statement.
+
+        None means the message is stale (re-claimed, rescheduled, or its lease ran out, after
+        which beat may send the slot again). Renewing keeps beat from re-sending the slot while
+        the run, bounded by a hard time limit shorter than the lease, is still going.
+        """
         with transaction(self.engine, conn) as c:
             row = c.execute(
-                select(producer_schedules).where(
+                update(producer_schedules)
+                .where(
                     _s.workflow_id == workflow_id,
                     _s.producer_name == producer_name,
                     _s.claim_token == claim_token,
+                    _s.claimed_until > now,
                 )
+                .values(claimed_until=now + lease)
+                .returning(*producer_schedules.c)
             ).first()
         return _record(row) if row else None
 

@@ -69,6 +69,7 @@ class Harness:
         self.row = self.schedules.upsert(ScheduleSpec(**values), now=T0)
         self.runner = SlotRunner(
             engine,
+            lease=LEASE,
             max_timeout=timedelta(seconds=2),
             default_timeout=timedelta(seconds=1),
             clock=self.clock,
@@ -122,6 +123,27 @@ def test_state_is_carried_from_run_to_run(engine: Engine) -> None:
     assert h.schedule().state == {
         "seen": [(T0 + timedelta(seconds=30 * n)).isoformat() for n in range(3)]
     }
+
+
+def test_a_message_arriving_after_its_lease_runs_nothing(engine: Engine) -> None:
+    h = Harness(engine)
+    slot = h.claim()
+    h.clock.now = T0 + LEASE
+    assert h.runner.run(slot)["status"].startswith("skipped: stale")
+    assert h.runs.list(h.workflow.id) == []
+
+
+def test_starting_a_run_renews_its_claim_for_a_whole_lease(engine: Engine) -> None:
+    h = Harness(engine, run="test.during_run")
+    slot = h.claim()
+    h.clock.now = T0 + LEASE / 2
+    seen: list[Any] = []
+    _during_run[:] = [lambda: seen.append(h.schedule().claimed_until)]
+    try:
+        h.runner.run(slot)
+    finally:
+        _during_run.clear()
+    assert seen == [T0 + LEASE / 2 + LEASE]
 
 
 def test_a_stale_token_runs_nothing(engine: Engine) -> None:

@@ -15,6 +15,7 @@ from models.tables import producer_runs, producer_schedules
 from models.workflow_store import WorkflowStore
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+LEASE = timedelta(minutes=1)
 
 
 def spec(workflow_id: int, name: str = "poll", **changes: object) -> ScheduleSpec:
@@ -273,7 +274,10 @@ def test_commit_slot_only_with_the_live_token(engine: Engine, workflow_id: int) 
     failed = SlotOutcome("failed", NOW, NOW + timedelta(seconds=30), {"n": 1})
     assert store.commit_slot(row.id, "stale-token", failed, now=NOW) is False
     assert store.get(workflow_id, "poll").next_run_at == NOW  # type: ignore[union-attr]
-    assert store.get_claimed(workflow_id, "poll", slot.claim_token) is not None
+    taken = store.take_claim(
+        workflow_id, "poll", slot.claim_token, now=NOW, lease=timedelta(minutes=5)
+    )
+    assert taken is not None and taken.claimed_until == NOW + timedelta(minutes=5)
     assert store.commit_slot(row.id, slot.claim_token, failed, now=NOW) is True
     after = store.get(workflow_id, "poll")
     assert after is not None
@@ -283,8 +287,18 @@ def test_commit_slot_only_with_the_live_token(engine: Engine, workflow_id: int) 
         1,
     )
     assert (after.claim_token, after.state) == (None, {"n": 1})
-    assert store.get_claimed(workflow_id, "poll", slot.claim_token) is None
+    assert store.take_claim(workflow_id, "poll", slot.claim_token, now=NOW, lease=LEASE) is None
     assert store.commit_slot(row.id, slot.claim_token, failed, now=NOW) is False
+
+
+def test_a_claim_whose_lease_ran_out_cannot_be_taken(engine: Engine, workflow_id: int) -> None:
+    store = ProducerScheduleStore(engine)
+    store.upsert(spec(workflow_id), now=NOW)
+    [slot] = store.claim_due(now=NOW, lease=LEASE, limit=1)
+    late = NOW + LEASE
+    assert store.take_claim(workflow_id, "poll", slot.claim_token, now=late, lease=LEASE) is None
+    assert store.take_claim(workflow_id, "poll", "other", now=NOW, lease=LEASE) is None
+    assert store.take_claim(workflow_id, "poll", slot.claim_token, now=NOW, lease=LEASE)
 
 
 def test_failures_count_up_and_reset_after_success(engine: Engine, workflow_id: int) -> None:

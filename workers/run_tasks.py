@@ -43,6 +43,7 @@ def run_producer(
     )
     runner = SlotRunner(
         resources.engine(settings.database_url),
+        lease=settings.lease,
         max_timeout=settings.max_timeout,
         default_timeout=settings.default_timeout,
         clock=utc_now,

@@ -73,9 +73,16 @@ class SlotRunner:
     """Runs slots against one database; one instance per worker process."""
 
     def __init__(
-        self, engine: Engine, *, max_timeout: timedelta, default_timeout: timedelta, clock: Clock
+        self,
+        engine: Engine,
+        *,
+        lease: timedelta,
+        max_timeout: timedelta,
+        default_timeout: timedelta,
+        clock: Clock,
     ) -> None:
         self.engine = engine
+        self.lease = lease
         self.schedules = ProducerScheduleStore(engine)
         self.runs = RunStore(engine)
         self.max_timeout = max_timeout
@@ -116,11 +123,16 @@ class SlotRunner:
                 if schedule is None:
                     return "skipped: producer no longer exists"
             else:
-                schedule = self.schedules.get_claimed(
-                    slot.workflow_id, slot.producer, slot.claim_token, conn=conn
+                schedule = self.schedules.take_claim(
+                    slot.workflow_id,
+                    slot.producer,
+                    slot.claim_token,
+                    now=self.clock(),
+                    lease=self.lease,
+                    conn=conn,
                 )
                 if schedule is None:
-                    return "skipped: stale message (claim no longer held)"
+                    return "skipped: stale message (claim no longer held or lease expired)"
             run = self.runs.begin(
                 workflow_id=slot.workflow_id,
                 producer_name=slot.producer,
