@@ -167,18 +167,23 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
     def _publish(self, slots: list[ClaimedSlot]) -> None:
         """Send the batch over one broker connection, pipelined (kombu's `Producer.batch`).
 
-        If anything fails, every claim of the batch is given back, since it is unknown which
-        messages reached the broker: a slot sent twice is harmless (the second message carries
-        a stale token and runs nothing), a slot never sent would wait for its lease.
+        If anything fails before the batch is flushed, every claim of the batch is given back,
+        since it is unknown which messages reached the broker. A message that did arrive then
+        carries a stale token and runs nothing; a claim a worker has already taken is kept
+        (see `release_claims`).
         """
+        flushed = False
         try:
-            with self.app.producer_or_acquire() as producer, producer.batch(len(slots)):
-                for slot in slots:
-                    send_run_producer(self.app, slot, producer)
-                    logger.debug("beat: sent %s", slot_task_id(slot))
+            with self.app.producer_or_acquire() as producer:
+                with producer.batch(len(slots)):
+                    for slot in slots:
+                        send_run_producer(self.app, slot, producer)
+                        logger.debug("beat: sent %s", slot_task_id(slot))
+                flushed = True
         except BaseException:
             # BaseException too: beat's SIGTERM handler raises SystemExit, possibly mid-batch.
-            self._release(slots)
+            if not flushed:
+                self._release(slots)
             raise
         lateness = _utcnow() - min(slot.scheduled_for for slot in slots)
         logger.info(

@@ -208,7 +208,11 @@ class ProducerScheduleStore:
     def release_claims(
         self, slots: builtins.list[ClaimedSlot], conn: Connection | None = None
     ) -> int:
-        """Give back claims that were never sent, so the slots are due again at once."""
+        """Give back claims that were never sent, so the slots are due again at once.
+
+        A claim a worker has already taken (its lease renewed by `take_claim`) is left alone:
+        releasing it would let the slot be sent and run a second time.
+        """
         if not slots:
             return 0
         with transaction(self.engine, conn) as c:
@@ -217,6 +221,7 @@ class ProducerScheduleStore:
                 .where(
                     _s.id.in_([slot.schedule_id for slot in slots]),
                     _s.claim_token == slots[0].claim_token,
+                    _s.claimed_until == slots[0].claimed_until,
                 )
                 .values(claimed_until=None, claim_token=None)
             )

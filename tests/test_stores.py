@@ -320,6 +320,16 @@ def test_release_claims_makes_slots_due_again(engine: Engine, workflow_id: int) 
     assert len(store.claim_due(now=NOW, lease=timedelta(minutes=1), limit=10)) == 1
 
 
+def test_release_claims_keeps_a_claim_a_worker_has_taken(engine: Engine, workflow_id: int) -> None:
+    store = ProducerScheduleStore(engine)
+    store.upsert(spec(workflow_id), now=NOW)
+    slots = store.claim_due(now=NOW, lease=LEASE, limit=10)
+    taken_at = NOW + timedelta(seconds=1)
+    assert store.take_claim(workflow_id, "poll", slots[0].claim_token, now=taken_at, lease=LEASE)
+    assert store.release_claims(slots) == 0
+    assert store.get(workflow_id, "poll").claim_token == slots[0].claim_token  # type: ignore[union-attr]
+
+
 def test_next_wakeup_sees_next_runs_and_lease_expiry(engine: Engine, workflow_id: int) -> None:
     store = ProducerScheduleStore(engine)
     assert store.next_wakeup(now=NOW) is None
