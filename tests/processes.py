@@ -13,7 +13,7 @@ from pathlib import Path
 
 from celery import Celery
 
-from workers.app import create_app
+from workers.celery_config import create_app
 from workers.settings import Settings
 
 READY_TIMEOUT_S = 60.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
+from celery import Celery
 from kombu.entity import Exchange, Queue
 
 from beat.dispatch import PRODUCERS_QUEUE
@@ -65,3 +66,17 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     if settings.result_backend.startswith("rediss://"):
         config["redis_backend_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
     return config
+
+
+def create_app(settings: Settings) -> Celery:
+    """A Celery app for `settings`; clients (CLI, tests) build their own with this.
+
+    `DRUMLINE_CELERY_CONFIG_MODULE` may add ordinary Celery settings (a `beat_schedule`, say);
+    drumline's own settings are applied over it, since its guarantees depend on them.
+    """
+    celery = Celery("drumline", include=["workers.lifecycle_tasks", "workers.run_tasks"])
+    if settings.celery_config_module:
+        celery.config_from_object(settings.celery_config_module)
+    celery.conf.update(celery_config(settings))
+    celery.conf.drumline_settings = settings
+    return celery

@@ -67,12 +67,11 @@ class RedisServer:
         self.process = subprocess.Popen(
             [
                 str(redis_server_binary()),
+                "-",  # the password comes on stdin, so `ps` never shows it
                 "--port",
                 str(self.port),
                 "--bind",
                 "127.0.0.1",
-                "--requirepass",
-                self.password,
                 "--maxmemory-policy",
                 "noeviction",
                 "--dir",
@@ -84,11 +83,15 @@ class RedisServer:
                 "--daemonize",
                 "no",
             ],
+            stdin=subprocess.PIPE,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         log.close()
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"requirepass {self.password}\n".encode())
+        self.process.stdin.close()
         self._wait_until_ready()
         return self
 

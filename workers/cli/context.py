@@ -13,7 +13,7 @@ from celery import Celery
 from sqlalchemy import Engine
 
 from models.db import make_engine
-from workers.app import create_app
+from workers.celery_config import create_app
 from workers.settings import Settings, SettingsError
 
 

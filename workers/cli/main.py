@@ -11,6 +11,7 @@ from workers.cli.lifecycle_commands import delete, deploy, pause, resume
 from workers.cli.migrate import migrate
 from workers.cli.read_commands import ls, runs, status
 from workers.cli.trigger import trigger
+from workers.cli.up import up
 from workers.cli.validate_command import validate
 
 
@@ -24,7 +25,7 @@ def cli(verbose: bool) -> None:
     )
 
 
-for command in (validate, migrate, deploy, pause, resume, delete, ls, status, runs, trigger):
+for command in (validate, migrate, deploy, pause, resume, delete, ls, status, runs, trigger, up):
     cli.add_command(command)
 
 

@@ -14,7 +14,7 @@ from beat.schedules import Schedule
 from models.definitions import DefinitionError, WorkflowDefinition, load_definition_files
 from workers.cli.context import print_json
 from workers.registry import load_producer_modules, registered_names
-from workers.settings import Settings
+from workers.settings import Settings, SettingsError
 
 
 class InstantType(click.ParamType[datetime]):
@@ -61,7 +61,11 @@ def validate(files: tuple[Path, ...], count: int, after: datetime | None, as_jso
     The producers named by `run:` must be registered: the built-ins and the modules listed in
     DRUMLINE_PRODUCER_MODULES.
     """
-    load_producer_modules(Settings.from_env().producer_modules)
+    try:
+        modules = Settings.from_env().producer_modules
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    load_producer_modules(modules)
     start = after or datetime.now(UTC)
     try:
         definitions = load_definition_files(files, known_producers=registered_names())

@@ -1,0 +1,1 @@
+"""Example workflows for `drumline up`: definitions (`*.yaml`) and the producers they run."""

@@ -1,0 +1,476 @@
+"""`drumline up` as a user runs it, plus the parts it is built from.
+
+The system tests start `drumline up` as a subprocess on a temporary data dir and read what ran
+straight from its SQLite file; a process is a leftover if its command line, working directory or
+environment points at that data dir.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psutil  # type: ignore[import-untyped]
+import pytest
+from rich.console import Console
+
+from beat.schedules import Schedule
+from models import migrate
+from models.db import default_database_url, make_engine
+from models.definitions import load_definition_files
+from models.records import RunRecord, ScheduleRecord, ScheduleSpec
+from models.run_store import RunStore
+from models.schedule_store import ProducerScheduleStore
+from models.workflow_store import WorkflowStore
+from tests.e2e import utcnow, wait_until
+from workers import live_view
+from workers.cli.up import REPO_ROOT, Layout, find_examples, stop_orphaned_redis, stored_secret
+from workers.redis_server import RedisServer, free_port
+from workers.registry import ProducerContext, ProducerResult, get_producer, registered_names
+from workers.supervisor import ChildExitedError, Interrupts, Supervisor
+
+UP = [sys.executable, "-c", "from workers.cli.main import main; main()", "up"]
+EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
+FIRST_RUNS_WITHIN_S = 20
+STOP_WITHIN_S = 15
+# How long the system stays down between the two starts: long enough to miss several slots.
+DOWN_S = 8
+WINDOW_S = 12
+
+
+@dataclass
+class Up:
+    """A running `drumline up` whose output goes to a file."""
+
+    process: subprocess.Popen[bytes]
+    output: Path
+    data_dir: Path
+    started: datetime
+
+    def text(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def wait_for_output(self, text: str, timeout: float) -> None:
+        def shown() -> bool:
+            assert self.process.poll() is None, f"drumline up exited:\n{self.text()}"
+            return text in self.text()
+
+        wait_until(shown, timeout, f"{text!r} in the output of drumline up")
+
+    def interrupt(self, signum: int) -> tuple[int, float]:
+        """Ctrl-C (or SIGTERM); returns the exit code and how long the shutdown took."""
+        began = time.monotonic()
+        self.process.send_signal(signum)
+        try:
+            code = self.process.wait(STOP_WITHIN_S + 5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+        return code, time.monotonic() - began
+
+
+def up_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("DRUMLINE_", "FLOWER_"))}
+
+
+StartUp = Callable[..., Up]
+
+
+@pytest.fixture
+def start_up(tmp_path: Path) -> Iterator[StartUp]:
+    """Start `drumline up` (from the repository root, as a user would); kill leftovers after."""
+    started: list[Up] = []
+
+    def start(data_dir: Path, *args: str) -> Up:
+        output = tmp_path / f"up-{len(started)}.out"
+        with output.open("wb") as sink:
+            process = subprocess.Popen(
+                [*UP, "--data-dir", str(data_dir), *args],
+                cwd=REPO_ROOT,
+                env=up_env(),
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        started.append(Up(process, output, data_dir, utcnow()))
+        return started[-1]
+
+    yield start
+    for up in started:
+        if up.process.poll() is None:
+            up.process.kill()
+            up.process.wait()
+        for leftover in leftovers(up.data_dir):
+            leftover.kill()
+
+
+def run_up(tmp_path: Path, *args: str) -> tuple[int, str]:
+    """Run `drumline up` expecting it to give up on its own."""
+    result = subprocess.run(
+        [*UP, *args], cwd=REPO_ROOT, env=up_env(), capture_output=True, timeout=60, check=False
+    )
+    return result.returncode, (result.stdout + result.stderr).decode(errors="replace")
+
+
+def leftovers(data_dir: Path) -> list[psutil.Process]:
+    """Processes that belong to the system started on `data_dir`."""
+    marker = str(data_dir.resolve())
+    found = []
+    for process in psutil.process_iter(["cmdline", "cwd", "environ", "status"]):
+        info = process.info
+        if process.pid == os.getpid() or info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        if (
+            marker in " ".join(info["cmdline"] or ())
+            or (info["cwd"] or "").startswith(marker)
+            or (info["environ"] or {}).get("DRUMLINE_DATA_DIR") == marker
+        ):
+            found.append(process)
+    return found
+
+
+def runs(data_dir: Path) -> dict[str, list[RunRecord]]:
+    """Every run committed on `data_dir`, by `workflow/producer`."""
+    engine = make_engine(default_database_url(data_dir))
+    try:
+        found: dict[str, list[RunRecord]] = {}
+        for workflow in WorkflowStore(engine).list():
+            for run in RunStore(engine).list(workflow.id):
+                found.setdefault(f"{workflow.name}/{run.producer_name}", []).append(run)
+        return found
+    finally:
+        engine.dispose()
+
+
+def schedules(data_dir: Path) -> dict[str, ScheduleRecord]:
+    engine = make_engine(default_database_url(data_dir))
+    try:
+        names = {w.id: w.name for w in WorkflowStore(engine).list()}
+        rows = ProducerScheduleStore(engine).list()
+        return {f"{names[row.workflow_id]}/{row.producer_name}": row for row in rows}
+    finally:
+        engine.dispose()
+
+
+def frequent_examples() -> dict[str, timedelta]:
+    """The example producers that run at least every 5 s, with their spacing."""
+    spacings = {
+        f"{definition.name}/{name}": spacing(producer.schedule)
+        for definition in load_definition_files(EXAMPLES)
+        for name, producer in definition.producers.items()
+    }
+    return {name: gap for name, gap in spacings.items() if gap <= timedelta(seconds=5)}
+
+
+def spacing(schedule: Schedule | None) -> timedelta:
+    """The time between a schedule's next two slots (forever for a manual producer)."""
+    first = schedule.next_after(utcnow()) if schedule else None
+    second = schedule.next_after(first, anchor=first) if schedule and first else None
+    return second - first if first and second else timedelta.max
+
+
+def assert_stopped_cleanly(up: Up, signum: int) -> None:
+    code, took = up.interrupt(signum)
+    assert code == 0, up.text()
+    assert took < STOP_WITHIN_S
+    assert "stopped" in up.text()
+    wait_until(lambda: not leftovers(up.data_dir), 2, "no leftover process")
+
+
+def flower_status(port: int, password: str | None) -> int:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/")
+    if password is not None:
+        token = base64.b64encode(f"drumline:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_up_runs_the_examples_stops_cleanly_and_resumes_without_a_burst(
+    tmp_path: Path, start_up: StartUp
+) -> None:
+    data = tmp_path / "data"
+    first = start_up(data, "--no-flower")
+    expected = frequent_examples()
+    assert expected, "the examples should have frequent schedules"
+    deadline = time.monotonic() + FIRST_RUNS_WITHIN_S
+    first.wait_for_output("beat1 ready", FIRST_RUNS_WITHIN_S)  # the database is migrated
+    wait_until(
+        lambda: expected.keys() <= runs(data).keys(),
+        deadline - time.monotonic(),
+        f"runs of {sorted(expected)}",
+    )
+    output = first.text()
+    for progress in ("redis ready on 127.0.0.1:", "migrated", "worker1 ready", "beat1 ready"):
+        assert progress in output
+    first.wait_for_output("runs in the last minute", 10)
+    assert_stopped_cleanly(first, signal.SIGINT)
+
+    password = (data / "redis.password").read_text().strip()
+    assert (data / "redis.password").stat().st_mode & 0o777 == 0o600
+    assert password not in first.text()
+    for log in (data / "logs").iterdir():
+        assert password not in log.read_text(errors="replace"), log
+    tail = schedules(data)["example-log-tail/count-finished-tasks"]
+    assert tail.state["offset"] > 0  # the cursor reached is kept between runs
+    stopped_at = utcnow()
+
+    time.sleep(DOWN_S)
+    port = free_port()
+    second = start_up(data, "--flower-port", str(port))
+    second.wait_for_output("flower ready", 30)
+    flower_password = (data / "flower.password").read_text().strip()
+    assert f"password {flower_password}" in second.text()
+    assert (flower_status(port, None), flower_status(port, flower_password)) == (401, 200)
+    refused, message = run_up(tmp_path, "--no-flower", "--data-dir", str(data))
+    assert refused != 0 and "another `drumline up` is running" in message
+    time.sleep(max(0.0, WINDOW_S - (utcnow() - second.started).total_seconds()))
+    assert_stopped_cleanly(second, signal.SIGTERM)
+    assert (data / "redis.password").read_text().strip() == password
+
+    for name, history in runs(data).items():
+        if name not in expected:
+            continue
+        window = [run for run in history if run.started_at >= second.started]
+        missed = [run for run in window if run.scheduled_for < second.started]
+        assert len(missed) <= 1, f"{name}: missed slots were run one by one: {missed}"
+        assert not [r for r in history if stopped_at < r.started_at < second.started]
+        seconds = (max(r.started_at for r in window) - second.started).total_seconds()
+        slots = math.floor(seconds / expected[name].total_seconds()) + 1
+        assert len(window) <= slots + 1, f"{name}: {len(window)} runs for {slots} slots"
+
+
+def test_a_broken_definition_starts_nothing(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: broken\nproducers:\n  p:\n    run: demo.noop\n    interval: 0s\n")
+    data = tmp_path / "data"
+    code, output = run_up(tmp_path, "--no-flower", "--data-dir", str(data), "--deploy", str(broken))
+    assert code != 0
+    assert "invalid definition" in output
+    assert f"{broken}: producers.p.interval" in output
+    assert not data.exists()  # refused before even the data dir was made
+    assert not leftovers(data)
+
+
+def test_an_unknown_producer_is_refused_before_starting(tmp_path: Path) -> None:
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("name: unknown\nproducers:\n  p:\n    run: nobody.home\n")
+    data = tmp_path / "data"
+    code, output = run_up(tmp_path, "--data-dir", str(data), "--deploy", str(unknown))
+    assert code != 0
+    assert "no producer named 'nobody.home'" in output
+    assert not data.exists()
+
+
+def test_an_unwritable_data_dir_is_refused(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, output = run_up(tmp_path, "--no-flower", "--data-dir", str(blocker / "data"))
+    assert code != 0
+    assert f"cannot write to the data dir {blocker / 'data'}" in output
+
+
+def test_a_port_in_use_is_refused_before_starting(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for option in ("--flower-port", "--redis-port"):
+            code, output = run_up(tmp_path, "--data-dir", str(data), option, str(port))
+            assert code != 0
+            assert f"port {port} on 127.0.0.1 is already in use" in output
+            assert option in output
+    assert not (data / "redis").exists()
+    assert not leftovers(data)
+
+
+def test_the_examples_validate_together_and_show_each_kind_of_schedule() -> None:
+    assert find_examples(REPO_ROOT) == REPO_ROOT / "examples"
+    import examples.producers  # noqa: F401 - registers the example producers
+
+    definitions = load_definition_files(EXAMPLES, known_producers=registered_names())
+    producers = [p for d in definitions for p in d.producers.values()]
+    assert any(p.interval for p in producers)
+    assert any(p.cron and p.timezone not in (None, "UTC") for p in producers)
+    assert any(p.schedule is None for p in producers)
+    assert any(p.run == "examples.tail_log" for p in producers)
+
+
+def run_example(
+    name: str, params: dict[str, Any], state: dict[str, Any] | None = None
+) -> ProducerResult:
+    import examples.producers  # noqa: F401 - registers the example producers
+
+    result = get_producer(name)(
+        ProducerContext(
+            workflow="wf",
+            producer="p",
+            scheduled_for=utcnow(),
+            trigger="schedule",
+            params=params,
+            state=state or {},
+            logger=logging.getLogger("test"),
+        )
+    )
+    assert isinstance(result, ProducerResult)
+    return result
+
+
+def test_tail_log_counts_new_complete_lines_from_its_cursor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    params: dict[str, object] = {"path": "app.log", "contains": "ERROR"}
+    first = run_example("examples.tail_log", params)
+    assert (tmp_path / "app.log").exists()
+    assert first.result["lines"] == 0
+    with (tmp_path / "app.log").open("a") as log:
+        log.write("ERROR one\nok two\nERROR thr")
+    second = run_example("examples.tail_log", params, first.state)
+    assert second.result == {"lines": 2, "matches": 1, "offset": 17}
+    with (tmp_path / "app.log").open("a") as log:
+        log.write("ee\n")
+    third = run_example("examples.tail_log", params, second.state)
+    assert third.result == {"lines": 1, "matches": 1, "offset": 29}
+    assert third.state is not None and third.state["matches_total"] == 2
+    (tmp_path / "app.log").write_text("ERROR after truncation\n")
+    fourth = run_example("examples.tail_log", params, third.state)
+    assert (fourth.result["lines"], fourth.result["matches"]) == (1, 1)
+
+
+def test_example_producers_keep_relative_paths_inside_the_working_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run_example("examples.write_summary", {"directory": "out", "name": "s"}, {"count": 4})
+    summary = json.loads((tmp_path / "out" / "s.json").read_text())
+    assert (summary["count"], summary["workflow"], summary["producer"]) == (5, "wf", "p")
+    assert result.state == {"count": 5}
+    with pytest.raises(ValueError, match="leaves the working directory"):
+        run_example("examples.tail_log", {"path": "../outside.log"})
+    with pytest.raises(ValueError, match="plain file name"):
+        run_example("examples.write_summary", {"name": "../s"})
+
+
+def test_a_redis_orphaned_by_a_killed_up_is_stopped_at_the_next_start(tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    orphan = RedisServer(layout.redis, appendonly=False).start()
+    assert orphan.process is not None
+    stranger = subprocess.Popen(["sleep", "30"], cwd=tmp_path)
+    try:
+        layout.run.mkdir()
+        layout.redis_pid.write_text(f"{stranger.pid}\n")
+        stop_orphaned_redis(layout)  # a pid whose process is not our Redis is left alone
+        assert stranger.poll() is None
+        layout.redis_pid.write_text(f"{orphan.process.pid}\n")
+        stop_orphaned_redis(layout)
+        assert orphan.process.wait(1) == 0
+    finally:
+        stranger.kill()
+        stranger.wait()
+        orphan.stop()
+
+
+def test_stored_secrets_are_private_and_reused(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    secret = stored_secret(path)
+    assert len(secret) >= 24
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.chmod(0o644)
+    assert stored_secret(path) == secret
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_stop_kills_the_whole_group_of_a_child_that_ignores_sigterm(tmp_path: Path) -> None:
+    supervisor = Supervisor(env=os.environ, cwd=tmp_path, log_dir=tmp_path, interrupts=Interrupts())
+    stubborn = "trap '' TERM; sleep 300 & echo started; wait"
+    child = supervisor.spawn("stubborn", ["sh", "-c", stubborn])
+    supervisor.wait_ready(child, lambda: child.logged("started"), 10)
+    group = [p for p in psutil.process_iter() if _pgid(p.pid) == child.process.pid]
+    assert len(group) == 2
+    began = time.monotonic()
+    supervisor.stop(grace=0.5)
+    assert time.monotonic() - began < 3
+    wait_until(lambda: not [p for p in group if _alive(p)], 2, "the group to be killed")
+
+
+def test_check_reports_a_child_that_exited(tmp_path: Path) -> None:
+    supervisor = Supervisor(env=os.environ, cwd=tmp_path, log_dir=tmp_path, interrupts=Interrupts())
+    child = supervisor.spawn("short", ["sh", "-c", "echo cannot connect; exit 3"])
+    child.process.wait()
+    with pytest.raises(ChildExitedError, match=r"short exited with 3; .*: cannot connect$"):
+        supervisor.check()
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return bool(process.status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None
+
+
+def test_the_view_shows_each_producer_with_its_recent_runs(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'view.db'}")
+    migrate.upgrade(engine)
+    now = utcnow()
+    workflow = WorkflowStore(engine).upsert("shop", {}, now=now)
+    spec = ScheduleSpec(
+        workflow_id=workflow.id,
+        producer_name="poll",
+        run="demo.noop",
+        params={},
+        timeout_seconds=None,
+        schedule_type="interval",
+        schedule_value="30s",
+        timezone="UTC",
+        next_run_at=now + timedelta(seconds=30),
+    )
+    ProducerScheduleStore(engine).upsert(spec, now=now)
+    for age in (5, 20, 90):
+        RunStore(engine).begin(
+            workflow_id=workflow.id,
+            producer_name="poll",
+            scheduled_for=now - timedelta(seconds=age),
+            trigger="schedule",
+            task_id=None,
+            now=now - timedelta(seconds=age),
+        )
+    [view] = live_view.snapshot(engine, now)
+    assert (view.workflow, view.producer, view.schedule, view.recent_runs) == (
+        "shop",
+        "poll",
+        "every 30s",
+        2,
+    )
+    console = Console(record=True, width=120)
+    console.print(live_view.render([view], ["Flower: off"], now))
+    screen = console.export_text()
+    assert "Flower: off" in screen and "in 30s" in screen and "every 30s" in screen
+    assert live_view.progress_line([view], now).endswith(
+        "2 runs in the last minute: shop/poll=2 (-)"
+    )
