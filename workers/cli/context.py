@@ -11,8 +11,10 @@ from typing import Any
 import click
 from celery import Celery
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from models.db import make_engine
+from models import migrate as migrations
+from models.db import make_engine, redact_url
 from workers.celery_config import create_app
 from workers.settings import Settings, SettingsError
 
@@ -30,7 +32,20 @@ class CliContext:
 
     @cached_property
     def engine(self) -> Engine:
-        return make_engine(self.settings.database_url)
+        """The database, refused with a clear message if unreachable or not migrated."""
+        engine = make_engine(self.settings.database_url)
+        where = redact_url(self.settings.database_url)
+        try:
+            current = migrations.current_revision(engine)
+        except SQLAlchemyError as exc:
+            reason = getattr(exc, "orig", exc)
+            raise click.ClickException(f"cannot open the database {where}: {reason}") from None
+        if current != migrations.head_revision():
+            raise click.ClickException(
+                f"the database {where} is at schema revision {current or 'none'}, not "
+                f"{migrations.head_revision()}: run `drumline migrate`"
+            )
+        return engine
 
     @cached_property
     def celery(self) -> Celery:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from models import migrate as migrations
-from models.db import redact_url
+from models.db import make_engine, redact_url
 from workers.cli.context import CliContext, pass_context
 
 
@@ -13,9 +13,10 @@ from workers.cli.context import CliContext, pass_context
 @pass_context
 def migrate(ctx: CliContext) -> None:
     """Apply the database migrations (idempotent)."""
-    before = migrations.current_revision(ctx.engine)
-    migrations.upgrade(ctx.engine)
-    after = migrations.current_revision(ctx.engine)
+    engine = make_engine(ctx.settings.database_url)
+    before = migrations.current_revision(engine)
+    migrations.upgrade(engine)
+    after = migrations.current_revision(engine)
     where = redact_url(ctx.settings.database_url)
     if before == after:
         click.echo(f"{where}: already at revision {after}")

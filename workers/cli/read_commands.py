@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -49,7 +50,7 @@ def ls(ctx: CliContext, as_json: bool) -> None:
             str(row["producers"]),
             when(row["next_run_at"]),
         )
-    Console().print(table)
+    _console().print(table)
 
 
 @click.command()
@@ -90,7 +91,7 @@ def status(ctx: CliContext, name: str, as_json: bool) -> None:
             view["last_status"] or "-",
             str(view["consecutive_failures"]),
         )
-    Console().print(table)
+    _console().print(table)
 
 
 @click.command()
@@ -142,7 +143,12 @@ def runs(ctx: CliContext, name: str, producer: str | None, limit: int, as_json: 
             run.task_id or "-",
             _last_line(run.error),
         )
-    Console().print(table)
+    _console().print(table)
+
+
+def _console() -> Console:
+    """Full-width tables when piped: rich would squeeze them to 80 columns."""
+    return Console() if sys.stdout.isatty() else Console(width=220)
 
 
 def _workflow(ctx: CliContext, name: str) -> WorkflowRecord:
