@@ -23,7 +23,7 @@ from celery.exceptions import ImproperlyConfigured
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DBAPIError
 
-from beat.dispatch import send_run_producer, slot_task_id
+from beat.dispatch import RunProducerPublisher, slot_task_id
 from models.db import make_engine, redact_url
 from models.records import ClaimedSlot
 from models.schedule_store import ProducerScheduleStore
@@ -102,6 +102,10 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
         """Built on first use: `celery beat` also creates throwaway lazy instances."""
         return ProducerScheduleStore(make_engine(self.settings.database_url))
 
+    @cached_property
+    def _publisher(self) -> RunProducerPublisher:
+        return RunProducerPublisher(self.app)
+
     def setup_schedule(self) -> None:
         super().setup_schedule()
         logger.info(
@@ -174,10 +178,12 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
         """
         flushed = False
         try:
+            publisher = self._publisher
             with self.app.producer_or_acquire() as producer:
-                with producer.batch(len(slots)):
+                publisher.declare(producer)
+                with producer.batch(len(slots) * publisher.operations_per_message):
                     for slot in slots:
-                        send_run_producer(self.app, slot, producer)
+                        publisher.publish(producer, slot)
                         logger.debug("beat: sent %s", slot_task_id(slot))
                 flushed = True
         except BaseException:

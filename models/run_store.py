@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, select, update
+from sqlalchemy import Connection, Engine, Row, Update, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from models.records import RunRecord
 from models.tables import producer_runs
-from models.transactions import insert_for, transaction
+from models.transactions import bind, transaction
 
 _r = producer_runs.c
 
@@ -39,26 +41,17 @@ class RunStore:
         that already finished returns None: it must not run again.
         """
         with transaction(self.engine, conn) as c:
-            stmt = insert_for(c, producer_runs).values(
-                workflow_id=workflow_id,
-                producer_name=producer_name,
-                scheduled_for=scheduled_for,
-                trigger=trigger,
-                task_id=task_id,
-                attempt=1,
-                status="running",
-                started_at=now,
-            )
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[_r.workflow_id, _r.producer_name, _r.scheduled_for],
-                set_={
-                    "attempt": _r.attempt + 1,
-                    "task_id": stmt.excluded.task_id,
-                    "started_at": stmt.excluded.started_at,
+            row = c.execute(
+                _begin_statement(c.dialect.name),
+                {
+                    "b_workflow_id": workflow_id,
+                    "b_producer_name": producer_name,
+                    "b_scheduled_for": scheduled_for,
+                    "b_trigger": trigger,
+                    "b_task_id": task_id,
+                    "b_started_at": now,
                 },
-                where=_r.status == "running",
-            ).returning(*producer_runs.c)
-            row = c.execute(stmt).first()
+            ).first()
         return _record(row) if row else None
 
     def finish(
@@ -74,15 +67,15 @@ class RunStore:
     ) -> None:
         with transaction(self.engine, conn) as c:
             c.execute(
-                update(producer_runs)
-                .where(_r.id == run_id)
-                .values(
-                    status=status,
-                    finished_at=finished_at,
-                    duration_ms=duration_ms,
-                    error=error,
-                    result=result,
-                )
+                _FINISH,
+                {
+                    "b_id": run_id,
+                    "b_status": status,
+                    "b_finished_at": finished_at,
+                    "b_duration_ms": duration_ms,
+                    "b_error": error,
+                    "b_result": result,
+                },
             )
 
     def get_slot(
@@ -126,3 +119,44 @@ class RunStore:
 
 def _record(row: Row[Any]) -> RunRecord:
     return RunRecord(**row._asdict())
+
+
+@cache
+def _begin_statement(dialect: str) -> Any:
+    """INSERT the running row; take over a slot whose last attempt died running (the run row
+    is still `running`); return nothing for a slot that already finished."""
+    if dialect not in ("postgresql", "sqlite"):
+        raise NotImplementedError(f"drumline supports SQLite and PostgreSQL, not {dialect!r}")
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(producer_runs).values(
+        workflow_id=bind("b_workflow_id", _r.workflow_id),
+        producer_name=bind("b_producer_name", _r.producer_name),
+        scheduled_for=bind("b_scheduled_for", _r.scheduled_for),
+        trigger=bind("b_trigger", _r.trigger),
+        task_id=bind("b_task_id", _r.task_id),
+        attempt=1,
+        status="running",
+        started_at=bind("b_started_at", _r.started_at),
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[_r.workflow_id, _r.producer_name, _r.scheduled_for],
+        set_={
+            "attempt": _r.attempt + 1,
+            "task_id": stmt.excluded.task_id,
+            "started_at": stmt.excluded.started_at,
+        },
+        where=_r.status == "running",
+    ).returning(*producer_runs.c)
+
+
+_FINISH: Update = (
+    update(producer_runs)
+    .where(_r.id == bind("b_id", _r.id))
+    .values(
+        status=bind("b_status", _r.status),
+        finished_at=bind("b_finished_at", _r.finished_at),
+        duration_ms=bind("b_duration_ms", _r.duration_ms),
+        error=bind("b_error", _r.error),
+        result=bind("b_result", _r.result),
+    )
+)

@@ -8,9 +8,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Connection,
     Engine,
     Row,
+    Update,
+    bindparam,
+    case,
     delete,
     false,
     func,
@@ -20,7 +24,7 @@ from sqlalchemy import (
 
 from models.records import ClaimedSlot, JSONDict, ScheduleRecord, ScheduleSpec, SlotOutcome
 from models.tables import producer_schedules, workflows
-from models.transactions import insert_for, transaction
+from models.transactions import bind, insert_for, transaction
 
 _s = producer_schedules.c
 
@@ -264,15 +268,14 @@ class ProducerScheduleStore:
         """
         with transaction(self.engine, conn) as c:
             row = c.execute(
-                update(producer_schedules)
-                .where(
-                    _s.workflow_id == workflow_id,
-                    _s.producer_name == producer_name,
-                    _s.claim_token == claim_token,
-                    _s.claimed_until > now,
-                )
-                .values(claimed_until=now + lease)
-                .returning(*producer_schedules.c)
+                _TAKE_CLAIM,
+                {
+                    "b_workflow_id": workflow_id,
+                    "b_producer_name": producer_name,
+                    "b_claim_token": claim_token,
+                    "b_now": now,
+                    "b_until": now + lease,
+                },
             ).first()
         return _record(row) if row else None
 
@@ -290,21 +293,19 @@ class ProducerScheduleStore:
         False means the claim was lost (lease expired and re-sent, or the schedule changed):
         nothing is written, so a run never overwrites a newer schedule.
         """
-        succeeded = outcome.status == "succeeded"
         with transaction(self.engine, conn) as c:
             result = c.execute(
-                update(producer_schedules)
-                .where(_s.id == schedule_id, _s.claim_token == claim_token)
-                .values(
-                    next_run_at=outcome.next_run_at,
-                    last_run_at=outcome.ran_at,
-                    last_status=outcome.status,
-                    consecutive_failures=0 if succeeded else _s.consecutive_failures + 1,
-                    state=outcome.state,
-                    claimed_until=None,
-                    claim_token=None,
-                    updated_at=now,
-                )
+                _COMMIT_SLOT,
+                {
+                    "b_id": schedule_id,
+                    "b_claim_token": claim_token,
+                    "b_next_run_at": outcome.next_run_at,
+                    "b_last_run_at": outcome.ran_at,
+                    "b_last_status": outcome.status,
+                    "b_succeeded": outcome.status == "succeeded",
+                    "b_state": outcome.state,
+                    "b_now": now,
+                },
             )
         return result.rowcount == 1
 
@@ -332,3 +333,37 @@ class ProducerScheduleStore:
 
 def _record(row: Row[Any]) -> ScheduleRecord:
     return ScheduleRecord(**row._asdict())
+
+
+# The two statements every run executes, built once (see `models.transactions.bind`).
+_TAKE_CLAIM: Update = (
+    update(producer_schedules)
+    .where(
+        _s.workflow_id == bind("b_workflow_id", _s.workflow_id),
+        _s.producer_name == bind("b_producer_name", _s.producer_name),
+        _s.claim_token == bind("b_claim_token", _s.claim_token),
+        _s.claimed_until > bind("b_now", _s.claimed_until),
+    )
+    .values(claimed_until=bind("b_until", _s.claimed_until))
+    .returning(*producer_schedules.c)
+)
+
+_COMMIT_SLOT: Update = (
+    update(producer_schedules)
+    .where(
+        _s.id == bind("b_id", _s.id),
+        _s.claim_token == bind("b_claim_token", _s.claim_token),
+    )
+    .values(
+        next_run_at=bind("b_next_run_at", _s.next_run_at),
+        last_run_at=bind("b_last_run_at", _s.last_run_at),
+        last_status=bind("b_last_status", _s.last_status),
+        consecutive_failures=case(
+            (bindparam("b_succeeded", type_=Boolean()), 0), else_=_s.consecutive_failures + 1
+        ),
+        state=bind("b_state", _s.state),
+        claimed_until=None,
+        claim_token=None,
+        updated_at=bind("b_now", _s.updated_at),
+    )
+)
