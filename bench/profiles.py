@@ -1,0 +1,208 @@
+"""Profiles of what dominates where a target is missed.
+
+    python -m bench.profiles dispatch [--store sqlite|postgresql] [--due 10000]
+    python -m bench.profiles worker [--store ...] [--tasks 3000] [--seconds 10]
+    python -m bench.profiles beat [--store ...] [--producers 2000] [--seconds 10]
+
+`dispatch` runs drumline's beat in-process under pyinstrument while it claims and sends `--due`
+rows. `worker` preloads `--tasks` run_producer messages, then samples one prefork child of a
+2-process worker with py-spy (`py-spy record --format raw`, summarised by function). `beat`
+samples a real beat process while `--producers` slots fall due over `--seconds`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from bench.harness import SendCounter, tick_until
+from bench.infra import Infra, drumline_app, drumline_env, infrastructure, step, wait_for
+from bench.procs import running, stop_all, worker_args
+from bench.seed import ScheduleSeeder
+from models.db import make_engine
+
+
+def profile_dispatch(infra: Infra, store: str, due: int) -> str:
+    from pyinstrument import Profiler
+    from pyinstrument.renderers import ConsoleRenderer
+
+    from beat.scheduler import ProducerScheduler
+
+    with infra.database(store) as url:
+        env = drumline_env(infra, url, infra.scratch("data"))
+        engine = make_engine(url)
+        ScheduleSeeder(engine).grow_to(due, due=due)
+        scheduler = ProducerScheduler(app=drumline_app(env), lazy=True)
+        with SendCounter() as counter:
+            profiler = Profiler(interval=0.0005)
+            profiler.start()
+            ran = tick_until(scheduler, counter, due, timeout=120)
+            profiler.stop()
+        scheduler.close()
+        engine.dispose()
+    step(f"dispatch: {ran.sent} sent in {ran.seconds:.2f}s ({ran.rate:,.0f}/s)")
+    tree = profiler.output_text(unicode=True, color=False, show_all=False)
+    flat = profiler.output(ConsoleRenderer(flat=True, unicode=True, color=False, show_all=True))
+    # The flat view charges library frames it hides to "[self]" of the caller: drop those.
+    lines = [line for line in flat.splitlines() if "[self]" not in line and line[:1].isdigit()]
+    return f"{tree}\nSelf time by function (top 30):\n" + "\n".join(lines[:30])
+
+
+def profile_worker(infra: Infra, store: str, tasks: int, seconds: float) -> str:
+    from bench.end_to_end import preload_drumline, succeeded_runs
+
+    py_spy = shutil.which("py-spy")
+    if py_spy is None:
+        return "py-spy is not installed: pip install py-spy"
+    with infra.database(store) as url:
+        env = drumline_env(infra, url, infra.scratch("data"))
+        engine = make_engine(url)
+        preload_drumline(env, engine, tasks)
+        workdir = infra.scratch("worker")
+        out = workdir / "profile.txt"
+        with running(worker_args("workers.app", "producers"), env, workdir / "w.log") as worker:
+            wait_for(lambda: succeeded_runs(engine) > 0, 60)
+            children = worker.children()
+            target = children[0] if children else worker.pid
+            subprocess.run(
+                [
+                    py_spy,
+                    "record",
+                    "--pid",
+                    str(target),
+                    "--duration",
+                    str(int(seconds)),
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(out),
+                    "--nonblocking",
+                ],
+                check=False,
+                capture_output=True,
+                timeout=seconds + 30,
+            )
+        engine.dispose()
+        return summarise_raw(out) if out.exists() else "py-spy produced no profile"
+
+
+def profile_beat(infra: Infra, store: str, producers: int, seconds: float) -> str:
+    """py-spy on a real beat process sending `producers` slots spread over `seconds`."""
+    from datetime import timedelta
+
+    from bench.procs import beat_args
+    from bench.seed import utcnow
+
+    py_spy = shutil.which("py-spy")
+    if py_spy is None:
+        return "py-spy is not installed: pip install py-spy"
+    with infra.database(store) as url:
+        env = drumline_env(infra, url, infra.scratch("data"))
+        engine = make_engine(url)
+        first = utcnow() + timedelta(seconds=4)
+        spacing = timedelta(seconds=seconds / producers)
+        ScheduleSeeder(engine, every=f"{int(seconds)}s").add(
+            producers, lambda i: first + i * spacing
+        )
+        workdir = infra.scratch("beat")
+        out = workdir / "profile.txt"
+        command = beat_args("workers.app", "beat.scheduler:ProducerScheduler", workdir)
+        with running(command, env, workdir / "beat.log") as beat:
+            beat.wait_for_log("beat: Starting...", 30)
+            time.sleep(max(0.0, (first - utcnow()).total_seconds()))
+            subprocess.run(
+                [
+                    py_spy,
+                    "record",
+                    "--pid",
+                    str(beat.pid),
+                    "--duration",
+                    str(int(seconds)),
+                    "--format",
+                    "raw",
+                    "--output",
+                    str(out),
+                    "--nonblocking",
+                    "--idle",
+                ],
+                check=False,
+                capture_output=True,
+                timeout=seconds + 30,
+            )
+        engine.dispose()
+        return summarise_raw(out) if out.exists() else "py-spy produced no profile"
+
+
+def summarise_raw(path: Path, top: int = 30) -> str:
+    """Self and inclusive shares per function from py-spy's raw (collapsed) output.
+
+    Frames found in (nearly) as many samples as the most common frame (process bootstrap, the
+    pool loop) are left out of the inclusive list: they say nothing about where time goes.
+    """
+    inclusive: collections.Counter[str] = collections.Counter()
+    leaf: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        total += count
+        frames = [_name(frame) for frame in stack.split(";")]
+        leaf[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    lines = [f"{total} samples (wall clock, idle included)", "", "self:"]
+    lines += [f"{100 * c / total:5.1f}%  {f}" for f, c in leaf.most_common(12)]
+    lines += ["", "inclusive:"]
+    # Frames (nearly) every sample shares, such as the process bootstrap, say nothing.
+    ceiling = 0.97 * max(inclusive.values(), default=0)
+    shown = [(f, c) for f, c in inclusive.most_common() if c < ceiling][:top]
+    lines += [f"{100 * c / total:5.1f}%  {f}" for f, c in shown]
+    return "\n".join(lines)
+
+
+def _name(frame: str) -> str:
+    return frame.split(" (")[0] + " " + _short(frame)
+
+
+def _short(frame: str) -> str:
+    if "(" not in frame:
+        return ""
+    where = frame.split("(", 1)[1].rstrip(")")
+    parts = where.split("/")
+    return "(" + "/".join(parts[-2:]) + ")"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.profiles", description=__doc__)
+    parser.add_argument("what", choices=["dispatch", "worker", "beat"])
+    parser.add_argument("--store", default="postgresql", choices=["sqlite", "postgresql"])
+    parser.add_argument("--due", type=int, default=10_000)
+    parser.add_argument("--tasks", type=int, default=3_000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--producers", type=int, default=2_000)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="drumline-profile-"))
+    began = time.monotonic()
+    try:
+        with infrastructure(workdir) as infra:
+            if args.what == "dispatch":
+                print(profile_dispatch(infra, args.store, args.due))
+            elif args.what == "beat":
+                print(profile_beat(infra, args.store, args.producers, args.seconds))
+            else:
+                print(profile_worker(infra, args.store, args.tasks, args.seconds))
+    finally:
+        stop_all()
+        shutil.rmtree(workdir, ignore_errors=True)
+    step(f"profile done in {time.monotonic() - began:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
