@@ -22,7 +22,22 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class RedBeatPeer:
+class Peer:
+    """A peer scheduler's store, grown to N entries of which the first `due` are due."""
+
+    count = 0
+
+    def add(self, n: int, *, due: bool) -> None:
+        raise NotImplementedError
+
+    def grow_to(self, n: int, *, due: int) -> None:
+        if self.count == 0:
+            self.add(due, due=True)
+        if n > self.count:
+            self.add(n - self.count, due=False)
+
+
+class RedBeatPeer(Peer):
     """N RedBeat entries written straight into Redis (hash + schedule ZSET), as `save()` would."""
 
     def __init__(self, app: Celery, client: redis.Redis) -> None:
@@ -80,12 +95,6 @@ class RedBeatPeer:
                 pipe.execute()
         self.count += n
 
-    def grow_to(self, n: int, *, due: int) -> None:
-        if self.count == 0:
-            self.add(due, due=True)
-        if n > self.count:
-            self.add(n - self.count, due=False)
-
     def make_due(self) -> None:
         """Put the due entries back to due (RedBeat moved them an hour ahead when sent)."""
         meta = self._meta(_now() - 2 * DUE_EVERY)
@@ -115,7 +124,7 @@ class RedBeatPeer:
         self.due_keys = []
 
 
-class DjangoPeer:
+class DjangoPeer(Peer):
     """N django-celery-beat PeriodicTask rows (interval schedules), bulk-created."""
 
     def __init__(self, database_url: str) -> None:
@@ -159,12 +168,6 @@ class DjangoPeer:
         if due:
             self.due_names.extend(names)
         self.count += n
-
-    def grow_to(self, n: int, *, due: int) -> None:
-        if self.count == 0:
-            self.add(due, due=True)
-        if n > self.count:
-            self.add(n - self.count, due=False)
 
     def make_due(self) -> None:
         from django_celery_beat.models import PeriodicTask, PeriodicTasks

@@ -69,26 +69,21 @@ def profile_worker(infra: Infra, store: str, tasks: int, seconds: float) -> str:
             wait_for(lambda: succeeded_runs(engine) > 0, 60)
             children = worker.children()
             target = children[0] if children else worker.pid
-            subprocess.run(
-                [
-                    py_spy,
-                    "record",
-                    "--pid",
-                    str(target),
-                    "--duration",
-                    str(int(seconds)),
-                    "--format",
-                    "raw",
-                    "--output",
-                    str(out),
-                    "--nonblocking",
-                ],
-                check=False,
-                capture_output=True,
-                timeout=seconds + 30,
-            )
+            _py_spy_record(py_spy, target, seconds, out, idle=False)
         engine.dispose()
         return summarise_raw(out) if out.exists() else "py-spy produced no profile"
+
+
+def _py_spy_record(py_spy: str, pid: int, seconds: float, out: Path, *, idle: bool) -> None:
+    """Sample `pid` for `seconds` into `out` (raw format), without pausing it."""
+    command = [py_spy, "record", "--pid", str(pid), "--duration", str(int(seconds))]
+    command += ["--format", "raw", "--output", str(out), "--nonblocking"]
+    subprocess.run(
+        command + (["--idle"] if idle else []),
+        check=False,
+        capture_output=True,
+        timeout=seconds + 30,
+    )
 
 
 def profile_beat(infra: Infra, store: str, producers: int, seconds: float) -> str:
@@ -115,25 +110,7 @@ def profile_beat(infra: Infra, store: str, producers: int, seconds: float) -> st
         with running(command, env, workdir / "beat.log") as beat:
             beat.wait_for_log("beat: Starting...", 30)
             time.sleep(max(0.0, (first - utcnow()).total_seconds()))
-            subprocess.run(
-                [
-                    py_spy,
-                    "record",
-                    "--pid",
-                    str(beat.pid),
-                    "--duration",
-                    str(int(seconds)),
-                    "--format",
-                    "raw",
-                    "--output",
-                    str(out),
-                    "--nonblocking",
-                    "--idle",
-                ],
-                check=False,
-                capture_output=True,
-                timeout=seconds + 30,
-            )
+            _py_spy_record(py_spy, beat.pid, seconds, out, idle=True)
         engine.dispose()
         return summarise_raw(out) if out.exists() else "py-spy produced no profile"
 
