@@ -126,6 +126,20 @@ def run_up(tmp_path: Path, *args: str) -> tuple[int, str]:
     return result.returncode, (result.stdout + result.stderr).decode(errors="replace")
 
 
+def drumline(
+    data_dir: Path, *args: str, broker: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A `drumline` command run as from another terminal on `data_dir`, with no other
+    DRUMLINE_* variable than `broker` if given."""
+    env = {**up_env(), "DRUMLINE_DATA_DIR": str(data_dir)}
+    if broker is not None:
+        env["DRUMLINE_BROKER_URL"] = broker
+    command = [sys.executable, "-c", "from workers.cli.main import main; main()", *args]
+    return subprocess.run(
+        command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
 def leftovers(data_dir: Path) -> list[psutil.Process]:
     """Processes that belong to the system started on `data_dir`."""
     marker = str(data_dir.resolve())
@@ -221,7 +235,19 @@ def test_up_runs_the_examples_stops_cleanly_and_resumes_without_a_burst(
     for progress in ("redis ready on 127.0.0.1:", "migrated", "worker1 ready", "beat1 ready"):
         assert progress in output
     first.wait_for_output("runs in the last minute", 10)
+    # Another terminal, nothing set but the data dir: the CLI finds up's Redis by itself.
+    broker_file = data / "run" / "broker-url"
+    assert broker_file.stat().st_mode & 0o777 == 0o600
+    triggered = drumline(data, "trigger", "example-summaries", "on-demand", "--wait")
+    assert triggered.returncode == 0, triggered.stderr
+    assert "succeeded in" in triggered.stdout
     assert_stopped_cleanly(first, signal.SIGINT)
+    assert not broker_file.exists()
+    nowhere = f"redis://:secret@127.0.0.1:{free_port()}/0"
+    refused = drumline(data, "trigger", "example-summaries", "on-demand", broker=nowhere)
+    assert refused.returncode == 1
+    assert f"cannot reach the broker at {nowhere.replace('secret', '***')}" in refused.stderr
+    assert "secret" not in refused.stderr
 
     password = (data / "redis.password").read_text().strip()
     assert (data / "redis.password").stat().st_mode & 0o777 == 0o600

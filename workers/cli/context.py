@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -16,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from models import migrate as migrations
 from models.db import make_engine, redact_url
 from workers.celery_config import create_app
+from workers.cli.local_broker import with_local_broker
 from workers.settings import Settings, SettingsError
 
 
@@ -26,7 +28,7 @@ class CliContext:
     @cached_property
     def settings(self) -> Settings:
         try:
-            return Settings.from_env()
+            return Settings.from_env(with_local_broker(os.environ))
         except SettingsError as exc:
             raise click.UsageError(str(exc)) from None
 

@@ -24,14 +24,23 @@ class Outcome:
 
 
 def enqueue(ctx: CliContext, task: str, *args: Any, **options: Any) -> Any:
-    """Send a task by name; a broker that cannot be reached is a clear error, not a hang."""
+    """Send a task by name; a broker that cannot be reached is a clear error, not a hang.
+
+    The broker is checked first: `send_task` subscribes to the task's result before it
+    publishes, and the result backend would retry an unreachable Redis for 20 seconds.
+    """
     try:
+        with ctx.celery.connection_for_write() as connection:
+            connection.ensure_connection(**PUBLISH_RETRY)
         return ctx.celery.send_task(
             task, args=args, retry=True, retry_policy=PUBLISH_RETRY, **options
         )
     except OperationalError as exc:
         where = redact_url(ctx.settings.broker_url)
-        raise click.ClickException(f"cannot reach the broker at {where}: {exc}") from None
+        raise click.ClickException(
+            f"cannot reach the broker at {where} (DRUMLINE_BROKER_URL, or the Redis of a"
+            f" `drumline up` running on DRUMLINE_DATA_DIR): {exc}"
+        ) from None
 
 
 def wait_for(result: Any, timeout: float) -> Outcome:

@@ -31,6 +31,7 @@ from models.definitions import DefinitionError, load_definition_files
 from workers import live_view
 from workers.cli.context import CliContext
 from workers.cli.lifecycle_commands import deploy
+from workers.cli.local_broker import announce, withdraw
 from workers.cli.migrate import migrate
 from workers.redis_server import RedisServer, port_in_use
 from workers.registry import load_producer_modules, registered_names
@@ -106,8 +107,9 @@ class Plan:
 class LocalSystem:
     """Everything `up` started, so that all of it is stopped whatever happens."""
 
-    def __init__(self, interrupts: Interrupts) -> None:
+    def __init__(self, interrupts: Interrupts, layout: Layout) -> None:
         self.interrupts = interrupts
+        self.layout = layout
         self.redis: RedisServer | None = None
         self.supervisor: Supervisor | None = None
 
@@ -126,6 +128,7 @@ class LocalSystem:
         if self.supervisor is not None:
             self.supervisor.stop(STOP_GRACE_S)
         if self.redis is not None:
+            withdraw(self.layout.root)
             self.redis.stop(REDIS_STOP_S)
 
 
@@ -201,7 +204,7 @@ def run(click_ctx: click.Context, plan: Plan) -> None:
     """Start everything, deploy, watch until interrupted, and stop everything in any case."""
     interrupts = Interrupts()
     interrupts.install()
-    system = LocalSystem(interrupts)
+    system = LocalSystem(interrupts, plan.layout)
     try:
         env = child_env(os.environ, plan, start_redis(system, plan))
         cli_ctx = CliContext()
@@ -371,6 +374,7 @@ def start_redis(system: LocalSystem, plan: Plan) -> str | None:
         assert server.process is not None
         plan.layout.run.mkdir(exist_ok=True)
         plan.layout.redis_pid.write_text(f"{server.process.pid}\n")
+        announce(plan.layout.root, server.url)
     click.echo(f"redis ready on 127.0.0.1:{server.port}")
     return server.url
 
