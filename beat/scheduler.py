@@ -14,7 +14,7 @@ import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
@@ -27,6 +27,7 @@ from beat.dispatch import RunProducerPublisher, slot_task_id
 from models.db import make_engine, redact_url
 from models.records import ClaimedSlot
 from models.schedule_store import ProducerScheduleStore
+from models.types import utc_now
 
 logger = logging.getLogger("drumline.beat")
 
@@ -157,7 +158,7 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
         return delay
 
     def _dispatch_due(self) -> float:
-        now = _utcnow()
+        now = utc_now()
         slots = self.store.claim_due(now=now, lease=self.settings.lease, limit=self.settings.batch)
         if not slots:
             return self._until_next_wakeup()
@@ -191,7 +192,7 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
             if not flushed:
                 self._release(slots)
             raise
-        lateness = _utcnow() - min(slot.scheduled_for for slot in slots)
+        lateness = utc_now() - min(slot.scheduled_for for slot in slots)
         logger.info(
             "beat: sent %d producer runs, worst lateness %.0f ms",
             len(slots),
@@ -213,12 +214,8 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
             logger.warning("beat: released %d unsent claims", released)
 
     def _until_next_wakeup(self) -> float:
-        now = _utcnow()
+        now = utc_now()
         wakeup = self.store.next_wakeup(now=now)
         if wakeup is None:
             return self.max_interval
         return min(max(0.0, (wakeup - now).total_seconds()), self.max_interval)
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
