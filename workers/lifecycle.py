@@ -35,9 +35,9 @@ from models.definitions import (
 )
 from models.records import JSONDict, ScheduleRecord, ScheduleSpec, WorkflowRecord
 from models.schedule_store import ProducerScheduleStore
+from models.types import utc_now
 from models.workflow_store import WorkflowStore
 from workers.registry import registered_names
-from workers.runner import utc_now
 
 if TYPE_CHECKING:
     from workers.locks import WorkflowLocks

@@ -8,9 +8,10 @@ from typing import Any
 from celery import Task
 
 from beat.dispatch import PRODUCERS_QUEUE, RUN_PRODUCER
+from models.types import utc_now
 from workers.app import app, settings
 from workers.resources import resources
-from workers.runner import Slot, SlotRunner, utc_now
+from workers.runner import Slot, SlotRunner
 
 
 @app.task(
