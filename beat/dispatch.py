@@ -6,7 +6,7 @@ keyword arguments below are the contract with `workers/run_tasks.py`.
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from celery.signals import after_task_publish, before_task_publish
@@ -15,22 +15,27 @@ from models.records import ClaimedSlot
 
 RUN_PRODUCER = "drumline.run_producer"
 PRODUCERS_QUEUE = "producers"
+# Straight to the queue (the default exchange), as send_task routes a direct queue.
+_ROUTE = {"exchange": "", "routing_key": PRODUCERS_QUEUE}
 
 
-def slot_task_id(slot: ClaimedSlot) -> str:
-    """`<workflow>.<producer>@<scheduled_for>`: tells in Flower and logs which slot a task runs."""
-    return f"{slot.workflow_name}.{slot.producer_name}@{_scheduled_for(slot)}"
+def run_producer_call(
+    workflow_id: int, workflow: str, producer: str, scheduled_for: datetime, claim_token: str | None
+) -> tuple[str, dict[str, Any]]:
+    """The task id and JSON-safe keyword arguments of one `drumline.run_producer` task.
 
-
-def run_producer_kwargs(slot: ClaimedSlot) -> dict[str, Any]:
-    """JSON-safe keyword arguments of `drumline.run_producer`."""
-    return {
-        "workflow_id": slot.workflow_id,
-        "workflow": slot.workflow_name,
-        "producer": slot.producer_name,
-        "scheduled_for": _scheduled_for(slot),
-        "claim_token": slot.claim_token,
+    The id, `<workflow>.<producer>@<scheduled_for>`, tells in Flower and logs which slot a task
+    runs. Beat sends it with the slot's claim token, `drumline trigger` without one.
+    """
+    instant = scheduled_for.astimezone(UTC).isoformat()
+    kwargs = {
+        "workflow_id": workflow_id,
+        "workflow": workflow,
+        "producer": producer,
+        "scheduled_for": instant,
+        "claim_token": claim_token,
     }
+    return f"{workflow}.{producer}@{instant}", kwargs
 
 
 class RunProducerPublisher:
@@ -47,6 +52,7 @@ class RunProducerPublisher:
     def __init__(self, app: Any) -> None:
         self._amqp = app.amqp
         self._queue = app.amqp.queues[PRODUCERS_QUEUE]
+        self._delivery_mode = self._queue.exchange.delivery_mode or 2  # persistent
         # As Celery's own sender: a disabled dispatcher that publishes on the producer given.
         self._events = (
             app.events.Dispatcher(enabled=False) if app.conf.task_send_sent_event else None
@@ -61,12 +67,18 @@ class RunProducerPublisher:
         """Declare the `producers` queue once per batch rather than once per message."""
         producer.maybe_declare(self._queue)
 
-    def publish(self, producer: Any, slot: ClaimedSlot) -> None:
-        """Publish one slot's task. The message expires with the claim: one not started within
-        the lease is dropped, and beat claims and sends the slot again."""
-        kwargs = run_producer_kwargs(slot)
+    def publish(self, producer: Any, slot: ClaimedSlot) -> str:
+        """Publish one slot's task; returns its id. The message expires with the claim: one not
+        started within the lease is dropped, and beat claims and sends the slot again."""
+        task_id, kwargs = run_producer_call(
+            slot.workflow_id,
+            slot.workflow_name,
+            slot.producer_name,
+            slot.scheduled_for,
+            slot.claim_token,
+        )
         headers, properties, body, sent_event = self._amqp.create_task_message(
-            slot_task_id(slot),
+            task_id,
             RUN_PRODUCER,
             (),
             kwargs,
@@ -78,7 +90,6 @@ class RunProducerPublisher:
             kwargsrepr=repr(kwargs),
             create_sent_event=self._events is not None,
         )
-        route = {"exchange": "", "routing_key": PRODUCERS_QUEUE}
         before_task_publish.send(
             sender=RUN_PRODUCER,
             body=body,
@@ -86,22 +97,19 @@ class RunProducerPublisher:
             properties=properties,
             declare=[self._queue],
             retry_policy=None,
-            **route,
+            **_ROUTE,
         )
         producer.publish(
             body,
             serializer="json",
             headers=headers,
-            delivery_mode=self._queue.exchange.delivery_mode or 2,
+            delivery_mode=self._delivery_mode,
             retry=False,
-            **route,
+            **_ROUTE,
             **properties,
         )
-        after_task_publish.send(sender=RUN_PRODUCER, body=body, headers=headers, **route)
+        after_task_publish.send(sender=RUN_PRODUCER, body=body, headers=headers, **_ROUTE)
         if self._events is not None:
-            sent_event.update(queue=PRODUCERS_QUEUE, **route)
+            sent_event.update(queue=PRODUCERS_QUEUE, **_ROUTE)
             self._events.publish("task-sent", sent_event, producer, retry=False)
-
-
-def _scheduled_for(slot: ClaimedSlot) -> str:
-    return slot.scheduled_for.astimezone(UTC).isoformat()
+        return task_id

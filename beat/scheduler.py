@@ -23,7 +23,7 @@ from celery.exceptions import ImproperlyConfigured
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DBAPIError
 
-from beat.dispatch import RunProducerPublisher, slot_task_id
+from beat.dispatch import RunProducerPublisher
 from models.db import make_engine, redact_url
 from models.records import ClaimedSlot
 from models.schedule_store import ProducerScheduleStore
@@ -44,7 +44,6 @@ class BeatSettings:
     database_url: str
     lease: timedelta
     batch: int
-    max_interval: float
     test_crash_after_claim: bool
 
     @classmethod
@@ -56,7 +55,6 @@ class BeatSettings:
             database_url=str(url),
             lease=timedelta(seconds=float(conf.get("drumline_lease_seconds", 300))),
             batch=int(conf.get("drumline_beat_batch", 500)),
-            max_interval=float(conf.get("drumline_beat_max_interval", 1.0)),
             test_crash_after_claim=bool(conf.get("drumline_test_crash_after_claim", False)),
         )
 
@@ -96,7 +94,8 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
         self.settings = BeatSettings.from_conf(app.conf)
         self.backoff = Backoff()
         super().__init__(app, *args, **kwargs)
-        self.max_interval = min(float(self.max_interval), self.settings.max_interval)
+        # `beat_max_loop_interval` (DRUMLINE_BEAT_MAX_INTERVAL_SECONDS) or `--max-interval`.
+        self.max_interval = float(self.max_interval)
 
     @cached_property
     def store(self) -> ProducerScheduleStore:
@@ -184,8 +183,7 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
                 publisher.declare(producer)
                 with producer.batch(len(slots) * publisher.operations_per_message):
                     for slot in slots:
-                        publisher.publish(producer, slot)
-                        logger.debug("beat: sent %s", slot_task_id(slot))
+                        logger.debug("beat: sent %s", publisher.publish(producer, slot))
                 flushed = True
         except BaseException:
             # BaseException too: beat's SIGTERM handler raises SystemExit, possibly mid-batch.

@@ -6,6 +6,7 @@ next slot strictly after a given instant; `None` means it never runs again.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -296,8 +297,13 @@ def compile_schedule(
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def schedule_from_row(kind: str, value: str, timezone: str) -> Schedule:
-    """Rebuild a stored schedule (`producer_schedules.schedule_type/value/timezone`)."""
+    """Rebuild a stored schedule (`producer_schedules.schedule_type/value/timezone`).
+
+    Cached: every run commit needs its schedule, and validating a cron builds several croniter
+    objects (about 1 ms); schedules are immutable values.
+    """
     if kind == "interval":
         return IntervalSchedule(parse_interval(value))
     if kind == "cron":

@@ -116,17 +116,20 @@ def parse_definition(
         raise DefinitionError(
             [DefinitionProblem(source, "", f"a definition must be a mapping, not {_kind(data)}")]
         )
-    problems = _structure_problems(data, source)
+    definition, problems = _structure_problems(data, source)
     producers = data.get("producers")
     for name, fields in producers.items() if isinstance(producers, dict) else ():
         if isinstance(fields, dict):
             problems.extend(_producer_problems(str(name), fields, source, known_producers))
-    if problems:
+    if problems or definition is None:
         raise DefinitionError(problems)
-    return WorkflowDefinition.model_validate(data)
+    return definition
 
 
-def _structure_problems(data: dict[str, Any], source: str) -> list[DefinitionProblem]:
+def _structure_problems(
+    data: dict[str, Any], source: str
+) -> tuple[WorkflowDefinition | None, list[DefinitionProblem]]:
+    """The model pydantic builds (None if it cannot), and the structural problems found."""
     problems: list[DefinitionProblem] = []
     producers = data.get("producers")
     if isinstance(producers, dict):
@@ -141,10 +144,9 @@ def _structure_problems(data: dict[str, Any], source: str) -> list[DefinitionPro
                     )
                 )
     try:
-        WorkflowDefinition.model_validate(data)
+        return WorkflowDefinition.model_validate(data), problems
     except ValidationError as exc:
-        problems.extend(_from_pydantic(exc, source))
-    return problems
+        return None, [*problems, *_from_pydantic(exc, source)]
 
 
 def _producer_problems(
@@ -347,10 +349,16 @@ class _UniqueKeySafeLoader(yaml.SafeLoader):
     """yaml.SafeLoader (no arbitrary objects) that also refuses duplicate keys."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
-        for key in keys:
-            if keys.count(key) > 1:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:  # unhashable: SafeLoader's own construct_mapping refuses it
+                continue
+            if duplicate:
                 raise DuplicateKeyError(
                     f"key {key!r} appears twice (line {node.start_mark.line + 1})"
                 )
+            seen.add(key)
         return super().construct_mapping(node, deep=deep)

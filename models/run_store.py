@@ -7,15 +7,14 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, Update, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from models.records import RunRecord
-from models.tables import producer_runs
-from models.transactions import bind, transaction
+from models.tables import RUN_STATUSES, producer_runs
+from models.transactions import bind, insert_for, transaction
 
 _r = producer_runs.c
 
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "superseded", "skipped"})
+TERMINAL_STATUSES = frozenset(RUN_STATUSES) - {"running"}
 
 
 class RunStore:
@@ -125,10 +124,7 @@ def _record(row: Row[Any]) -> RunRecord:
 def _begin_statement(dialect: str) -> Any:
     """INSERT the running row; take over a slot whose last attempt died running (the run row
     is still `running`); return nothing for a slot that already finished."""
-    if dialect not in ("postgresql", "sqlite"):
-        raise NotImplementedError(f"drumline supports SQLite and PostgreSQL, not {dialect!r}")
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(producer_runs).values(
+    stmt = insert_for(dialect, producer_runs).values(
         workflow_id=bind("b_workflow_id", _r.workflow_id),
         producer_name=bind("b_producer_name", _r.producer_name),
         scheduled_for=bind("b_scheduled_for", _r.scheduled_for),

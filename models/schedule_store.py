@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    ColumnElement,
     Connection,
     Engine,
     Row,
@@ -16,14 +17,13 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
-    false,
     func,
     select,
     update,
 )
 
 from models.records import ClaimedSlot, JSONDict, ScheduleRecord, ScheduleSpec, SlotOutcome
-from models.tables import producer_schedules, workflows
+from models.tables import can_be_due, producer_schedules, workflows
 from models.transactions import bind, insert_for, transaction
 
 _s = producer_schedules.c
@@ -168,13 +168,12 @@ class ProducerScheduleStore:
         claimed_until = now + lease
         due = (
             select(_s.id)
-            .where(
-                _s.paused == false(),
-                _s.next_run_at <= now,
-                (_s.claimed_until.is_(None)) | (_s.claimed_until <= now),
-            )
+            .where(can_be_due, _s.next_run_at <= now, _unclaimed(now))
             .order_by(_s.next_run_at)
             .limit(limit)
+        )
+        workflow_name = (
+            select(workflows.c.name).where(workflows.c.id == _s.workflow_id).scalar_subquery()
         )
         with transaction(self.engine, conn) as c:
             if c.dialect.name == "postgresql":
@@ -183,23 +182,19 @@ class ProducerScheduleStore:
                 update(producer_schedules)
                 .where(_s.id.in_(due.scalar_subquery()))
                 .values(claimed_until=claimed_until, claim_token=token)
-                .returning(_s.id, _s.workflow_id, _s.producer_name, _s.next_run_at)
-            ).all()
-            if not rows:
-                return []
-            names: dict[int, str] = {
-                row.id: row.name
-                for row in c.execute(
-                    select(workflows.c.id, workflows.c.name).where(
-                        workflows.c.id.in_({row.workflow_id for row in rows})
-                    )
+                .returning(
+                    _s.id,
+                    _s.workflow_id,
+                    _s.producer_name,
+                    _s.next_run_at,
+                    workflow_name.label("workflow_name"),
                 )
-            }
+            ).all()
         slots = [
             ClaimedSlot(
                 schedule_id=row.id,
                 workflow_id=row.workflow_id,
-                workflow_name=names[row.workflow_id],
+                workflow_name=row.workflow_name,
                 producer_name=row.producer_name,
                 scheduled_for=row.next_run_at,
                 claim_token=token,
@@ -235,11 +230,7 @@ class ProducerScheduleStore:
         """The earliest instant a row can become due: a next run, or a live claim's expiry."""
         with transaction(self.engine, conn) as c:
             next_run = c.execute(
-                select(func.min(_s.next_run_at)).where(
-                    _s.paused == false(),
-                    _s.next_run_at.is_not(None),
-                    (_s.claimed_until.is_(None)) | (_s.claimed_until <= now),
-                )
+                select(func.min(_s.next_run_at)).where(can_be_due, _unclaimed(now))
             ).scalar()
             lease_end = c.execute(
                 select(func.min(_s.claimed_until)).where(
@@ -329,6 +320,11 @@ class ProducerScheduleStore:
                     updated_at=now,
                 )
             )
+
+
+def _unclaimed(now: datetime) -> ColumnElement[bool]:
+    """No live claim: never claimed, released, or its lease has run out."""
+    return _s.claimed_until.is_(None) | (_s.claimed_until <= now)
 
 
 def _record(row: Row[Any]) -> ScheduleRecord:

@@ -38,6 +38,14 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 WORKFLOW_STATUSES = ("active", "paused")
 SCHEDULE_TYPES = ("interval", "cron", "manual")
 RUN_STATUSES = ("running", "succeeded", "failed", "superseded", "skipped")
+RUN_TRIGGERS = ("schedule", "manual")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
+    """`column IN (...)`, named after the column (the migration holds the same text)."""
+    listed = ", ".join(f"'{value}'" for value in values)
+    return CheckConstraint(f"{column} IN ({listed})", name=column)
+
 
 workflows = Table(
     "workflows",
@@ -49,7 +57,7 @@ workflows = Table(
     Column("definition", JSON, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
-    CheckConstraint("status IN ('active', 'paused')", name="status"),
+    _one_of("status", WORKFLOW_STATUSES),
     CheckConstraint("version >= 1", name="version"),
 )
 
@@ -81,20 +89,21 @@ producer_schedules = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     UniqueConstraint("workflow_id", "producer_name"),
-    CheckConstraint("schedule_type IN ('interval', 'cron', 'manual')", name="schedule_type"),
+    _one_of("schedule_type", SCHEDULE_TYPES),
 )
 
-_can_be_due = (producer_schedules.c.paused == false()) & producer_schedules.c.next_run_at.is_not(
+# Rows that can be due: not paused and with a next run. The due queries state this predicate
+# as it is, so that both databases use the partial index below, whose cost is proportional to
+# the due rows, not to every schedule in the table.
+can_be_due = (producer_schedules.c.paused == false()) & producer_schedules.c.next_run_at.is_not(
     None
 )
 
-# The due query reads only rows that can be due: not paused and with a next run. A partial
-# index keeps its cost proportional to the due rows, not to every schedule in the table.
 Index(
     "ix_producer_schedules_due",
     producer_schedules.c.next_run_at,
-    postgresql_where=_can_be_due,
-    sqlite_where=_can_be_due,
+    postgresql_where=can_be_due,
+    sqlite_where=can_be_due,
 )
 
 producer_runs = Table(
@@ -120,10 +129,8 @@ producer_runs = Table(
     Column("result", JSON, nullable=True),
     # One row per slot: this is what makes committing a slot idempotent.
     UniqueConstraint("workflow_id", "producer_name", "scheduled_for"),
-    CheckConstraint(
-        "status IN ('running', 'succeeded', 'failed', 'superseded', 'skipped')", name="status"
-    ),
-    CheckConstraint("trigger IN ('schedule', 'manual')", name="trigger"),
+    _one_of("status", RUN_STATUSES),
+    _one_of("trigger", RUN_TRIGGERS),
 )
 
 # Beat wakes when a live claim expires (its slot is then due again); only in-flight rows hold a

@@ -23,9 +23,9 @@ def transaction(engine: Engine, conn: Connection | None) -> Iterator[Connection]
         yield own
 
 
-def insert_for(conn: Connection, table: Table) -> Any:
-    """An INSERT that supports ON CONFLICT on the connection's dialect."""
-    name = conn.dialect.name
+def insert_for(conn: Connection | str, table: Table) -> Any:
+    """An INSERT that supports ON CONFLICT on the connection's dialect (or the one named)."""
+    name = conn if isinstance(conn, str) else conn.dialect.name
     if name == "postgresql":
         return postgresql.insert(table)
     if name == "sqlite":

@@ -7,10 +7,10 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from models.records import ScheduleSpec
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
 from models.workflow_store import WorkflowStore
+from tests.databases import schedule_spec
 from workers.registry import ProducerContext, ProducerResult, producer
 from workers.runner import Slot, SlotRunner
 
@@ -47,26 +47,27 @@ def unserialisable_producer(context: ProducerContext) -> Any:
     return object()
 
 
+@producer("test.list_state")
+def list_state_producer(context: ProducerContext) -> ProducerResult:
+    return ProducerResult(result=None, state=[1, 2])  # type: ignore[arg-type]
+
+
 class Harness:
-    def __init__(self, engine: Engine, run: str = "demo.counter", **spec: Any) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        run: str = "demo.counter",
+        next_run_at: datetime | None = T0,
+        **spec: Any,
+    ) -> None:
         self.engine = engine
         self.clock = Clock(T0)
         self.workflow = WorkflowStore(engine).upsert("prices", {}, now=T0)
         self.schedules = ProducerScheduleStore(engine)
         self.runs = RunStore(engine)
-        values: dict[str, Any] = {
-            "workflow_id": self.workflow.id,
-            "producer_name": "poll",
-            "run": run,
-            "params": {},
-            "timeout_seconds": None,
-            "schedule_type": "interval",
-            "schedule_value": "30s",
-            "timezone": "UTC",
-            "next_run_at": T0,
-        }
-        values.update(spec)
-        self.row = self.schedules.upsert(ScheduleSpec(**values), now=T0)
+        self.row = self.schedules.upsert(
+            schedule_spec(self.workflow.id, run=run, next_run_at=next_run_at, **spec), now=T0
+        )
         self.runner = SlotRunner(
             engine,
             lease=LEASE,
@@ -166,16 +167,8 @@ def test_a_schedule_change_mid_run_supersedes_the_run(engine: Engine) -> None:
 
     def redeploy() -> None:
         h.schedules.upsert(
-            ScheduleSpec(
-                workflow_id=h.workflow.id,
-                producer_name="poll",
-                run="test.during_run",
-                params={},
-                timeout_seconds=None,
-                schedule_type="interval",
-                schedule_value="10m",
-                timezone="UTC",
-                next_run_at=new_next,
+            schedule_spec(
+                h.workflow.id, run="test.during_run", schedule_value="10m", next_run_at=new_next
             ),
             now=T0,
         )
@@ -228,6 +221,18 @@ def test_an_unserialisable_result_is_a_failure(engine: Engine) -> None:
     assert h.runner.run(h.claim())["status"] == "failed"
     [run] = h.runs.list(h.workflow.id)
     assert "not JSON serializable" in (run.error or "")
+
+
+def test_a_state_that_is_not_a_mapping_is_a_failure_and_keeps_the_old_state(
+    engine: Engine,
+) -> None:
+    h = Harness(engine, run="test.list_state")
+    assert h.runner.run(h.claim())["status"] == "failed"
+    [run] = h.runs.list(h.workflow.id)
+    assert "ProducerResult.state must be a dict (a JSON object), not list" in (run.error or "")
+    schedule = h.schedule()
+    assert schedule.state == {}
+    assert schedule.next_run_at == T0 + timedelta(seconds=30)
 
 
 def test_a_finished_slot_is_not_run_again(engine: Engine) -> None:

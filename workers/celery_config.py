@@ -58,7 +58,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "drumline_database_url": settings.database_url,
         "drumline_lease_seconds": settings.lease.total_seconds(),
         "drumline_beat_batch": settings.beat_batch,
-        "drumline_beat_max_interval": settings.beat_max_interval.total_seconds(),
         "drumline_test_crash_after_claim": settings.test_crash_after_claim,
     }
     if settings.broker_url.startswith("rediss://"):
@@ -78,5 +77,4 @@ def create_app(settings: Settings) -> Celery:
     if settings.celery_config_module:
         celery.config_from_object(settings.celery_config_module)
     celery.conf.update(celery_config(settings))
-    celery.conf.drumline_settings = settings
     return celery

@@ -7,7 +7,6 @@ slow change; the version check inside the database transaction is what protects 
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -42,7 +41,7 @@ class WorkflowLocks:
             timeout=self.timeout.total_seconds(),
             blocking_timeout=self.wait.total_seconds(),
         )
-        if not lock.acquire(token=uuid.uuid4().hex):
+        if not lock.acquire():
             raise WorkflowBusyError(
                 f"workflow {workflow!r} is busy: another change holds its lock; retry",
                 {"workflow": workflow, "waited_seconds": self.wait.total_seconds()},

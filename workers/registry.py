@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-PRODUCER_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_-]+)*$")
+from models.definitions import RUN_PATTERN
+
+# The same rule as a definition's `run:` field, so every registered name can be used there.
+PRODUCER_NAME = re.compile(RUN_PATTERN)
 BUILTIN_MODULES = ("workers.demo_producers",)
 
 

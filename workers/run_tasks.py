@@ -22,7 +22,7 @@ from workers.runner import Slot, SlotRunner
     reject_on_worker_lost=True,
     # The producer's own limit (an alarm inside the run) ends it first and records the failure;
     # this hard limit is the backstop, still inside the lease so no re-send can overlap it.
-    time_limit=settings.lease.total_seconds() * 0.9,
+    time_limit=settings.hard_time_limit.total_seconds(),
     # Runs are recorded in the database; keeping a result per run would only fill Redis.
     ignore_result=True,
 )

@@ -66,7 +66,8 @@ Clock = Callable[[], datetime]
 
 
 class SlotRunner:
-    """Runs slots against one database; one instance per worker process."""
+    """Runs slots against one database. Cheap to build: `run_producer` makes one per message
+    around its process's shared engine."""
 
     def __init__(
         self,
@@ -113,6 +114,7 @@ class SlotRunner:
 
     def _start(self, slot: Slot) -> tuple[ScheduleRecord, RunRecord] | str:
         """Check the claim and record the run row, in one transaction."""
+        now = self.clock()
         with self.engine.begin() as conn:
             if slot.claim_token is None:
                 schedule = self.schedules.get(slot.workflow_id, slot.producer, conn=conn)
@@ -123,7 +125,7 @@ class SlotRunner:
                     slot.workflow_id,
                     slot.producer,
                     slot.claim_token,
-                    now=self.clock(),
+                    now=now,
                     lease=self.lease,
                     conn=conn,
                 )
@@ -135,27 +137,27 @@ class SlotRunner:
                 scheduled_for=slot.scheduled_for,
                 trigger=slot.trigger,
                 task_id=slot.task_id,
-                now=self.clock(),
+                now=now,
                 conn=conn,
             )
             if run is None:
                 if slot.claim_token is not None:
-                    self._advance_finished_slot(slot, schedule, conn)
+                    self._advance_finished_slot(slot, schedule, now, conn)
                 return "skipped: slot already finished"
         return schedule, run
 
-    def _advance_finished_slot(self, slot: Slot, schedule: ScheduleRecord, conn: Any) -> None:
+    def _advance_finished_slot(
+        self, slot: Slot, schedule: ScheduleRecord, now: datetime, conn: Any
+    ) -> None:
         """A slot that finished but still holds a claim moves on instead of being retried."""
         assert slot.claim_token is not None
         outcome = SlotOutcome(
             status=schedule.last_status or "skipped",
             ran_at=schedule.last_run_at or slot.scheduled_for,
-            next_run_at=self._next_run(schedule, slot.scheduled_for),
+            next_run_at=self._next_run(schedule, slot.scheduled_for, now),
             state=schedule.state,
         )
-        self.schedules.commit_slot(
-            schedule.id, slot.claim_token, outcome, now=self.clock(), conn=conn
-        )
+        self.schedules.commit_slot(schedule.id, slot.claim_token, outcome, now=now, conn=conn)
 
     def _execute(self, slot: Slot, schedule: ScheduleRecord) -> Execution:
         timeout = self._timeout(schedule)
@@ -199,7 +201,10 @@ class SlotRunner:
         outcome = SlotOutcome(
             status=execution.status,
             ran_at=run.started_at,
-            next_run_at=self._next_run(schedule, slot.scheduled_for),
+            # A triggered run leaves the schedule's next run alone (see record_manual_run).
+            next_run_at=None
+            if slot.claim_token is None
+            else self._next_run(schedule, slot.scheduled_for, now),
             state=execution.state,
         )
         with self.engine.begin() as conn:
@@ -223,14 +228,16 @@ class SlotRunner:
             )
         return status
 
-    def _next_run(self, schedule: ScheduleRecord, scheduled_for: datetime) -> datetime | None:
+    def _next_run(
+        self, schedule: ScheduleRecord, scheduled_for: datetime, now: datetime
+    ) -> datetime | None:
         """The next slot after max(scheduled_for, now), on the producer's grid."""
         if schedule.schedule_type == "manual":
             return None
         compiled = schedule_from_row(
             schedule.schedule_type, schedule.schedule_value, schedule.timezone
         )
-        return compiled.next_after(max(scheduled_for, self.clock()), anchor=scheduled_for)
+        return compiled.next_after(max(scheduled_for, now), anchor=scheduled_for)
 
     def _timeout(self, schedule: ScheduleRecord) -> timedelta:
         if schedule.timeout_seconds is None:
@@ -249,9 +256,15 @@ class SlotRunner:
 
 def _unpack(returned: Any, previous_state: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """A producer returns a ProducerResult, or a bare result (state unchanged), or None."""
-    if isinstance(returned, ProducerResult):
-        return returned.result, previous_state if returned.state is None else returned.state
-    return returned, previous_state
+    if not isinstance(returned, ProducerResult):
+        return returned, previous_state
+    if returned.state is None:
+        return returned.result, previous_state
+    if not isinstance(returned.state, dict):
+        # The next run hands the state back as a mapping: anything else could never run again.
+        kind = type(returned.state).__name__
+        raise TypeError(f"ProducerResult.state must be a dict (a JSON object), not {kind}")
+    return returned.result, returned.state
 
 
 def _error_text(exc: BaseException) -> str:
