@@ -33,12 +33,13 @@ from beat.schedules import Schedule
 from models import migrate
 from models.db import default_database_url, make_engine
 from models.definitions import load_definition_files
-from models.records import RunRecord, ScheduleRecord, ScheduleSpec
+from models.records import RunRecord, ScheduleRecord
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
 from models.workflow_store import WorkflowStore
+from tests.databases import schedule_spec
 from tests.e2e import utcnow, wait_until
-from workers import live_view
+from workers.cli import live_view
 from workers.cli.up import REPO_ROOT, Layout, find_examples, stop_orphaned_redis, stored_secret
 from workers.redis_server import RedisServer, free_port
 from workers.registry import ProducerContext, ProducerResult, get_producer, registered_names
@@ -465,17 +466,7 @@ def test_the_view_shows_each_producer_with_its_recent_runs(tmp_path: Path) -> No
     migrate.upgrade(engine)
     now = utcnow()
     workflow = WorkflowStore(engine).upsert("shop", {}, now=now)
-    spec = ScheduleSpec(
-        workflow_id=workflow.id,
-        producer_name="poll",
-        run="demo.noop",
-        params={},
-        timeout_seconds=None,
-        schedule_type="interval",
-        schedule_value="30s",
-        timezone="UTC",
-        next_run_at=now + timedelta(seconds=30),
-    )
+    spec = schedule_spec(workflow.id, "poll", next_run_at=now + timedelta(seconds=30))
     ProducerScheduleStore(engine).upsert(spec, now=now)
     for age in (5, 20, 90):
         RunStore(engine).begin(

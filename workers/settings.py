@@ -1,7 +1,10 @@
 """drumline's settings, read from `DRUMLINE_*` environment variables in this one place.
 
-Everything below `workers/` receives them as parameters; `models` and `beat` never read the
-environment. A bad value stops the process with a message naming the variable.
+One default is not a constant: with DRUMLINE_BROKER_URL unset (or empty), the broker is the Redis
+of a `drumline up` running on the data dir, read from the file it keeps there
+(`workers/local_broker.py`), else a Redis on localhost. Everything below `workers/` receives the
+settings as parameters; `models` and `beat` never read the environment. A bad value stops the
+process with a message naming the variable.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from models.db import DEFAULT_DATA_DIR, default_database_url
+from workers.local_broker import announced_broker
+
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 
 
 class SettingsError(ValueError):
@@ -49,11 +55,16 @@ class Settings:
         """The longest per-run time limit a producer may ask for: well inside the lease."""
         return self.lease * 0.8
 
+    @property
+    def hard_time_limit(self) -> timedelta:
+        """Celery's backstop for a run: above any producer's own limit, inside the lease."""
+        return self.lease * 0.9
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        data_dir = Path(env.get("DRUMLINE_DATA_DIR", str(DEFAULT_DATA_DIR)))
-        broker = env.get("DRUMLINE_BROKER_URL", "redis://127.0.0.1:6379/0")
+        data_dir = Path(env.get("DRUMLINE_DATA_DIR") or DEFAULT_DATA_DIR)
+        broker = env.get("DRUMLINE_BROKER_URL") or announced_broker(data_dir) or DEFAULT_BROKER_URL
         _check_redis_url("DRUMLINE_BROKER_URL", broker)
         lock_url = env.get("DRUMLINE_REDIS_URL", broker)
         _check_redis_url("DRUMLINE_REDIS_URL", lock_url)

@@ -1,9 +1,9 @@
-"""What every CLI command needs: settings, the database, a Celery client, and output helpers."""
+"""What the CLI commands share: settings, the database, a Celery client, lookups and output."""
 
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -16,9 +16,21 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models import migrate as migrations
 from models.db import make_engine, redact_url
+from models.records import ScheduleRecord, WorkflowRecord
+from models.schedule_store import ProducerScheduleStore
+from models.workflow_store import WorkflowStore
 from workers.celery_config import create_app
-from workers.cli.local_broker import with_local_broker
 from workers.settings import Settings, SettingsError
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings (of `os.environ` by default); a bad DRUMLINE_* value exits 1 naming it."""
+    try:
+        return Settings.from_env(environ)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @dataclass
@@ -27,10 +39,7 @@ class CliContext:
 
     @cached_property
     def settings(self) -> Settings:
-        try:
-            return Settings.from_env(with_local_broker(os.environ))
-        except SettingsError as exc:
-            raise click.UsageError(str(exc)) from None
+        return load_settings()
 
     @cached_property
     def engine(self) -> Engine:
@@ -57,6 +66,27 @@ class CliContext:
 pass_context = click.make_pass_decorator(CliContext, ensure=True)
 
 
+def require_workflow(ctx: CliContext, name: str) -> WorkflowRecord:
+    workflow = WorkflowStore(ctx.engine).get(name)
+    if workflow is None:
+        raise click.ClickException(f"no workflow named {name!r} (see `drumline ls`)")
+    return workflow
+
+
+def require_producer(
+    ctx: CliContext, workflow: WorkflowRecord, producer: str, param_hint: str | None = None
+) -> ScheduleRecord:
+    """The producer's schedule row. An unknown producer exits 1, or 2 as a bad value of the
+    option `param_hint` when one is given."""
+    row = ProducerScheduleStore(ctx.engine).get(workflow.id, producer)
+    if row is None:
+        message = f"workflow {workflow.name!r} has no producer {producer!r}"
+        if param_hint is not None:
+            raise click.BadParameter(message, param_hint=param_hint)
+        raise click.ClickException(message)
+    return row
+
+
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=_json_default))
 
@@ -72,3 +102,14 @@ def when(moment: datetime | None, never: str = "-") -> str:
     if moment is None:
         return never
     return moment.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def milliseconds(duration_ms: float | None, unit: str = "") -> str:
+    """A run's duration, to a tenth of a millisecond; `-` if it has none (yet)."""
+    return "-" if duration_ms is None else f"{duration_ms:.1f}{unit}"
+
+
+def last_line(error: str | None) -> str:
+    """The last line of an error (a traceback's last line names the exception)."""
+    lines = (error or "").strip().splitlines()
+    return lines[-1] if lines else ""

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from models.definitions import DefinitionError, load_definition_files
-from workers.cli.context import CliContext, pass_context, print_json
+from workers.cli.context import CliContext, json_option, pass_context, print_json
 from workers.cli.tasks_client import enqueue, wait_for
 
 wait_option = click.option(
@@ -22,7 +22,6 @@ timeout_option = click.option(
     show_default=True,
     help="Seconds to wait for the answer.",
 )
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 
 
 @click.command()
@@ -96,7 +95,7 @@ def _report(pending: list[tuple[str, Any]], wait: bool, timeout: float, as_json:
 
 
 def describe_summary(summary: dict[str, Any]) -> str:
-    """One line per workflow: what the change did."""
+    """One line per workflow: what the change did, e.g. `prices v2: added a, b; 3 unchanged`."""
     head = f"{summary.get('workflow')} v{summary.get('version')}"
     if summary.get("noop"):
         return f"{head}: no change"
@@ -109,4 +108,8 @@ def describe_summary(summary: dict[str, Any]) -> str:
     ]
     if "status" in summary and not parts:
         return f"{head}: {summary['status']}"
-    return f"{head}: {'; '.join(parts) if parts else 'no change'}"
+    if not parts:
+        return f"{head}: no change"
+    if unchanged := len(summary.get("unchanged") or ()):
+        parts.append(f"{unchanged} unchanged")
+    return f"{head}: {'; '.join(parts)}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from rich import box
 from rich.console import Console, Group, RenderableType
@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
+from models.types import utc_now
 from models.workflow_store import WorkflowStore
 from workers.cli.read_commands import describe_schedule
 
@@ -139,7 +140,7 @@ def _watch_live(
     with Live(console=console, auto_refresh=False, transient=False) as live:
         while True:
             check()
-            now = _now()
+            now = utc_now()
             live.update(render(snapshot(engine, now), header, now), refresh=True)
             time.sleep(LIVE_REFRESH_S)
 
@@ -149,11 +150,7 @@ def _watch_plain(engine: Engine, check: Callable[[], None], console: Console) ->
     while True:
         check()
         if time.monotonic() >= next_line:
-            now = _now()
+            now = utc_now()
             console.print(progress_line(snapshot(engine, now), now), soft_wrap=True)
             next_line += PLAIN_REFRESH_S
         time.sleep(LIVE_REFRESH_S)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)

@@ -10,13 +10,21 @@ from rich.console import Console
 from rich.table import Table
 
 from beat.schedules import schedule_from_row
-from models.records import RunRecord, ScheduleRecord, WorkflowRecord
+from models.records import RunRecord, ScheduleRecord
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
 from models.workflow_store import WorkflowStore
-from workers.cli.context import CliContext, pass_context, print_json, when
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+from workers.cli.context import (
+    CliContext,
+    json_option,
+    last_line,
+    milliseconds,
+    pass_context,
+    print_json,
+    require_producer,
+    require_workflow,
+    when,
+)
 
 
 @click.command()
@@ -59,7 +67,7 @@ def ls(ctx: CliContext, as_json: bool) -> None:
 @pass_context
 def status(ctx: CliContext, name: str, as_json: bool) -> None:
     """Show each producer of workflow NAME: schedule, next and last run, failures."""
-    workflow = _workflow(ctx, name)
+    workflow = require_workflow(ctx, name)
     producers = [_producer_view(row) for row in ProducerScheduleStore(ctx.engine).list(workflow.id)]
     if as_json:
         print_json(
@@ -108,14 +116,9 @@ def status(ctx: CliContext, name: str, as_json: bool) -> None:
 @pass_context
 def runs(ctx: CliContext, name: str, producer: str | None, limit: int, as_json: bool) -> None:
     """Show the run history of workflow NAME, newest first."""
-    workflow = _workflow(ctx, name)
-    if (
-        producer is not None
-        and ProducerScheduleStore(ctx.engine).get(workflow.id, producer) is None
-    ):
-        raise click.BadParameter(
-            f"workflow {name!r} has no producer {producer!r}", param_hint="--producer"
-        )
+    workflow = require_workflow(ctx, name)
+    if producer is not None:
+        require_producer(ctx, workflow, producer, param_hint="--producer")
     records = RunStore(ctx.engine).list(workflow.id, producer_name=producer, limit=limit)
     if as_json:
         print_json({"workflow": workflow.name, "runs": [_run_view(run) for run in records]})
@@ -138,10 +141,10 @@ def runs(ctx: CliContext, name: str, producer: str | None, limit: int, as_json: 
             when(run.started_at),
             when(run.finished_at),
             run.status,
-            f"{run.duration_ms:.1f}" if run.duration_ms is not None else "-",
+            milliseconds(run.duration_ms),
             str(run.attempt),
             run.task_id or "-",
-            _last_line(run.error),
+            last_line(run.error),
         )
     _console().print(table)
 
@@ -149,13 +152,6 @@ def runs(ctx: CliContext, name: str, producer: str | None, limit: int, as_json: 
 def _console() -> Console:
     """Full-width tables when piped: rich would squeeze them to 80 columns."""
     return Console() if sys.stdout.isatty() else Console(width=220)
-
-
-def _workflow(ctx: CliContext, name: str) -> WorkflowRecord:
-    workflow = WorkflowStore(ctx.engine).get(name)
-    if workflow is None:
-        raise click.ClickException(f"no workflow named {name!r} (see `drumline ls`)")
-    return workflow
 
 
 def describe_schedule(row: ScheduleRecord) -> str:
@@ -195,7 +191,3 @@ def _run_view(run: RunRecord) -> dict[str, Any]:
         "error": run.error,
         "result": run.result,
     }
-
-
-def _last_line(error: str | None) -> str:
-    return error.strip().splitlines()[-1] if error else ""

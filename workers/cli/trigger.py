@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import UTC, datetime
 
 import click
 
-from beat.dispatch import PRODUCERS_QUEUE
+from beat.dispatch import PRODUCERS_QUEUE, RUN_PRODUCER, run_producer_call
 from models.run_store import TERMINAL_STATUSES, RunStore
-from models.schedule_store import ProducerScheduleStore
-from models.workflow_store import WorkflowStore
-from workers.cli.context import CliContext, pass_context
+from models.types import utc_now
+from workers.cli.context import (
+    CliContext,
+    last_line,
+    milliseconds,
+    pass_context,
+    require_producer,
+    require_workflow,
+)
 from workers.cli.tasks_client import enqueue
 
 POLL_S = 0.2
@@ -32,26 +37,11 @@ POLL_S = 0.2
 @pass_context
 def trigger(ctx: CliContext, name: str, producer: str, wait: bool, timeout: float) -> None:
     """Run PRODUCER of workflow NAME once, now (manual-only producers too)."""
-    workflow = WorkflowStore(ctx.engine).get(name)
-    if workflow is None:
-        raise click.ClickException(f"no workflow named {name!r} (see `drumline ls`)")
-    if ProducerScheduleStore(ctx.engine).get(workflow.id, producer) is None:
-        raise click.ClickException(f"workflow {name!r} has no producer {producer!r}")
-    slot = datetime.now(UTC)
-    task_id = f"{name}.{producer}@{slot.isoformat()}"
-    enqueue(
-        ctx,
-        "drumline.run_producer",
-        kwargs={
-            "workflow_id": workflow.id,
-            "workflow": name,
-            "producer": producer,
-            "scheduled_for": slot.isoformat(),
-            "claim_token": None,
-        },
-        task_id=task_id,
-        queue=PRODUCERS_QUEUE,
-    )
+    workflow = require_workflow(ctx, name)
+    require_producer(ctx, workflow, producer)
+    slot = utc_now()
+    task_id, kwargs = run_producer_call(workflow.id, name, producer, slot, None)
+    enqueue(ctx, RUN_PRODUCER, kwargs=kwargs, task_id=task_id, queue=PRODUCERS_QUEUE)
     click.echo(f"triggered {task_id}")
     if not wait:
         return
@@ -60,10 +50,9 @@ def trigger(ctx: CliContext, name: str, producer: str, wait: bool, timeout: floa
     while time.monotonic() < deadline:
         run = runs.get_slot(workflow.id, producer, slot)
         if run is not None and run.status in TERMINAL_STATUSES:
-            duration = f"{run.duration_ms:.1f} ms" if run.duration_ms is not None else "-"
-            click.echo(f"{run.status} in {duration}")
+            click.echo(f"{run.status} in {milliseconds(run.duration_ms, ' ms')}")
             if run.error:
-                click.echo(run.error.strip().splitlines()[-1], err=True)
+                click.echo(last_line(run.error), err=True)
             sys.exit(0 if run.status == "succeeded" else 1)
         time.sleep(POLL_S)
     raise click.ClickException(f"the run did not finish within {timeout:g}s")

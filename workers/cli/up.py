@@ -28,14 +28,13 @@ from rich.console import Console
 
 from models.db import DEFAULT_DATA_DIR, default_database_url
 from models.definitions import DefinitionError, load_definition_files
-from workers import live_view
-from workers.cli.context import CliContext
+from workers.cli import live_view
+from workers.cli.context import CliContext, load_settings
 from workers.cli.lifecycle_commands import deploy
-from workers.cli.local_broker import announce, withdraw
 from workers.cli.migrate import migrate
+from workers.local_broker import announce, run_dir, withdraw, write_private
 from workers.redis_server import RedisServer, port_in_use
 from workers.registry import load_producer_modules, registered_names
-from workers.settings import Settings, SettingsError
 from workers.supervisor import (
     Child,
     ChildExitedError,
@@ -66,7 +65,7 @@ class Layout:
 
     @property
     def run(self) -> Path:
-        return self.root / "run"
+        return run_dir(self.root)
 
     @property
     def redis(self) -> Path:
@@ -153,8 +152,10 @@ class LocalSystem:
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
+    envvar="DRUMLINE_DATA_DIR",
     default=DEFAULT_DATA_DIR,
     show_default=True,
+    show_envvar=True,
     help="Where the database, Redis files, secrets and logs live.",
 )
 @click.option(
@@ -190,7 +191,7 @@ def up(
         redis_port=redis_port or None,
         files=deploy_files or example_files(examples),
         examples=examples,
-        external_broker="DRUMLINE_BROKER_URL" in os.environ,
+        external_broker=bool(os.environ.get("DRUMLINE_BROKER_URL")),
     )
     validate_definitions(plan)
     writable_dir(plan.layout.root)
@@ -208,7 +209,7 @@ def run(click_ctx: click.Context, plan: Plan) -> None:
     try:
         env = child_env(os.environ, plan, start_redis(system, plan))
         cli_ctx = CliContext()
-        cli_ctx.settings = settings(env)
+        cli_ctx.settings = load_settings(env)
         click_ctx.obj = cli_ctx
         click_ctx.invoke(migrate)
         flower_line = start_celery(system, plan, env)
@@ -303,7 +304,7 @@ def example_files(examples: Path | None) -> tuple[Path, ...]:
 def producer_modules(environ: Mapping[str, str], examples: Path | None) -> list[str]:
     """The configured producer modules, plus the examples' whenever they were found: workflows
     deployed from them by an earlier start on this data dir must keep running."""
-    configured = settings(environ).producer_modules
+    configured = load_settings(environ).producer_modules
     return list(dict.fromkeys([*configured, EXAMPLES_MODULE] if examples else configured))
 
 
@@ -335,28 +336,19 @@ def check_ports(plan: Plan) -> None:
             )
 
 
-def settings(environ: Mapping[str, str]) -> Settings:
-    try:
-        return Settings.from_env(environ)
-    except SettingsError as error:
-        raise click.ClickException(str(error)) from None
-
-
 def stored_secret(path: Path) -> str:
     """A secret kept in the data dir, readable by its owner only, reused by every restart."""
     if path.exists() and (existing := path.read_text().strip()):
         path.chmod(0o600)
         return existing
     secret = secrets.token_urlsafe(24)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(descriptor, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        file.write(secret + "\n")
+    write_private(path, secret + "\n")
     return secret
 
 
 def start_redis(system: LocalSystem, plan: Plan) -> str | None:
-    """Start the embedded Redis unless DRUMLINE_BROKER_URL names one; returns its URL."""
+    """Start the embedded Redis unless DRUMLINE_BROKER_URL (set and not empty) names one;
+    returns its URL, which the children are given explicitly."""
     if plan.external_broker:
         click.echo("redis: not started, DRUMLINE_BROKER_URL is set")
         return None

@@ -12,9 +12,8 @@ import click
 
 from beat.schedules import Schedule
 from models.definitions import DefinitionError, WorkflowDefinition, load_definition_files
-from workers.cli.context import print_json
+from workers.cli.context import json_option, load_settings, print_json
 from workers.registry import load_producer_modules, registered_names
-from workers.settings import Settings, SettingsError
 
 
 class InstantType(click.ParamType[datetime]):
@@ -54,18 +53,14 @@ class InstantType(click.ParamType[datetime]):
     default=None,
     help="Count fire times from this instant (default: now).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option
 def validate(files: tuple[Path, ...], count: int, after: datetime | None, as_json: bool) -> None:
     """Check workflow definition FILES without touching Redis or the database.
 
     The producers named by `run:` must be registered: the built-ins and the modules listed in
     DRUMLINE_PRODUCER_MODULES.
     """
-    try:
-        modules = Settings.from_env().producer_modules
-    except SettingsError as exc:
-        raise click.UsageError(str(exc)) from None
-    load_producer_modules(modules)
+    load_producer_modules(load_settings().producer_modules)
     start = after or datetime.now(UTC)
     try:
         definitions = load_definition_files(files, known_producers=registered_names())
