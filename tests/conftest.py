@@ -69,6 +69,14 @@ def redis_url(redis_server: RedisServer) -> str:
 
 
 @pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A client of the test Redis (emptied before the test), closed afterwards."""
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
 def drumline_env(db_url: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
     """DRUMLINE_* variables for processes under test: real Redis, a migrated database, short
     leases so that crash recovery happens within a test's time."""
@@ -82,3 +90,9 @@ def drumline_env(db_url: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
         "DRUMLINE_LOCK_WAIT_SECONDS": "2",
         "DRUMLINE_BEAT_MAX_INTERVAL_SECONDS": "0.5",
     }
+
+
+@pytest.fixture
+def env(drumline_env: dict[str, str]) -> dict[str, str]:
+    """`drumline_env` for worker processes that also import the test producers (test.journal)."""
+    return {**drumline_env, "DRUMLINE_PRODUCER_MODULES": "tests.e2e_producers"}

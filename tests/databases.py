@@ -6,12 +6,15 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from models.db import make_engine
+from models.records import ScheduleSpec
 
 
 def start_postgres(data_dir: Path) -> tuple[str, object | None]:
@@ -57,3 +60,32 @@ def table_dump(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
             rows = conn.execute(table.select().order_by(*table.primary_key.columns)).all()
             dump[table.name] = [tuple(row) for row in rows]
     return dump
+
+
+def schedule_spec(
+    workflow_id: int,
+    name: str = "poll",
+    *,
+    next_run_at: datetime | None,
+    run: str = "demo.noop",
+    params: dict[str, Any] | None = None,
+    timeout_seconds: float | None = None,
+    schedule_type: str = "interval",
+    schedule_value: str = "30s",
+    timezone: str = "UTC",
+    paused: bool = False,
+) -> ScheduleSpec:
+    """A producer's schedule row as a deploy would write it: by default `demo.noop` every 30 s
+    in UTC with no params; each test passes what it needs to differ."""
+    return ScheduleSpec(
+        workflow_id=workflow_id,
+        producer_name=name,
+        run=run,
+        params={} if params is None else params,
+        timeout_seconds=timeout_seconds,
+        schedule_type=schedule_type,
+        schedule_value=schedule_value,
+        timezone=timezone,
+        next_run_at=next_run_at,
+        paused=paused,
+    )

@@ -114,21 +114,22 @@ def running_worker(
         worker.stop()
 
 
+def beat_args(log_dir: Path, name: str = "beat1") -> list[str]:
+    """`celery beat` with drumline's scheduler; its pid and schedule files named after it."""
+    return [
+        "beat",
+        "--loglevel=INFO",
+        "--scheduler=beat.scheduler:ProducerScheduler",
+        f"--pidfile={log_dir / (name + '.pid')}",
+        f"--schedule={log_dir / (name + '-schedule')}",
+    ]
+
+
 @contextmanager
 def running_beat(
     env: Mapping[str, str], log_dir: Path, name: str = "beat1"
 ) -> Iterator[CeleryProcess]:
-    beat = CeleryProcess(
-        [
-            "beat",
-            "--loglevel=INFO",
-            "--scheduler=beat.scheduler:ProducerScheduler",
-            f"--pidfile={log_dir / (name + '.pid')}",
-            f"--schedule={log_dir / (name + '-schedule')}",
-        ],
-        env,
-        log_dir / f"{name}.log",
-    )
+    beat = CeleryProcess(beat_args(log_dir, name), env, log_dir / f"{name}.log")
     beat.start()
     try:
         beat.wait_for_log("beat: Starting...")

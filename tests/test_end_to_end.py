@@ -23,13 +23,8 @@ from tests.e2e import (
     utcnow,
     wait_until,
 )
-from tests.processes import CeleryProcess, running_beat, running_worker, worker_args
+from tests.processes import CeleryProcess, beat_args, running_beat, running_worker, worker_args
 from workers.redis_server import RedisServer
-
-
-@pytest.fixture
-def env(drumline_env: dict[str, str]) -> dict[str, str]:
-    return {**drumline_env, "DRUMLINE_PRODUCER_MODULES": "tests.e2e_producers"}
 
 
 @pytest.fixture
@@ -116,22 +111,11 @@ def test_a_slot_of_a_killed_worker_is_sent_again_and_committed_once(
         "name": "crash",
         "producers": {"slow": journal_producer(journal, seconds=3, cron="*/10 * * * * *")},
     }
-    with running_beat(env, tmp_path):
-        victim = CeleryProcess(
-            [
-                "worker",
-                "--loglevel=INFO",
-                "--hostname=victim@%h",
-                "--concurrency=1",
-                "--queues=lifecycle,producers",
-                "--without-heartbeat",
-                "--without-mingle",
-                "--without-gossip",
-            ],
-            env,
-            tmp_path / "victim.log",
-        ).start()
-        victim.wait_for_log("ready.")
+    # running_worker stops the victim in a `finally`, should the test fail before the kill.
+    with (
+        running_beat(env, tmp_path),
+        running_worker(env, tmp_path, name="victim", concurrency=1) as victim,
+    ):
         deploy(env, definition)
         wait_until(lambda: bool(executions(journal)), 15, "the first run to start")
         [(producer, slot)] = executions(journal).keys()
@@ -154,19 +138,16 @@ def test_a_beat_killed_between_claim_and_send_loses_nothing(
     with running_worker(env, tmp_path):
         deploy(env, definition)
         doomed = CeleryProcess(
-            [
-                "beat",
-                "--loglevel=INFO",
-                "-S",
-                "beat.scheduler:ProducerScheduler",
-                f"--schedule={tmp_path / 'doomed-schedule'}",
-            ],
+            beat_args(tmp_path, "doomed"),
             {**env, "DRUMLINE_TEST_CRASH_AFTER_CLAIM": "1"},
             tmp_path / "doomed.log",
         ).start()
-        assert doomed.process is not None
-        doomed.process.wait(20)
-        assert doomed.process.returncode == -9
+        try:
+            assert doomed.process is not None
+            doomed.process.wait(20)
+            assert doomed.process.returncode == -9, doomed.log()[-3000:]
+        finally:
+            doomed.stop()
         workflow = WorkflowStore(engine).get("beatcrash")
         assert workflow is not None
         [row] = ProducerScheduleStore(engine).list(workflow.id)

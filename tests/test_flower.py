@@ -10,17 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine
 
-from tests.e2e import deploy, journal_producer, wait_until
+from tests.e2e import deploy, journal_producer, runs_of, wait_until
 from tests.processes import running_beat, running_flower, running_worker
 from workers.redis_server import free_port
 
 USER, PASSWORD = "user", "secret"
-
-
-@pytest.fixture
-def env(drumline_env: dict[str, str]) -> dict[str, str]:
-    return {**drumline_env, "DRUMLINE_PRODUCER_MODULES": "tests.e2e_producers"}
 
 
 def get(port: int, path: str, credentials: str | None) -> tuple[int, Any]:
@@ -50,7 +46,7 @@ def answers(port: int) -> bool:
 
 @pytest.mark.parametrize("empty_db_url", ["sqlite"], indirect=True)
 def test_flower_shows_every_producer_run_by_slot_behind_basic_auth(
-    env: dict[str, str], tmp_path: Path
+    env: dict[str, str], engine: Engine, tmp_path: Path
 ) -> None:
     port = free_port()
     journal = tmp_path / "journal.jsonl"
@@ -81,7 +77,22 @@ def test_flower_shows_every_producer_run_by_slot_behind_basic_auth(
             20,
             "three successful drumline.run_producer tasks in Flower",
         )
-        tasks = runs()
+
+        # Every run of the workflow in the database shows up in Flower. Flower learns of a run
+        # from the worker's events, a little after the run is written: compare the runs that had
+        # finished before each fetch from Flower, until Flower has caught up with them.
+        seen: dict[str, Any] = {}
+
+        def flower_lists_every_finished_run() -> bool:
+            seen["finished"] = {
+                run.task_id for run in runs_of(engine, "watched") if run.status != "running"
+            }
+            seen["tasks"] = runs()
+            return bool(seen["finished"]) and seen["finished"] <= set(seen["tasks"])
+
+        wait_until(flower_lists_every_finished_run, 15, "Flower to list every finished run")
+        finished: set[str | None] = seen["finished"]
+        tasks: dict[str, dict[str, Any]] = seen["tasks"]
         assert get(port, "/api/tasks", None)[0] == 401
         assert get(port, "/api/tasks", f"{USER}:wrong")[0] == 401
         # The deploy itself is a task too, listed under its own name.
@@ -90,6 +101,7 @@ def test_flower_shows_every_producer_run_by_slot_behind_basic_auth(
     assert flower.process is not None and flower.process.returncode == 0, flower.log()[-2000:]
 
     assert tasks and all(task_id.startswith(prefix) for task_id in tasks), sorted(tasks)[:5]
+    assert finished <= set(tasks), sorted(str(t) for t in finished - set(tasks))
     for task_id, task in tasks.items():
         assert task["uuid"] == task_id
         assert task["name"] == "drumline.run_producer"

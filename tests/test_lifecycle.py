@@ -6,7 +6,6 @@ import copy
 import json
 import logging
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -56,13 +55,6 @@ BASE = definition(
     daily={"run": "demo.counter", "cron": "30 9 * * *", "timezone": "Europe/Paris"},
     manual={"run": "demo.noop"},
 )
-
-
-@pytest.fixture
-def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 def make_lifecycle(

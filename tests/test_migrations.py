@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from models import migrate
 from models.db import make_engine
+from models.run_store import RunStore
+from models.schedule_store import ProducerScheduleStore
 from models.tables import metadata
+from models.workflow_store import WorkflowStore
+from tests.databases import schedule_spec, table_dump
 
 
 def test_upgrade_on_empty_database_creates_every_table(empty_db_url: str) -> None:
@@ -42,7 +48,24 @@ def test_models_and_migrations_do_not_drift(db_url: str) -> None:
 
 
 def test_upgrade_twice_is_a_no_op(db_url: str) -> None:
+    """A second upgrade of a migrated database with rows in every table changes nothing."""
     engine = make_engine(db_url)
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    workflow = WorkflowStore(engine).upsert("prices", {"name": "prices"}, now=now)
+    ProducerScheduleStore(engine).upsert(schedule_spec(workflow.id, next_run_at=now), now=now)
+    RunStore(engine).begin(
+        workflow_id=workflow.id,
+        producer_name="poll",
+        scheduled_for=now,
+        trigger="schedule",
+        task_id="prices.poll@1",
+        now=now,
+    )
+    before = table_dump(engine)
+    assert all(before.values()), before
+    tables = set(inspect(engine).get_table_names())
     migrate.upgrade(engine)
     assert migrate.current_revision(engine) == migrate.head_revision()
+    assert table_dump(engine) == before
+    assert set(inspect(engine).get_table_names()) == tables
     engine.dispose()

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,12 @@ import redis
 from sqlalchemy import Engine, event, insert, text
 
 from beat.scheduler import ProducerScheduler
-from models.records import ScheduleSpec
 from models.schedule_store import ProducerScheduleStore
 from models.tables import producer_schedules
 from models.workflow_store import WorkflowStore
-from tests.processes import CeleryProcess, client_app, running_beat
+from tests.databases import schedule_spec
+from tests.e2e import utcnow
+from tests.processes import CeleryProcess, beat_args, client_app, running_beat
 from workers.redis_server import RedisServer, free_port
 
 LEASE = timedelta(seconds=6)  # DRUMLINE_LEASE_SECONDS in the drumline_env fixture
@@ -63,10 +64,6 @@ def queued_at(url: str) -> list[Message]:
         return queued(client)
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def add_workflow(
     engine: Engine, name: str, next_runs: Mapping[str, datetime | None], paused: bool = False
 ) -> int:
@@ -75,27 +72,10 @@ def add_workflow(
     workflow_id = WorkflowStore(engine).upsert(name, {"name": name}, now=now).id
     store = ProducerScheduleStore(engine)
     for producer, next_run_at in next_runs.items():
-        spec = ScheduleSpec(
-            workflow_id=workflow_id,
-            producer_name=producer,
-            run="demo.noop",
-            params={},
-            timeout_seconds=None,
-            schedule_type="interval",
-            schedule_value="30s",
-            timezone="UTC",
-            next_run_at=next_run_at,
-            paused=paused,
+        store.upsert(
+            schedule_spec(workflow_id, producer, next_run_at=next_run_at, paused=paused), now=now
         )
-        store.upsert(spec, now=now)
     return workflow_id
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 @contextmanager
@@ -132,7 +112,7 @@ def run_beat_loop(scheduler: ProducerScheduler, seconds: float) -> None:
 def test_due_slots_are_sent_once_as_run_producer_tasks(
     scheduler: ProducerScheduler,
     engine: Engine,
-    client: redis.Redis,
+    redis_client: redis.Redis,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     now = utcnow()
@@ -143,7 +123,7 @@ def test_due_slots_are_sent_once_as_run_producer_tasks(
     with caplog.at_level(logging.DEBUG, logger="drumline.beat"):
         scheduler.tick()
 
-    messages = queued(client)
+    messages = queued(redis_client)
     rows = {row.producer_name: row for row in ProducerScheduleStore(engine).list(workflow_id)}
     assert [m.kwargs["producer"] for m in messages] == ["a", "b"]
     for message in messages:
@@ -167,11 +147,11 @@ def test_due_slots_are_sent_once_as_run_producer_tasks(
     assert all(m.ignore_result for m in messages), "beat must not subscribe to results"
 
     scheduler.tick()
-    assert len(queued(client)) == 2, "a claimed slot was sent again"
+    assert len(queued(redis_client)) == 2, "a claimed slot was sent again"
 
 
 def test_a_backlog_drains_one_full_batch_per_tick_without_sleeping(
-    drumline_env: dict[str, str], engine: Engine, client: redis.Redis
+    drumline_env: dict[str, str], engine: Engine, redis_client: redis.Redis
 ) -> None:
     start = utcnow() - timedelta(minutes=1)
     add_workflow(engine, "backlog", {f"p{i:02}": start + timedelta(seconds=i) for i in range(15)})
@@ -179,11 +159,11 @@ def test_a_backlog_drains_one_full_batch_per_tick_without_sleeping(
         delays, sent = [], []
         for _ in range(4):
             delays.append(scheduler.tick())
-            sent.append(len(queued(client)))
+            sent.append(len(queued(redis_client)))
     assert delays[:3] == [0, 0, 0]
     assert delays[3] > 0
     assert sent == [5, 10, 15, 15]
-    assert [m.kwargs["producer"] for m in queued(client)] == [f"p{i:02}" for i in range(15)]
+    assert [m.kwargs["producer"] for m in queued(redis_client)] == [f"p{i:02}" for i in range(15)]
 
 
 def test_an_idle_tick_sleeps_until_the_earliest_next_run_or_lease_end(
@@ -206,35 +186,35 @@ def test_an_idle_tick_sleeps_until_the_earliest_next_run_or_lease_end(
 
 
 def test_a_due_slot_is_sent_at_its_time_not_at_the_next_poll(
-    scheduler: ProducerScheduler, engine: Engine, client: redis.Redis
+    scheduler: ProducerScheduler, engine: Engine, redis_client: redis.Redis
 ) -> None:
     next_run = utcnow() + timedelta(seconds=0.3)
     add_workflow(engine, "punctual", {"p": next_run})
     deadline = time.monotonic() + 2
     while time.monotonic() < deadline:
         delay = scheduler.tick()
-        if queued(client):
+        if queued(redis_client):
             break
         time.sleep(delay)
     lateness = utcnow() - next_run
-    assert len(queued(client)) == 1
+    assert len(queued(redis_client)) == 1
     # Beat sleeps until the next run, not for its 0.5 s max interval; the margin absorbs a
     # loaded CI machine (lateness itself is measured by bench/, not asserted here).
     assert timedelta(0) <= lateness < timedelta(milliseconds=250)
 
 
 def test_static_beat_schedule_entries_still_fire_beside_producers(
-    drumline_env: dict[str, str], engine: Engine, client: redis.Redis
+    drumline_env: dict[str, str], engine: Engine, redis_client: redis.Redis
 ) -> None:
     static = {"ping": {"task": "tests.ping", "schedule": 0.2, "options": {"queue": "static"}}}
     with scheduler_for(drumline_env, lazy=False, beat_schedule=static) as scheduler:
         assert scheduler.tick() <= 0.2, "the next static entry must bound the sleep"
         add_workflow(engine, "mixed", {"p": utcnow() + timedelta(seconds=0.1)})
         run_beat_loop(scheduler, 0.7)
-    pings = queued(client, "static")
+    pings = queued(redis_client, "static")
     assert len(pings) >= 3
     assert {m.task for m in pings} == {"tests.ping"}
-    assert [m.kwargs["producer"] for m in queued(client)] == ["p"]
+    assert [m.kwargs["producer"] for m in queued(redis_client)] == ["p"]
 
 
 # --- outages -----------------------------------------------------------------------------------
@@ -356,14 +336,18 @@ def test_a_tick_reads_schedules_through_the_partial_indexes_only(
 
 
 def test_celery_beat_sends_due_slots_and_stops_cleanly_on_sigterm(
-    drumline_env: dict[str, str], engine: Engine, client: redis.Redis, tmp_path: Path
+    drumline_env: dict[str, str], engine: Engine, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     with running_beat(drumline_env, tmp_path) as beat:
         add_workflow(engine, "live", {name: utcnow() for name in ("a", "b", "c")})
         deadline = time.monotonic() + 10
-        while len(queued(client)) < 3 and time.monotonic() < deadline:
+        while len(queued(redis_client)) < 3 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert sorted(m.id.split("@")[0] for m in queued(client)) == ["live.a", "live.b", "live.c"]
+        assert sorted(m.id.split("@")[0] for m in queued(redis_client)) == [
+            "live.a",
+            "live.b",
+            "live.c",
+        ]
         assert beat.stop() == 0
     log = beat.log()
     assert "beat: producer schedules in" in log
@@ -372,11 +356,11 @@ def test_celery_beat_sends_due_slots_and_stops_cleanly_on_sigterm(
 
 
 def test_the_crash_hook_kills_beat_after_claiming_and_before_sending(
-    drumline_env: dict[str, str], engine: Engine, client: redis.Redis, tmp_path: Path
+    drumline_env: dict[str, str], engine: Engine, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     workflow_id = add_workflow(engine, "doomed", {"p": utcnow()})
     doomed = CeleryProcess(
-        ["beat", "-S", "beat.scheduler:ProducerScheduler", f"--schedule={tmp_path / 'sched'}"],
+        beat_args(tmp_path, "doomed"),
         {**drumline_env, "DRUMLINE_TEST_CRASH_AFTER_CLAIM": "1"},
         tmp_path / "doomed.log",
     ).start()
@@ -387,4 +371,4 @@ def test_the_crash_hook_kills_beat_after_claiming_and_before_sending(
         doomed.stop()
     [row] = ProducerScheduleStore(engine).list(workflow_id)
     assert row.claim_token is not None
-    assert queued(client) == []
+    assert queued(redis_client) == []

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -13,25 +15,17 @@ from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
 from models.tables import producer_runs, producer_schedules
 from models.workflow_store import WorkflowStore
+from tests.databases import schedule_spec
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=1)
 
 
-def spec(workflow_id: int, name: str = "poll", **changes: object) -> ScheduleSpec:
-    values: dict[str, object] = {
-        "workflow_id": workflow_id,
-        "producer_name": name,
-        "run": "demo.noop",
-        "params": {"symbol": "EURUSD"},
-        "timeout_seconds": None,
-        "schedule_type": "interval",
-        "schedule_value": "30s",
-        "timezone": "UTC",
-        "next_run_at": NOW,
-    }
-    values.update(changes)
-    return ScheduleSpec(**values)  # type: ignore[arg-type]
+def spec(workflow_id: int, name: str = "poll", **changes: Any) -> ScheduleSpec:
+    """This module's schedule row: EURUSD params, due at NOW, unless `changes` say otherwise."""
+    return schedule_spec(
+        workflow_id, name, **{"params": {"symbol": "EURUSD"}, "next_run_at": NOW, **changes}
+    )
 
 
 @pytest.fixture
@@ -248,23 +242,34 @@ def test_claim_due_respects_the_limit_oldest_first(engine: Engine, workflow_id: 
 
 
 def test_concurrent_claims_never_hand_out_a_row_twice(engine: Engine, workflow_id: int) -> None:
+    """4 threads claim 200 due rows 7 at a time: no error, each row once, the work shared."""
     store = ProducerScheduleStore(engine)
     for n in range(200):
         store.upsert(spec(workflow_id, f"p{n}"), now=NOW)
     claimed: list[str] = []
+    by_thread: Counter[int] = Counter()
+    errors: list[BaseException] = []
     lock = threading.Lock()
+    barrier = threading.Barrier(4)
 
-    def claim() -> None:
-        while batch := store.claim_due(now=NOW, lease=timedelta(minutes=1), limit=7):
-            with lock:
-                claimed.extend(s.producer_name for s in batch)
+    def claim(thread: int) -> None:
+        barrier.wait()
+        try:
+            while batch := store.claim_due(now=NOW, lease=timedelta(minutes=1), limit=7):
+                with lock:
+                    claimed.extend(s.producer_name for s in batch)
+                    by_thread[thread] += len(batch)
+        except BaseException as exc:
+            errors.append(exc)
 
-    threads = [threading.Thread(target=claim) for _ in range(4)]
+    threads = [threading.Thread(target=claim, args=(n,)) for n in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    assert errors == []
     assert sorted(claimed) == sorted(f"p{n}" for n in range(200))
+    assert len(by_thread) > 1, f"one thread claimed every row: {dict(by_thread)}"
 
 
 def test_commit_slot_only_with_the_live_token(engine: Engine, workflow_id: int) -> None:

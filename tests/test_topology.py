@@ -27,7 +27,7 @@ from models.schedule_store import ProducerScheduleStore
 from models.workflow_store import WorkflowStore
 from tests.e2e import deploy, journal_producer, runs_of, utcnow, wait_until
 from tests.e2e_producers import read_journal
-from tests.processes import CeleryProcess, worker_args
+from tests.processes import CeleryProcess, beat_args, worker_args
 
 WORKFLOW = "topology"
 PRODUCERS = 50
@@ -45,20 +45,8 @@ def every(n: int) -> timedelta:
     return timedelta(seconds=n % 3 + 1)
 
 
-@pytest.fixture
-def env(drumline_env: dict[str, str]) -> dict[str, str]:
-    return {**drumline_env, "DRUMLINE_PRODUCER_MODULES": "tests.e2e_producers"}
-
-
 def beat_process(env: dict[str, str], log_dir: Path, name: str) -> CeleryProcess:
-    args = [
-        "beat",
-        "--loglevel=INFO",
-        "--scheduler=beat.scheduler:ProducerScheduler",
-        f"--pidfile={log_dir / (name + '.pid')}",
-        f"--schedule={log_dir / (name + '-schedule')}",
-    ]
-    return CeleryProcess(args, env, log_dir / f"{name}.log")
+    return CeleryProcess(beat_args(log_dir, name), env, log_dir / f"{name}.log")
 
 
 def worker_process(env: dict[str, str], log_dir: Path, name: str, log: str) -> CeleryProcess:
@@ -119,6 +107,9 @@ class Figures:
     off_grid: list[str] = field(default_factory=list)
     rerun: list[str] = field(default_factory=list)
     interrupted: list[str] = field(default_factory=list)
+    # The same slots as (producer, scheduled_for ISO) keys, as the journal and run rows share.
+    rerun_slots: set[tuple[str, str]] = field(default_factory=set)
+    interrupted_slots: set[tuple[str, str]] = field(default_factory=set)
     superseded: int = 0
     after_stop: int = 0
     stuck: dict[str, datetime] = field(default_factory=dict)
@@ -167,6 +158,8 @@ def account(
         label = f"{key[0]}@{datetime.fromisoformat(key[1]):%T.%f}"
         cut = [pid for pid in starts[key] if pid in killed and pid not in ends[key]]
         figures.interrupted += [label] * len(cut)
+        if cut:
+            figures.interrupted_slots.add(key)
         if len(ends[key]) > 1 or len(starts[key]) - len(cut) > 1 or len(cut) > 1:
             figures.duplicates.append(f"{label} starts={starts[key]} ends={ends[key]}")
 
@@ -177,6 +170,7 @@ def account(
             figures.lost.append(f"{label} status={run.status} journal_ends={done}")
         if run.attempt > 1:
             figures.rerun.append(f"{label} attempt={run.attempt}")
+            figures.rerun_slots.add((run.producer_name, run.scheduled_for.isoformat()))
         figures.lateness.append((run.started_at - run.scheduled_for).total_seconds())
         figures.superseded += run.status == "superseded"
         figures.after_stop += run.scheduled_for > stop
@@ -284,6 +278,9 @@ def test_two_beats_three_workers_and_a_killed_worker_run_every_slot_once(
     assert figures.interrupted, "the kill landed outside any run"
     # Every run the kill cut short was taken over by another worker and committed once.
     assert len(figures.rerun) >= len(figures.interrupted)
+    assert figures.interrupted_slots <= figures.rerun_slots, sorted(
+        figures.interrupted_slots - figures.rerun_slots
+    )
     # Everything due is accounted for; little is left due, and most slots really ran (coalescing
     # grows with the machine's load: about 5-10 % of slots on 2 loaded cores).
     assert figures.committed + len(figures.coalesced) + len(figures.still_due) == figures.slots_due

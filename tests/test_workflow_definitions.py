@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -906,23 +907,25 @@ def test_problems_of_several_files_are_reported_together(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize(
-    ("name", "content"),
+    ("name", "content", "message"),
     [
         (
             "dup.yaml",
             "name: wf\nproducers:\n  p: {run: demo.noop, interval: 5m}\n"
             "  p: {run: demo.counter, interval: 1h}\n",
+            "YAML syntax error: key 'p' appears twice (line 3)",
         ),
         (
             "dup.json",
             '{"name": "wf", "producers": {"p": {"run": "demo.noop"}, '
             '"p": {"run": "demo.counter"}}}',
+            "JSON syntax error: key 'p' appears twice",
         ),
     ],
 )
 def test_duplicate_producer_keys_in_one_file_are_reported(
-    tmp_path: Path, name: str, content: str
+    tmp_path: Path, name: str, content: str, message: str
 ) -> None:
     path = write(tmp_path / name, content)
-    with pytest.raises(DefinitionError):
+    with pytest.raises(DefinitionError, match=re.escape(f"{path}: (top level): {message}")):
         load_definition_file(path)
