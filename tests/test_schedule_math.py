@@ -9,7 +9,6 @@ elapsed time.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from itertools import pairwise
@@ -571,21 +570,14 @@ def test_schedule_from_row_errors(kind: str, value: str, zone: str, fragment: st
         ("0 0 0 30 2 *", "UTC"),
     ],
 )
-def test_cron_without_future_occurrence_is_none_and_fast(expression: str, zone: str) -> None:
-    schedule = parse_cron(expression, zone)
-    started = time.perf_counter()
-    assert schedule.next_after(utc(2026, 1, 1)) is None
-    assert time.perf_counter() - started < 1.0
+def test_cron_without_future_occurrence_is_none(expression: str, zone: str) -> None:
+    assert parse_cron(expression, zone).next_after(utc(2026, 1, 1)) is None
 
 
-def test_frequent_cron_next_after_is_fast() -> None:
+def test_frequent_six_field_cron_steps_in_seconds() -> None:
     schedule = parse_cron("*/5 * * * * *", "Europe/Berlin")
     after = utc(2026, 10, 24, 12)
-    started = time.perf_counter()
-    result = schedule.next_after(after)
-    elapsed = time.perf_counter() - started
-    assert result == after + timedelta(seconds=5)
-    assert elapsed < 0.05, f"{elapsed * 1000:.0f} ms per call"
+    assert schedule.next_after(after) == after + timedelta(seconds=5)
 
 
 def test_tokyo_nine_am_is_midnight_utc() -> None:
