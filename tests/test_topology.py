@@ -33,7 +33,10 @@ WORKFLOW = "topology"
 PRODUCERS = 50
 RUN_FOR_S = 30.0
 KILL_AFTER_S = 12.0
-RUN_SECONDS = 0.1  # long enough for the kill to land inside a run
+RUN_SECONDS = 0.1
+# One producer (every 3 s) runs for longer: the kill waits until a worker is inside one of its
+# runs, so it cannot miss a run however loaded the machine is.
+HOLD_PRODUCER, HOLD_SECONDS = "p02", 1.5
 WORKERS = ("w1", "w2", "w3")
 BEATS = ("beat1", "beat2")
 # A row past due with no live claim, twice this far apart and unchanged, is stuck.
@@ -216,7 +219,11 @@ def test_two_beats_three_workers_and_a_killed_worker_run_every_slot_once(
 ) -> None:
     journal = tmp_path / "journal.jsonl"
     producers = {
-        f"p{n:02d}": journal_producer(journal, seconds=RUN_SECONDS, interval=f"{every(n).seconds}s")
+        f"p{n:02d}": journal_producer(
+            journal,
+            seconds=HOLD_SECONDS if f"p{n:02d}" == HOLD_PRODUCER else RUN_SECONDS,
+            interval=f"{every(n).seconds}s",
+        )
         for n in range(PRODUCERS)
     }
     schedules = ProducerScheduleStore(engine)
@@ -234,14 +241,26 @@ def test_two_beats_three_workers_and_a_killed_worker_run_every_slot_once(
         assert workflow is not None
         first = {row.producer_name: row.next_run_at for row in schedules.list(workflow.id)}
 
-        # SIGKILL w3 while one of its processes is inside a producer, then start it again.
+        # SIGKILL the worker that is inside a run of the hold producer, then start it again.
         time.sleep(max(0.0, KILL_AFTER_S - (time.monotonic() - began)))
-        victim = workers[2]
-        killed = group_pids(victim)
-        wait_until(lambda: bool(open_starts(journal, killed)), 10, "w3 to be inside a run")
+        worker_pids = [group_pids(worker) for worker in workers]
+        holders: list[int] = []
+
+        def find_holder() -> bool:
+            holders[:] = [
+                index
+                for index, pids in enumerate(worker_pids)
+                if any(producer == HOLD_PRODUCER for producer, _ in open_starts(journal, pids))
+            ]
+            return bool(holders)
+
+        wait_until(find_holder, 10, f"a worker to be inside a {HOLD_PRODUCER} run")
+        victim, killed = workers[holders[0]], worker_pids[holders[0]]
         victim.kill()
         killed_at = time.monotonic() - began
-        restarted = worker_process(env, tmp_path, "w3", "worker-w3-restarted.log")
+        victim_name = WORKERS[holders[0]]
+        log = f"worker-{victim_name}-restarted.log"
+        restarted = worker_process(env, tmp_path, victim_name, log)
         start_together(stack, [restarted])
 
         time.sleep(max(0.0, RUN_FOR_S - STUCK_RECHECK_S - (time.monotonic() - began)))
@@ -260,14 +279,14 @@ def test_two_beats_three_workers_and_a_killed_worker_run_every_slot_once(
             20,
             "the workers to drain the queue",
         )
-        for worker in [*workers[:2], restarted]:
+        for worker in [*(w for w in workers if w is not victim), restarted]:
             worker.stop()
 
     final = {row.producer_name: row.next_run_at for row in schedules.list(workflow.id)}
     figures = account(runs_of(engine, WORKFLOW), read_journal(journal), killed, first, final, stop)
     figures.stuck = stuck
     with capsys.disabled():
-        print(f"\n  killed w3 at +{killed_at:.1f}s (pids {sorted(killed)})")
+        print(f"\n  killed {victim_name} at +{killed_at:.1f}s (pids {sorted(killed)})")
         for line in figures.lines():
             print(line)
 
