@@ -22,9 +22,9 @@ def start_postgres(data_dir: Path) -> tuple[str, object | None]:
     external = os.environ.get("DRUMLINE_TEST_POSTGRES_URL")
     if external:
         return _with_psycopg(external), None
-    import pgserver
+    from pgserver.postgres_server import get_server
 
-    server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    server = get_server(data_dir, cleanup_mode="stop")
     return _with_psycopg(server.get_uri()), server
 
 

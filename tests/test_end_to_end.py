@@ -164,6 +164,7 @@ def test_a_beat_killed_between_claim_and_send_loses_nothing(
             )
     [run] = [r for r in runs_of(engine, "beatcrash") if r.scheduled_for == lost_slot]
     assert run.started_at >= row.claimed_until
+    assert lost_slot is not None  # a claimed row always has its slot
     assert executions(journal)[("p", lost_slot.isoformat())] == 1
 
 

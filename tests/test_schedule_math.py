@@ -36,8 +36,16 @@ NEW_YORK = ZoneInfo("America/New_York")
 MINUTE = timedelta(minutes=1)
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(
+    year: int,
+    month: int,
+    day: int,
+    hour: int = 0,
+    minute: int = 0,
+    second: int = 0,
+    microsecond: int = 0,
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, microsecond, tzinfo=UTC)
 
 
 def fire_times(schedule: CronSchedule, start: datetime, end: datetime) -> list[datetime]:
@@ -880,8 +888,8 @@ class _Matcher:
         self.wildcard = minute_field.startswith("*") or hour_field.startswith("*")
 
     @staticmethod
-    def _values(values: list[object], full: range) -> set[int]:
-        return set(full) if values == ["*"] else {int(v) for v in values}  # type: ignore[call-overload]
+    def _values(values: list[str], full: range) -> set[int]:
+        return set(full) if values == ["*"] else {int(v) for v in values}
 
     def minute_matches(self, wall: datetime) -> bool:
         """Whether the wall-clock minute (ignoring seconds) matches."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 from sqlalchemy import Engine, func, select
@@ -19,6 +19,14 @@ from tests.databases import schedule_spec
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=1)
+
+
+class Slot(TypedDict):
+    """The keyword arguments naming one run slot, as `RunStore.begin` takes them."""
+
+    workflow_id: int
+    producer_name: str
+    scheduled_for: datetime
 
 
 def spec(workflow_id: int, name: str = "poll", **changes: Any) -> ScheduleSpec:
@@ -361,7 +369,7 @@ def test_set_paused_hides_rows_from_claims(engine: Engine, workflow_id: int) -> 
 
 def test_run_begin_is_once_per_slot(engine: Engine, workflow_id: int) -> None:
     runs = RunStore(engine)
-    slot = {"workflow_id": workflow_id, "producer_name": "poll", "scheduled_for": NOW}
+    slot: Slot = {"workflow_id": workflow_id, "producer_name": "poll", "scheduled_for": NOW}
     first = runs.begin(**slot, trigger="schedule", task_id="t1", now=NOW)
     assert first is not None
     assert (first.status, first.attempt) == ("running", 1)

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psutil  # type: ignore[import-untyped]
+import psutil
 import pytest
 from rich.console import Console
 
@@ -266,8 +266,8 @@ def test_up_runs_the_examples_stops_cleanly_and_resumes_without_a_burst(
     flower_password = (data / "flower.password").read_text().strip()
     assert f"password {flower_password}" in second.text()
     assert (flower_status(port, None), flower_status(port, flower_password)) == (401, 200)
-    refused, message = run_up(tmp_path, "--no-flower", "--data-dir", str(data))
-    assert refused != 0 and "another `drumline up` is running" in message
+    refused_code, message = run_up(tmp_path, "--no-flower", "--data-dir", str(data))
+    assert refused_code != 0 and "another `drumline up` is running" in message
     time.sleep(max(0.0, WINDOW_S - (utcnow() - second.started).total_seconds()))
     assert_stopped_cleanly(second, signal.SIGTERM)
     assert (data / "redis.password").read_text().strip() == password
