@@ -66,9 +66,9 @@ class RunStore:
     ) -> None:
         with transaction(self.engine, conn) as c:
             c.execute(
-                _FINISH,
+                FINISH_RUN,
                 {
-                    "b_id": run_id,
+                    "b_run_id": run_id,
                     "b_status": status,
                     "b_finished_at": finished_at,
                     "b_duration_ms": duration_ms,
@@ -122,18 +122,25 @@ def _record(row: Row[Any]) -> RunRecord:
 
 @cache
 def _begin_statement(dialect: str) -> Any:
-    """INSERT the running row; take over a slot whose last attempt died running (the run row
-    is still `running`); return nothing for a slot that already finished."""
-    stmt = insert_for(dialect, producer_runs).values(
-        workflow_id=bind("b_workflow_id", _r.workflow_id),
-        producer_name=bind("b_producer_name", _r.producer_name),
-        scheduled_for=bind("b_scheduled_for", _r.scheduled_for),
-        trigger=bind("b_trigger", _r.trigger),
-        task_id=bind("b_task_id", _r.task_id),
-        attempt=1,
-        status="running",
-        started_at=bind("b_started_at", _r.started_at),
-    )
+    """INSERT the running row, or take over the slot (see `take_over_running`)."""
+    return take_over_running(
+        insert_for(dialect, producer_runs).values(
+            workflow_id=bind("b_workflow_id", _r.workflow_id),
+            producer_name=bind("b_producer_name", _r.producer_name),
+            scheduled_for=bind("b_scheduled_for", _r.scheduled_for),
+            trigger=bind("b_trigger", _r.trigger),
+            task_id=bind("b_task_id", _r.task_id),
+            attempt=1,
+            status="running",
+            started_at=bind("b_started_at", _r.started_at),
+        )
+    ).returning(*producer_runs.c)
+
+
+def take_over_running(stmt: Any) -> Any:
+    """The rule for an INSERT of a running row into a slot that has one already: take over a
+    slot whose last attempt died running (still `running`: attempt + 1); leave a finished slot
+    alone, so the INSERT returns nothing and the slot is not run again."""
     return stmt.on_conflict_do_update(
         index_elements=[_r.workflow_id, _r.producer_name, _r.scheduled_for],
         set_={
@@ -142,12 +149,12 @@ def _begin_statement(dialect: str) -> Any:
             "started_at": stmt.excluded.started_at,
         },
         where=_r.status == "running",
-    ).returning(*producer_runs.c)
+    )
 
 
-_FINISH: Update = (
+FINISH_RUN: Update = (
     update(producer_runs)
-    .where(_r.id == bind("b_id", _r.id))
+    .where(_r.id == bind("b_run_id", _r.id))
     .values(
         status=bind("b_status", _r.status),
         finished_at=bind("b_finished_at", _r.finished_at),

@@ -228,15 +228,14 @@ class ProducerScheduleStore:
 
     def next_wakeup(self, *, now: datetime, conn: Connection | None = None) -> datetime | None:
         """The earliest instant a row can become due: a next run, or a live claim's expiry."""
+        earliest_run = select(func.min(_s.next_run_at)).where(can_be_due, _unclaimed(now))
+        earliest_lease_end = select(func.min(_s.claimed_until)).where(
+            _s.claimed_until.is_not(None), _s.claimed_until > now
+        )
         with transaction(self.engine, conn) as c:
-            next_run = c.execute(
-                select(func.min(_s.next_run_at)).where(can_be_due, _unclaimed(now))
-            ).scalar()
-            lease_end = c.execute(
-                select(func.min(_s.claimed_until)).where(
-                    _s.claimed_until.is_not(None), _s.claimed_until > now
-                )
-            ).scalar()
+            next_run, lease_end = c.execute(
+                select(earliest_run.scalar_subquery(), earliest_lease_end.scalar_subquery())
+            ).one()
         candidates = [moment for moment in (next_run, lease_end) if moment is not None]
         return min(candidates) if candidates else None
 
@@ -259,7 +258,7 @@ class ProducerScheduleStore:
         """
         with transaction(self.engine, conn) as c:
             row = c.execute(
-                _TAKE_CLAIM,
+                TAKE_CLAIM,
                 {
                     "b_workflow_id": workflow_id,
                     "b_producer_name": producer_name,
@@ -286,7 +285,7 @@ class ProducerScheduleStore:
         """
         with transaction(self.engine, conn) as c:
             result = c.execute(
-                _COMMIT_SLOT,
+                COMMIT_SLOT,
                 {
                     "b_id": schedule_id,
                     "b_claim_token": claim_token,
@@ -331,8 +330,9 @@ def _record(row: Row[Any]) -> ScheduleRecord:
     return ScheduleRecord(**row._asdict())
 
 
-# The two statements every run executes, built once (see `models.transactions.bind`).
-_TAKE_CLAIM: Update = (
+# The two statements every scheduled run executes, built once (see `models.transactions.bind`)
+# and reused inside PostgreSQL's single-statement run path (models.scheduled_runs).
+TAKE_CLAIM: Update = (
     update(producer_schedules)
     .where(
         _s.workflow_id == bind("b_workflow_id", _s.workflow_id),
@@ -344,7 +344,7 @@ _TAKE_CLAIM: Update = (
     .returning(*producer_schedules.c)
 )
 
-_COMMIT_SLOT: Update = (
+COMMIT_SLOT: Update = (
     update(producer_schedules)
     .where(
         _s.id == bind("b_id", _s.id),

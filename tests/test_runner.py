@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
@@ -107,6 +107,31 @@ def test_a_run_commits_next_run_state_and_run_row(engine: Engine) -> None:
         1,
     )
     assert run.finished_at is not None
+
+
+def test_each_step_of_a_scheduled_run_is_one_statement_on_postgresql(engine: Engine) -> None:
+    h = Harness(engine)
+    slot = h.claim()
+    statements: list[str] = []
+    autocommit: list[bool] = []
+
+    def record(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement.split(None, 1)[0].upper())
+        autocommit.append(bool(getattr(conn.connection.driver_connection, "autocommit", False)))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert h.runner.run(slot)["status"] == "succeeded"
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    if engine.dialect.name == "postgresql":
+        # Start and finish are each one data-modifying CTE, sent in autocommit.
+        assert statements == ["WITH", "WITH"]
+        assert autocommit == [True, True]
+        with engine.connect() as conn:  # and the pooled connection is given back transactional
+            assert conn.connection.driver_connection.autocommit is False  # type: ignore[union-attr]
+    else:
+        assert statements == ["BEGIN", "UPDATE", "INSERT", "BEGIN", "UPDATE", "UPDATE"]
 
 
 def test_a_late_run_skips_to_the_next_slot_on_its_grid(engine: Engine) -> None:

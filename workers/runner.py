@@ -26,6 +26,7 @@ from beat.schedules import schedule_from_row
 from models.records import RunRecord, ScheduleRecord, SlotOutcome
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
+from models.scheduled_runs import ScheduledRunStore
 from workers.registry import ProducerContext, ProducerResult, get_producer
 from workers.time_limit import time_limit
 
@@ -82,6 +83,7 @@ class SlotRunner:
         self.lease = lease
         self.schedules = ProducerScheduleStore(engine)
         self.runs = RunStore(engine)
+        self.scheduled = ScheduledRunStore(engine)
         self.max_timeout = max_timeout
         self.default_timeout = default_timeout
         self.clock = clock
@@ -113,24 +115,31 @@ class SlotRunner:
         }
 
     def _start(self, slot: Slot) -> tuple[ScheduleRecord, RunRecord] | str:
-        """Check the claim and record the run row, in one transaction."""
+        """Check the claim and record the run row, in one atomic step."""
         now = self.clock()
+        if slot.claim_token is None:
+            return self._start_manual(slot, now)
+        started = self.scheduled.start(
+            workflow_id=slot.workflow_id,
+            producer_name=slot.producer,
+            scheduled_for=slot.scheduled_for,
+            claim_token=slot.claim_token,
+            task_id=slot.task_id,
+            now=now,
+            lease=self.lease,
+        )
+        if started is None:
+            return "skipped: stale message (claim no longer held or lease expired)"
+        if started.run is None:
+            self._advance_finished_slot(slot.claim_token, started.schedule, slot, now)
+            return "skipped: slot already finished"
+        return started.schedule, started.run
+
+    def _start_manual(self, slot: Slot, now: datetime) -> tuple[ScheduleRecord, RunRecord] | str:
         with self.engine.begin() as conn:
-            if slot.claim_token is None:
-                schedule = self.schedules.get(slot.workflow_id, slot.producer, conn=conn)
-                if schedule is None:
-                    return "skipped: producer no longer exists"
-            else:
-                schedule = self.schedules.take_claim(
-                    slot.workflow_id,
-                    slot.producer,
-                    slot.claim_token,
-                    now=now,
-                    lease=self.lease,
-                    conn=conn,
-                )
-                if schedule is None:
-                    return "skipped: stale message (claim no longer held or lease expired)"
+            schedule = self.schedules.get(slot.workflow_id, slot.producer, conn=conn)
+            if schedule is None:
+                return "skipped: producer no longer exists"
             run = self.runs.begin(
                 workflow_id=slot.workflow_id,
                 producer_name=slot.producer,
@@ -140,24 +149,24 @@ class SlotRunner:
                 now=now,
                 conn=conn,
             )
-            if run is None:
-                if slot.claim_token is not None:
-                    self._advance_finished_slot(slot, schedule, now, conn)
-                return "skipped: slot already finished"
+        if run is None:
+            return "skipped: slot already finished"
         return schedule, run
 
     def _advance_finished_slot(
-        self, slot: Slot, schedule: ScheduleRecord, now: datetime, conn: Any
+        self, claim_token: str, schedule: ScheduleRecord, slot: Slot, now: datetime
     ) -> None:
-        """A slot that finished but still holds a claim moves on instead of being retried."""
-        assert slot.claim_token is not None
+        """A slot that finished but still holds a claim moves on instead of being retried.
+
+        Its own step, after the claim was renewed by this run: the token still holds it.
+        """
         outcome = SlotOutcome(
             status=schedule.last_status or "skipped",
             ran_at=schedule.last_run_at or slot.scheduled_for,
             next_run_at=self._next_run(schedule, slot.scheduled_for, now),
             state=schedule.state,
         )
-        self.schedules.commit_slot(schedule.id, slot.claim_token, outcome, now=now, conn=conn)
+        self.schedules.commit_slot(schedule.id, claim_token, outcome, now=now)
 
     def _execute(self, slot: Slot, schedule: ScheduleRecord) -> Execution:
         timeout = self._timeout(schedule)
@@ -196,37 +205,45 @@ class SlotRunner:
     def _commit(
         self, slot: Slot, schedule: ScheduleRecord, run: RunRecord, execution: Execution
     ) -> str:
-        """Finish the run row and write the schedule back, in one transaction."""
+        """Finish the run row and write the schedule back, in one atomic step."""
         now = self.clock()
+        if slot.claim_token is None:
+            return self._commit_manual(schedule, run, execution, now)
+        return self.scheduled.finish(
+            schedule_id=schedule.id,
+            claim_token=slot.claim_token,
+            outcome=SlotOutcome(
+                status=execution.status,
+                ran_at=run.started_at,
+                next_run_at=self._next_run(schedule, slot.scheduled_for, now),
+                state=execution.state,
+            ),
+            run_id=run.id,
+            duration_ms=execution.duration_ms,
+            error=execution.error,
+            result=execution.result,
+            now=now,
+        )
+
+    def _commit_manual(
+        self, schedule: ScheduleRecord, run: RunRecord, execution: Execution, now: datetime
+    ) -> str:
+        """A triggered run leaves the schedule's next run and claim alone."""
         outcome = SlotOutcome(
-            status=execution.status,
-            ran_at=run.started_at,
-            # A triggered run leaves the schedule's next run alone (see record_manual_run).
-            next_run_at=None
-            if slot.claim_token is None
-            else self._next_run(schedule, slot.scheduled_for, now),
-            state=execution.state,
+            status=execution.status, ran_at=run.started_at, next_run_at=None, state=execution.state
         )
         with self.engine.begin() as conn:
-            if slot.claim_token is None:
-                self.schedules.record_manual_run(schedule.id, outcome, now=now, conn=conn)
-                status = execution.status
-            elif self.schedules.commit_slot(
-                schedule.id, slot.claim_token, outcome, now=now, conn=conn
-            ):
-                status = execution.status
-            else:
-                status = "superseded"
+            self.schedules.record_manual_run(schedule.id, outcome, now=now, conn=conn)
             self.runs.finish(
                 run.id,
-                status=status,
+                status=execution.status,
                 finished_at=now,
                 duration_ms=execution.duration_ms,
                 error=execution.error,
                 result=execution.result,
                 conn=conn,
             )
-        return status
+        return execution.status
 
     def _next_run(
         self, schedule: ScheduleRecord, scheduled_for: datetime, now: datetime

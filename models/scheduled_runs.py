@@ -1,0 +1,201 @@
+"""The two writes of every scheduled run, each one atomic step.
+
+Starting a run renews its claim and records the run row; finishing it writes the schedule back
+under the claim token and finishes the run row. On PostgreSQL each step is one statement (a
+data-modifying CTE) sent in autocommit: one round trip instead of four (BEGIN, two statements,
+COMMIT), which is most of what a short run costs the worker. SQLite cannot modify data inside
+a CTE, so there each step is two statements in one transaction. The rules themselves live in
+the stores; this module only sequences them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row, case, exists, literal, select, true
+from sqlalchemy.dialects import postgresql
+
+from models.records import RunRecord, ScheduleRecord, SlotOutcome
+from models.run_store import FINISH_RUN, RunStore, take_over_running
+from models.schedule_store import COMMIT_SLOT, TAKE_CLAIM, ProducerScheduleStore
+from models.tables import producer_runs, producer_schedules
+from models.transactions import bind
+
+_r = producer_runs.c
+_RUN_PREFIX = "run__"  # the run row's columns, beside the schedule row's
+
+
+@dataclass(frozen=True)
+class StartedSlot:
+    """A slot whose claim this run now holds. `run` is None if the slot already finished."""
+
+    schedule: ScheduleRecord
+    run: RunRecord | None
+
+
+class ScheduledRunStore:
+    """Start and finish claimed runs; a stale claim token writes nothing."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.schedules = ProducerScheduleStore(engine)
+        self.runs = RunStore(engine)
+        self._single_statement = engine.dialect.name == "postgresql"
+
+    def start(
+        self,
+        *,
+        workflow_id: int,
+        producer_name: str,
+        scheduled_for: datetime,
+        claim_token: str,
+        task_id: str | None,
+        now: datetime,
+        lease: timedelta,
+    ) -> StartedSlot | None:
+        """Renew the claim for a whole lease and record the run row (attempt + 1 if an earlier
+        attempt died running). None: the claim is no longer held (a stale message)."""
+        if self._single_statement:
+            with self._autocommit() as conn:
+                row = conn.execute(
+                    _START_PG,
+                    {
+                        "b_workflow_id": workflow_id,
+                        "b_producer_name": producer_name,
+                        "b_claim_token": claim_token,
+                        "b_now": now,
+                        "b_until": now + lease,
+                        "b_scheduled_for": scheduled_for,
+                        "b_trigger": "schedule",
+                        "b_task_id": task_id,
+                        "b_started_at": now,
+                    },
+                ).first()
+            return None if row is None else _started_slot(row)
+        with self.engine.begin() as conn:
+            schedule = self.schedules.take_claim(
+                workflow_id, producer_name, claim_token, now=now, lease=lease, conn=conn
+            )
+            if schedule is None:
+                return None
+            run = self.runs.begin(
+                workflow_id=workflow_id,
+                producer_name=producer_name,
+                scheduled_for=scheduled_for,
+                trigger="schedule",
+                task_id=task_id,
+                now=now,
+                conn=conn,
+            )
+        return StartedSlot(schedule, run)
+
+    def finish(
+        self,
+        *,
+        schedule_id: int,
+        claim_token: str,
+        outcome: SlotOutcome,
+        run_id: int,
+        duration_ms: float,
+        error: str | None,
+        result: Any,
+        now: datetime,
+    ) -> str:
+        """Write the outcome back and finish the run row; returns the run's final status:
+        the outcome's, or `superseded` if the claim was lost and the schedule left alone."""
+        schedule_values = {
+            "b_id": schedule_id,
+            "b_claim_token": claim_token,
+            "b_next_run_at": outcome.next_run_at,
+            "b_last_run_at": outcome.ran_at,
+            "b_last_status": outcome.status,
+            "b_succeeded": outcome.status == "succeeded",
+            "b_state": outcome.state,
+            "b_now": now,
+        }
+        run_values = {
+            "b_run_id": run_id,
+            "b_status": outcome.status,
+            "b_finished_at": now,
+            "b_duration_ms": duration_ms,
+            "b_error": error,
+            "b_result": result,
+        }
+        if self._single_statement:
+            with self._autocommit() as conn:
+                return str(conn.execute(_FINISH_PG, schedule_values | run_values).scalar_one())
+        with self.engine.begin() as conn:
+            held = conn.execute(COMMIT_SLOT, schedule_values).rowcount == 1
+            status = outcome.status if held else "superseded"
+            conn.execute(FINISH_RUN, run_values | {"b_status": status})
+        return status
+
+    def _autocommit(self) -> Connection:
+        return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
+def _started_slot(row: Row[Any]) -> StartedSlot:
+    fields = row._asdict()
+    run = {
+        key[len(_RUN_PREFIX) :]: fields.pop(key)
+        for key in list(fields)
+        if key.startswith(_RUN_PREFIX)
+    }
+    return StartedSlot(
+        schedule=ScheduleRecord(**fields),
+        run=None if run["id"] is None else RunRecord(**run),
+    )
+
+
+def _start_statement() -> Any:
+    """TAKE_CLAIM, then the run row inserted only if the claim was taken, in one statement."""
+    claim = TAKE_CLAIM.cte("claim")
+    run = (
+        take_over_running(
+            postgresql.insert(producer_runs).from_select(
+                [
+                    _r.workflow_id,
+                    _r.producer_name,
+                    _r.scheduled_for,
+                    _r.trigger,
+                    _r.task_id,
+                    _r.attempt,
+                    _r.status,
+                    _r.started_at,
+                ],
+                select(
+                    claim.c.workflow_id,
+                    claim.c.producer_name,
+                    bind("b_scheduled_for", _r.scheduled_for),
+                    bind("b_trigger", _r.trigger),
+                    bind("b_task_id", _r.task_id),
+                    literal(1),
+                    literal("running"),
+                    bind("b_started_at", _r.started_at),
+                ),
+            )
+        )
+        .returning(*producer_runs.c)
+        .cte("run")
+    )
+    return select(
+        *(claim.c[column.name] for column in producer_schedules.c),
+        *(run.c[column.name].label(_RUN_PREFIX + column.name) for column in producer_runs.c),
+    ).select_from(claim.outerjoin(run, true()))
+
+
+def _finish_statement() -> Any:
+    """COMMIT_SLOT, then the run row finished as superseded if it wrote nothing."""
+    slot = COMMIT_SLOT.returning(producer_schedules.c.id).cte("slot")
+    held = exists(select(slot.c.id))
+    return (
+        FINISH_RUN.values(status=case((held, bind("b_status", _r.status)), else_="superseded"))
+        .add_cte(slot)
+        .returning(_r.status)
+    )
+
+
+_START_PG = _start_statement()
+_FINISH_PG = _finish_statement()
