@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from celery import signals
+from celery.concurrency import get_implementation
+from celery.concurrency.prefork import TaskPool as PreforkPool
+from celery.concurrency.solo import TaskPool as SoloPool
 
 from workers.celery_config import create_app
 from workers.registry import load_producer_modules
@@ -13,6 +16,19 @@ from workers.settings import Settings
 
 settings = Settings.from_env()
 app = create_app(settings)
+
+
+@signals.worker_init.connect
+def _require_a_main_thread_pool(sender: Any, **_: Any) -> None:
+    """Refuse to start rather than fail every run: a producer's time limit is a SIGALRM,
+    which only a process's main thread can receive (prefork children, or the solo pool)."""
+    pool = get_implementation(sender.pool_cls)
+    if not issubclass(pool, (PreforkPool, SoloPool)):
+        # SystemExit, not an exception: Celery logs and ignores exceptions raised by handlers.
+        raise SystemExit(
+            f"drumline workers need --pool prefork or --pool solo, not {pool.__module__}: "
+            "producer time limits are alarms that only a process's main thread receives"
+        )
 
 
 @signals.worker_init.connect
