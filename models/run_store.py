@@ -39,18 +39,9 @@ class RunStore:
         A slot whose earlier attempt died while running is taken over (attempt + 1). A slot
         that already finished returns None: it must not run again.
         """
+        params = begin_params(workflow_id, producer_name, scheduled_for, trigger, task_id, now=now)
         with transaction(self.engine, conn) as c:
-            row = c.execute(
-                _begin_statement(c.dialect.name),
-                {
-                    "b_workflow_id": workflow_id,
-                    "b_producer_name": producer_name,
-                    "b_scheduled_for": scheduled_for,
-                    "b_trigger": trigger,
-                    "b_task_id": task_id,
-                    "b_started_at": now,
-                },
-            ).first()
+            row = c.execute(_begin_statement(c.dialect.name), params).first()
         return _record(row) if row else None
 
     def finish(
@@ -64,18 +55,9 @@ class RunStore:
         result: Any,
         conn: Connection | None = None,
     ) -> None:
+        params = finish_params(run_id, status, finished_at, duration_ms, error, result)
         with transaction(self.engine, conn) as c:
-            c.execute(
-                FINISH_RUN,
-                {
-                    "b_run_id": run_id,
-                    "b_status": status,
-                    "b_finished_at": finished_at,
-                    "b_duration_ms": duration_ms,
-                    "b_error": error,
-                    "b_result": result,
-                },
-            )
+            c.execute(FINISH_RUN, params)
 
     def get_slot(
         self,
@@ -118,6 +100,45 @@ class RunStore:
 
 def _record(row: Row[Any]) -> RunRecord:
     return RunRecord(**row._asdict())
+
+
+def begin_params(
+    workflow_id: int,
+    producer_name: str,
+    scheduled_for: datetime,
+    trigger: str,
+    task_id: str | None,
+    *,
+    now: datetime,
+) -> dict[str, Any]:
+    """The parameters of the begin statement (and of its PostgreSQL single-statement form)."""
+    return {
+        "b_workflow_id": workflow_id,
+        "b_producer_name": producer_name,
+        "b_scheduled_for": scheduled_for,
+        "b_trigger": trigger,
+        "b_task_id": task_id,
+        "b_started_at": now,
+    }
+
+
+def finish_params(
+    run_id: int,
+    status: str,
+    finished_at: datetime,
+    duration_ms: float,
+    error: str | None,
+    result: Any,
+) -> dict[str, Any]:
+    """The parameters of FINISH_RUN."""
+    return {
+        "b_run_id": run_id,
+        "b_status": status,
+        "b_finished_at": finished_at,
+        "b_duration_ms": duration_ms,
+        "b_error": error,
+        "b_result": result,
+    }
 
 
 @cache

@@ -256,17 +256,9 @@ class ProducerScheduleStore:
         which beat may send the slot again). Renewing keeps beat from re-sending the slot while
         the run, bounded by a hard time limit shorter than the lease, is still going.
         """
+        params = take_claim_params(workflow_id, producer_name, claim_token, now=now, lease=lease)
         with transaction(self.engine, conn) as c:
-            row = c.execute(
-                TAKE_CLAIM,
-                {
-                    "b_workflow_id": workflow_id,
-                    "b_producer_name": producer_name,
-                    "b_claim_token": claim_token,
-                    "b_now": now,
-                    "b_until": now + lease,
-                },
-            ).first()
+            row = c.execute(TAKE_CLAIM, params).first()
         return _record(row) if row else None
 
     def commit_slot(
@@ -283,21 +275,9 @@ class ProducerScheduleStore:
         False means the claim was lost (lease expired and re-sent, or the schedule changed):
         nothing is written, so a run never overwrites a newer schedule.
         """
+        params = commit_slot_params(schedule_id, claim_token, outcome, now=now)
         with transaction(self.engine, conn) as c:
-            result = c.execute(
-                COMMIT_SLOT,
-                {
-                    "b_id": schedule_id,
-                    "b_claim_token": claim_token,
-                    "b_next_run_at": outcome.next_run_at,
-                    "b_last_run_at": outcome.ran_at,
-                    "b_last_status": outcome.status,
-                    "b_succeeded": outcome.status == "succeeded",
-                    "b_state": outcome.state,
-                    "b_now": now,
-                },
-            )
-        return result.rowcount == 1
+            return c.execute(COMMIT_SLOT, params).rowcount == 1
 
     def record_manual_run(
         self,
@@ -328,6 +308,35 @@ def _unclaimed(now: datetime) -> ColumnElement[bool]:
 
 def _record(row: Row[Any]) -> ScheduleRecord:
     return ScheduleRecord(**row._asdict())
+
+
+def take_claim_params(
+    workflow_id: int, producer_name: str, claim_token: str, *, now: datetime, lease: timedelta
+) -> dict[str, Any]:
+    """The parameters of TAKE_CLAIM."""
+    return {
+        "b_workflow_id": workflow_id,
+        "b_producer_name": producer_name,
+        "b_claim_token": claim_token,
+        "b_now": now,
+        "b_until": now + lease,
+    }
+
+
+def commit_slot_params(
+    schedule_id: int, claim_token: str, outcome: SlotOutcome, *, now: datetime
+) -> dict[str, Any]:
+    """The parameters of COMMIT_SLOT."""
+    return {
+        "b_id": schedule_id,
+        "b_claim_token": claim_token,
+        "b_next_run_at": outcome.next_run_at,
+        "b_last_run_at": outcome.ran_at,
+        "b_last_status": outcome.status,
+        "b_succeeded": outcome.status == "succeeded",
+        "b_state": outcome.state,
+        "b_now": now,
+    }
 
 
 # The two statements every scheduled run executes, built once (see `models.transactions.bind`)

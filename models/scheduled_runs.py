@@ -18,8 +18,20 @@ from sqlalchemy import Connection, Engine, Row, case, exists, literal, select, t
 from sqlalchemy.dialects import postgresql
 
 from models.records import RunRecord, ScheduleRecord, SlotOutcome
-from models.run_store import FINISH_RUN, RunStore, take_over_running
-from models.schedule_store import COMMIT_SLOT, TAKE_CLAIM, ProducerScheduleStore
+from models.run_store import (
+    FINISH_RUN,
+    RunStore,
+    begin_params,
+    finish_params,
+    take_over_running,
+)
+from models.schedule_store import (
+    COMMIT_SLOT,
+    TAKE_CLAIM,
+    ProducerScheduleStore,
+    commit_slot_params,
+    take_claim_params,
+)
 from models.tables import producer_runs, producer_schedules
 from models.transactions import bind
 
@@ -58,21 +70,13 @@ class ScheduledRunStore:
         """Renew the claim for a whole lease and record the run row (attempt + 1 if an earlier
         attempt died running). None: the claim is no longer held (a stale message)."""
         if self._single_statement:
+            params = take_claim_params(
+                workflow_id, producer_name, claim_token, now=now, lease=lease
+            ) | begin_params(
+                workflow_id, producer_name, scheduled_for, "schedule", task_id, now=now
+            )
             with self._autocommit() as conn:
-                row = conn.execute(
-                    _START_PG,
-                    {
-                        "b_workflow_id": workflow_id,
-                        "b_producer_name": producer_name,
-                        "b_claim_token": claim_token,
-                        "b_now": now,
-                        "b_until": now + lease,
-                        "b_scheduled_for": scheduled_for,
-                        "b_trigger": "schedule",
-                        "b_task_id": task_id,
-                        "b_started_at": now,
-                    },
-                ).first()
+                row = conn.execute(_START_PG, params).first()
             return None if row is None else _started_slot(row)
         with self.engine.begin() as conn:
             schedule = self.schedules.take_claim(
@@ -105,31 +109,24 @@ class ScheduledRunStore:
     ) -> str:
         """Write the outcome back and finish the run row; returns the run's final status:
         the outcome's, or `superseded` if the claim was lost and the schedule left alone."""
-        schedule_values = {
-            "b_id": schedule_id,
-            "b_claim_token": claim_token,
-            "b_next_run_at": outcome.next_run_at,
-            "b_last_run_at": outcome.ran_at,
-            "b_last_status": outcome.status,
-            "b_succeeded": outcome.status == "succeeded",
-            "b_state": outcome.state,
-            "b_now": now,
-        }
-        run_values = {
-            "b_run_id": run_id,
-            "b_status": outcome.status,
-            "b_finished_at": now,
-            "b_duration_ms": duration_ms,
-            "b_error": error,
-            "b_result": result,
-        }
         if self._single_statement:
+            params = commit_slot_params(schedule_id, claim_token, outcome, now=now) | finish_params(
+                run_id, outcome.status, now, duration_ms, error, result
+            )
             with self._autocommit() as conn:
-                return str(conn.execute(_FINISH_PG, schedule_values | run_values).scalar_one())
+                return str(conn.execute(_FINISH_PG, params).scalar_one())
         with self.engine.begin() as conn:
-            held = conn.execute(COMMIT_SLOT, schedule_values).rowcount == 1
+            held = self.schedules.commit_slot(schedule_id, claim_token, outcome, now=now, conn=conn)
             status = outcome.status if held else "superseded"
-            conn.execute(FINISH_RUN, run_values | {"b_status": status})
+            self.runs.finish(
+                run_id,
+                status=status,
+                finished_at=now,
+                duration_ms=duration_ms,
+                error=error,
+                result=result,
+                conn=conn,
+            )
         return status
 
     def _autocommit(self) -> Connection:
