@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,11 +20,22 @@ BACKENDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(scope="session")
-def postgres_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    url, server = start_postgres(tmp_path_factory.mktemp("pgdata"))
-    yield url
-    if server is not None:
-        server.cleanup()  # type: ignore[attr-defined]
+def postgres_admin_url() -> Iterator[str]:
+    """One PostgreSQL server for the session; each test gets a fresh database on it.
+
+    Its data lives outside pytest's base temp directory: every pytest session that starts
+    resets /tmp/pytest-of-<user> to mode 0700, which would cut pgserver's own system user off
+    from the data directory of a server another session is running, and that server then shuts
+    down at its next data-directory check.
+    """
+    scratch = Path(tempfile.mkdtemp(prefix="drumline-test-pg-"))
+    url, server = start_postgres(scratch / "pgdata")
+    try:
+        yield url
+    finally:
+        if server is not None:
+            server.cleanup()  # type: ignore[attr-defined]
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @pytest.fixture(params=BACKENDS)
