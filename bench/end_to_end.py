@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -10,9 +11,10 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from bench.apps.common import DONE_KEY, NOOP_TASK, RAW_QUEUE, drumline_celery_settings, plain_app
+from bench.cpu import PidLister, cpu_seconds, per_task, postgres_pids
 from bench.harness import SendCounter, tick_until
 from bench.infra import Infra, analyze, drumline_app, drumline_env, step, wait_for
-from bench.procs import running, worker_args
+from bench.procs import Child, running, worker_args
 from bench.report import Results
 from bench.seed import ScheduleSeeder
 from models.db import make_engine
@@ -73,11 +75,14 @@ def raw(
     workdir = infra.scratch("raw-worker")
     args = worker_args("bench.apps.raw", RAW_QUEUE, concurrency=CONCURRENCY)
     with running(args, env, workdir / "worker.log") as worker:
+        kinds = _kinds(infra, worker)
+        first, before = _at_first(lambda: int(client.llen(DONE_KEY)), worker, kinds, plan)
         done = wait_for(
             lambda: int(client.llen(DONE_KEY)) >= plan.tasks or not worker.alive(),
             plan.timeout_s,
             0.25,
         )
+        cpu = per_task(before, cpu_seconds(kinds), int(client.llen(DONE_KEY)) - first)
     stamps = sorted(float(x) for x in client.lrange(DONE_KEY, 0, -1))
     client.delete(DONE_KEY, RAW_QUEUE)
     client.close()
@@ -89,7 +94,7 @@ def raw(
     if not done:
         note += f"; timed out after {plan.timeout_s:g}s"
     seconds = stamps[-1] - stamps[0] if len(stamps) > 1 else float("nan")
-    _add(results, system, "redis", len(stamps), seconds, note)
+    _add(results, system, "redis", len(stamps), seconds, f"{note}; {cpu}")
 
 
 def preload_drumline(env: dict[str, str], engine: Engine, tasks: int) -> None:
@@ -139,12 +144,33 @@ def drumline(infra: Infra, results: Results, plan: EndToEndPlan, store: str) -> 
         workdir = infra.scratch("worker")
         args = worker_args("workers.app", "producers", concurrency=CONCURRENCY)
         with running(args, env, workdir / "worker.log") as worker:
+            kinds = {**_kinds(infra, worker), "postgres": postgres_pids}
+            first, before = _at_first(lambda: succeeded_runs(engine), worker, kinds, plan)
             done = wait_for(
                 lambda: succeeded_runs(engine) >= plan.tasks or not worker.alive(),
                 plan.timeout_s,
                 0.5,
             )
+            cpu = per_task(before, cpu_seconds(kinds), succeeded_runs(engine) - first)
         count, seconds = _finish_span(engine)
         engine.dispose()
-    note = "" if done else f"timed out after {plan.timeout_s:g}s"
+    note = cpu if done else f"timed out after {plan.timeout_s:g}s; {cpu}"
     _add(results, "drumline demo.noop", store, count, seconds, note)
+
+
+def _kinds(infra: Infra, worker: Child) -> dict[str, PidLister]:
+    """The worker's process tree, and Redis (the broker, and drumline's lock store)."""
+    redis_process = infra.redis_server.process
+    assert redis_process is not None
+    return {
+        "worker": lambda: [worker.pid, *worker.children()],
+        "redis": lambda: [redis_process.pid],
+    }
+
+
+def _at_first(
+    finished: Callable[[], int], worker: Child, kinds: dict[str, PidLister], plan: EndToEndPlan
+) -> tuple[int, dict[str, float]]:
+    """Wait for the first finished task; then the count so far and each kind's CPU seconds."""
+    wait_for(lambda: finished() >= 1 or not worker.alive(), plan.timeout_s, 0.02)
+    return finished(), cpu_seconds(kinds)
