@@ -5,13 +5,14 @@ from __future__ import annotations
 import builtins
 import uuid
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
     Boolean,
-    ColumnElement,
     Connection,
     Engine,
+    Integer,
     Row,
     Update,
     bindparam,
@@ -166,29 +167,10 @@ class ProducerScheduleStore:
         """
         token = uuid.uuid4().hex
         claimed_until = now + lease
-        due = (
-            select(_s.id)
-            .where(can_be_due, _s.next_run_at <= now, _unclaimed(now))
-            .order_by(_s.next_run_at)
-            .limit(limit)
-        )
-        workflow_name = (
-            select(workflows.c.name).where(workflows.c.id == _s.workflow_id).scalar_subquery()
-        )
         with transaction(self.engine, conn) as c:
-            if c.dialect.name == "postgresql":
-                due = due.with_for_update(skip_locked=True)
             rows = c.execute(
-                update(producer_schedules)
-                .where(_s.id.in_(due.scalar_subquery()))
-                .values(claimed_until=claimed_until, claim_token=token)
-                .returning(
-                    _s.id,
-                    _s.workflow_id,
-                    _s.producer_name,
-                    _s.next_run_at,
-                    workflow_name.label("workflow_name"),
-                )
+                _claim_statement(c.dialect.name),
+                {"b_now": now, "b_limit": limit, "b_until": claimed_until, "b_token": token},
             ).all()
         slots = [
             ClaimedSlot(
@@ -228,14 +210,8 @@ class ProducerScheduleStore:
 
     def next_wakeup(self, *, now: datetime, conn: Connection | None = None) -> datetime | None:
         """The earliest instant a row can become due: a next run, or a live claim's expiry."""
-        earliest_run = select(func.min(_s.next_run_at)).where(can_be_due, _unclaimed(now))
-        earliest_lease_end = select(func.min(_s.claimed_until)).where(
-            _s.claimed_until.is_not(None), _s.claimed_until > now
-        )
         with transaction(self.engine, conn) as c:
-            next_run, lease_end = c.execute(
-                select(earliest_run.scalar_subquery(), earliest_lease_end.scalar_subquery())
-            ).one()
+            next_run, lease_end = c.execute(_NEXT_WAKEUP, {"b_now": now}).one()
         candidates = [moment for moment in (next_run, lease_end) if moment is not None]
         return min(candidates) if candidates else None
 
@@ -301,9 +277,50 @@ class ProducerScheduleStore:
             )
 
 
-def _unclaimed(now: datetime) -> ColumnElement[bool]:
-    """No live claim: never claimed, released, or its lease has run out."""
-    return _s.claimed_until.is_(None) | (_s.claimed_until <= now)
+# Beat's two statements, run every tick, built once like the run path's (below).
+_NOW = bind("b_now", _s.next_run_at)
+# No live claim: never claimed, released, or its lease has run out.
+_UNCLAIMED = _s.claimed_until.is_(None) | (_s.claimed_until <= _NOW)
+
+
+@cache
+def _claim_statement(dialect: str) -> Update:
+    """Claim the `b_limit` oldest due rows; PostgreSQL skips rows another beat is claiming."""
+    due = (
+        select(_s.id)
+        .where(can_be_due, _s.next_run_at <= _NOW, _UNCLAIMED)
+        .order_by(_s.next_run_at)
+        .limit(bindparam("b_limit", type_=Integer()))
+    )
+    if dialect == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    workflow_name = (
+        select(workflows.c.name).where(workflows.c.id == _s.workflow_id).scalar_subquery()
+    )
+    return (
+        update(producer_schedules)
+        .where(_s.id.in_(due.scalar_subquery()))
+        .values(
+            claimed_until=bind("b_until", _s.claimed_until),
+            claim_token=bind("b_token", _s.claim_token),
+        )
+        .returning(
+            _s.id,
+            _s.workflow_id,
+            _s.producer_name,
+            _s.next_run_at,
+            workflow_name.label("workflow_name"),
+        )
+    )
+
+
+# The earliest next run of a row that can be due, and the earliest end of a live claim.
+_NEXT_WAKEUP = select(
+    select(func.min(_s.next_run_at)).where(can_be_due, _UNCLAIMED).scalar_subquery(),
+    select(func.min(_s.claimed_until))
+    .where(_s.claimed_until.is_not(None), _s.claimed_until > _NOW)
+    .scalar_subquery(),
+)
 
 
 def _record(row: Row[Any]) -> ScheduleRecord:
