@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from beat.schedules import (
+from models.schedules import (
     Schedule,
     ScheduleError,
     check_timezone,

@@ -1,4 +1,4 @@
-"""Schedule math (beat/schedules.py): intervals, cron expressions, time zones and DST.
+"""Schedule math (models/schedules.py): intervals, cron expressions, time zones and DST.
 
 Pure functions only: no database, no Redis, no clock. The DST expectations follow cronie and
 Vixie cron, as documented on `CronSchedule`: a job with a fixed minute and hour runs once on the
@@ -19,7 +19,7 @@ from croniter import croniter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from beat.schedules import (
+from models.schedules import (
     MAX_INTERVAL,
     CronSchedule,
     IntervalSchedule,

@@ -29,13 +29,13 @@ import psutil
 import pytest
 from rich.console import Console
 
-from beat.schedules import Schedule
 from models import migrate
 from models.db import default_database_url, make_engine
 from models.definitions import load_definition_files
 from models.records import RunRecord, ScheduleRecord
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
+from models.schedules import Schedule
 from models.workflow_store import WorkflowStore
 from tests.databases import schedule_spec
 from tests.e2e import utcnow, wait_until

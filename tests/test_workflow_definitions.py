@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from beat.schedules import CronSchedule, IntervalSchedule
 from models.definitions import (
     MAX_DEFINITION_BYTES,
     DefinitionError,
@@ -22,6 +21,7 @@ from models.definitions import (
     load_definition_files,
     parse_definition,
 )
+from models.schedules import CronSchedule, IntervalSchedule
 
 KNOWN = ["demo.noop", "demo.counter", "prices.poll"]
 

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqlalchemy import Connection, Engine
 
-from beat.schedules import schedule_from_row
 from models.definitions import (
     MAX_DEFINITION_BYTES,
     DefinitionError,
@@ -35,6 +34,7 @@ from models.definitions import (
 )
 from models.records import JSONDict, ScheduleRecord, ScheduleSpec, WorkflowRecord
 from models.schedule_store import ProducerScheduleStore
+from models.schedules import schedule_from_row
 from models.types import utc_now
 from models.workflow_store import WorkflowStore
 from workers.registry import registered_names

@@ -22,11 +22,11 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from beat.schedules import schedule_from_row
 from models.records import RunRecord, ScheduleRecord, SlotOutcome
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
 from models.scheduled_runs import ScheduledRunStore
+from models.schedules import schedule_from_row
 from workers.registry import ProducerContext, ProducerResult, get_producer
 from workers.time_limit import time_limit
 

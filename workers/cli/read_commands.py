@@ -9,10 +9,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from beat.schedules import schedule_from_row
 from models.records import RunRecord, ScheduleRecord
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
+from models.schedules import schedule_from_row
 from models.workflow_store import WorkflowStore
 from workers.cli.context import (
     CliContext,

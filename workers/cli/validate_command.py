@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from beat.schedules import Schedule
 from models.definitions import DefinitionError, WorkflowDefinition, load_definition_files
+from models.schedules import Schedule
 from workers.cli.context import json_option, load_settings, print_json
 from workers.registry import load_producer_modules, registered_names
 
