@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Engine, Table, insert, update
 from sqlalchemy.dialects import sqlite
 
 from models.tables import producer_schedules, workflows
+from models.vocabulary import ScheduleKind
 
 PRODUCERS_PER_WORKFLOW = 1000
 CHUNK = 20_000
@@ -81,7 +82,7 @@ class ScheduleSeeder:
             "run": self.run,
             "params": _EMPTY,
             "timeout_seconds": None,
-            "schedule_type": "interval",
+            "schedule_type": ScheduleKind.INTERVAL,
             "schedule_value": self.every,
             "timezone": "UTC",
             "paused": False,

@@ -9,12 +9,13 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Row, Update, select, update
 
 from models.records import RunRecord
-from models.tables import RUN_STATUSES, producer_runs
+from models.tables import producer_runs
 from models.transactions import bind, insert_for, transaction
+from models.vocabulary import RunStatus
 
 _r = producer_runs.c
 
-TERMINAL_STATUSES = frozenset(RUN_STATUSES) - {"running"}
+TERMINAL_STATUSES = frozenset(RunStatus) - {RunStatus.RUNNING}
 
 
 class RunStore:
@@ -152,7 +153,7 @@ def _begin_statement(dialect: str) -> Any:
             trigger=bind("b_trigger", _r.trigger),
             task_id=bind("b_task_id", _r.task_id),
             attempt=1,
-            status="running",
+            status=RunStatus.RUNNING,
             started_at=bind("b_started_at", _r.started_at),
         )
     ).returning(*producer_runs.c)
@@ -169,7 +170,7 @@ def take_over_running(stmt: Any) -> Any:
             "task_id": stmt.excluded.task_id,
             "started_at": stmt.excluded.started_at,
         },
-        where=_r.status == "running",
+        where=_r.status == RunStatus.RUNNING,
     )
 
 

@@ -26,6 +26,7 @@ from sqlalchemy import (
 from models.records import ClaimedSlot, JSONDict, ScheduleRecord, ScheduleSpec, SlotOutcome
 from models.tables import can_be_due, producer_schedules, workflows
 from models.transactions import bind, insert_for, transaction
+from models.vocabulary import RunStatus
 
 _s = producer_schedules.c
 
@@ -350,7 +351,7 @@ def commit_slot_params(
         "b_next_run_at": outcome.next_run_at,
         "b_last_run_at": outcome.ran_at,
         "b_last_status": outcome.status,
-        "b_succeeded": outcome.status == "succeeded",
+        "b_succeeded": outcome.status == RunStatus.SUCCEEDED,
         "b_state": outcome.state,
         "b_now": now,
     }

@@ -34,6 +34,7 @@ from models.schedule_store import (
 )
 from models.tables import producer_runs, producer_schedules
 from models.transactions import bind
+from models.vocabulary import RunStatus, Trigger
 
 _r = producer_runs.c
 _RUN_PREFIX = "run__"  # the run row's columns, beside the schedule row's
@@ -73,7 +74,7 @@ class ScheduledRunStore:
             params = take_claim_params(
                 workflow_id, producer_name, claim_token, now=now, lease=lease
             ) | begin_params(
-                workflow_id, producer_name, scheduled_for, "schedule", task_id, now=now
+                workflow_id, producer_name, scheduled_for, Trigger.SCHEDULE, task_id, now=now
             )
             with self._autocommit() as conn:
                 row = conn.execute(_START_PG, params).first()
@@ -88,7 +89,7 @@ class ScheduledRunStore:
                 workflow_id=workflow_id,
                 producer_name=producer_name,
                 scheduled_for=scheduled_for,
-                trigger="schedule",
+                trigger=Trigger.SCHEDULE,
                 task_id=task_id,
                 now=now,
                 conn=conn,
@@ -117,7 +118,7 @@ class ScheduledRunStore:
                 return str(conn.execute(_FINISH_PG, params).scalar_one())
         with self.engine.begin() as conn:
             held = self.schedules.commit_slot(schedule_id, claim_token, outcome, now=now, conn=conn)
-            status = outcome.status if held else "superseded"
+            status = outcome.status if held else RunStatus.SUPERSEDED
             self.runs.finish(
                 run_id,
                 status=status,
@@ -169,7 +170,7 @@ def _start_statement() -> Any:
                     bind("b_trigger", _r.trigger),
                     bind("b_task_id", _r.task_id),
                     literal(1),
-                    literal("running"),
+                    literal(RunStatus.RUNNING.value),
                     bind("b_started_at", _r.started_at),
                 ),
             )
@@ -188,7 +189,9 @@ def _finish_statement() -> Any:
     slot = COMMIT_SLOT.returning(producer_schedules.c.id).cte("slot")
     held = exists(select(slot.c.id))
     return (
-        FINISH_RUN.values(status=case((held, bind("b_status", _r.status)), else_="superseded"))
+        FINISH_RUN.values(
+            status=case((held, bind("b_status", _r.status)), else_=RunStatus.SUPERSEDED.value)
+        )
         .add_cte(slot)
         .returning(_r.status)
     )

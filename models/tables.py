@@ -24,6 +24,7 @@ from sqlalchemy import (
 )
 
 from models.types import UTCDateTime
+from models.vocabulary import RunStatus, ScheduleKind, Trigger, WorkflowStatus
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -35,10 +36,10 @@ NAMING_CONVENTION = {
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
-WORKFLOW_STATUSES = ("active", "paused")
-SCHEDULE_TYPES = ("interval", "cron", "manual")
-RUN_STATUSES = ("running", "succeeded", "failed", "superseded", "skipped")
-RUN_TRIGGERS = ("schedule", "manual")
+WORKFLOW_STATUSES = tuple(WorkflowStatus)
+SCHEDULE_TYPES = tuple(ScheduleKind)
+RUN_STATUSES = tuple(RunStatus)
+RUN_TRIGGERS = tuple(Trigger)
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:

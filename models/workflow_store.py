@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Engine, Row, delete, select, update
 from models.records import JSONDict, WorkflowRecord
 from models.tables import workflows
 from models.transactions import insert_for, transaction
+from models.vocabulary import WorkflowStatus
 
 
 class WorkflowStore:
@@ -72,7 +73,7 @@ class WorkflowStore:
                 insert_for(c, workflows)
                 .values(
                     name=name,
-                    status="active",
+                    status=WorkflowStatus.ACTIVE,
                     version=1,
                     definition=definition,
                     created_at=now,

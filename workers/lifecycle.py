@@ -34,8 +34,9 @@ from models.definitions import (
 )
 from models.records import JSONDict, ScheduleRecord, ScheduleSpec, WorkflowRecord
 from models.schedule_store import ProducerScheduleStore
-from models.schedules import schedule_from_row
+from models.schedules import ManualSchedule, schedule_from_row
 from models.types import utc_now
+from models.vocabulary import WorkflowStatus
 from models.workflow_store import WorkflowStore
 from workers.registry import registered_names
 
@@ -47,7 +48,6 @@ logger = logging.getLogger("drumline.lifecycle")
 Summary = dict[str, Any]
 AfterRead = Callable[[], None] | None
 
-MANUAL = "manual"
 # Where problems say they are: a definition sent to the workers has no file name.
 SOURCE = "<definition>"
 
@@ -165,14 +165,14 @@ class Lifecycle:
 
     def pause(self, name: str, *, after_read: AfterRead = None) -> Summary:
         """Stop the workflow's producers from becoming due; runs in flight finish normally."""
-        return self._set_status(name, "paused", after_read)
+        return self._set_status(name, WorkflowStatus.PAUSED, after_read)
 
     def resume(self, name: str, *, after_read: AfterRead = None) -> Summary:
         """Let the producers run again, from their next slot after now: no burst of missed runs.
 
         The summary's `rescheduled` lists the producers whose next run passed while paused.
         """
-        return self._set_status(name, "active", after_read)
+        return self._set_status(name, WorkflowStatus.ACTIVE, after_read)
 
     def delete(self, name: str, *, after_read: AfterRead = None) -> Summary:
         """Delete the workflow; its schedules and run history go with it (ON DELETE CASCADE)."""
@@ -188,7 +188,7 @@ class Lifecycle:
         )
         return _summary(current, ProducerChanges(removed=producers), noop=False, deleted=True)
 
-    def _set_status(self, name: str, status: str, after_read: AfterRead) -> Summary:
+    def _set_status(self, name: str, status: WorkflowStatus, after_read: AfterRead) -> Summary:
         with self.locks.hold(name):
             current = self._require(name)
             if current.status == status:
@@ -204,9 +204,10 @@ class Lifecycle:
                 )
                 if record is None:
                     raise _conflict(name, current.version)
-                self.schedules.set_paused(record.id, status == "paused", now=now, conn=conn)
+                paused = status == WorkflowStatus.PAUSED
+                self.schedules.set_paused(record.id, paused, now=now, conn=conn)
                 rows = self.schedules.list(record.id, conn=conn)
-                rescheduled = self._skip_missed(rows, now, conn) if status == "active" else []
+                rescheduled = [] if paused else self._skip_missed(rows, now, conn)
         logger.info(
             "workflow %r v%d is now %s%s",
             name,
@@ -214,7 +215,7 @@ class Lifecycle:
             status,
             f"; missed runs of {rescheduled} moved to their next slot" if rescheduled else "",
         )
-        extra = {"rescheduled": rescheduled} if status == "active" else {}
+        extra = {"rescheduled": rescheduled} if status == WorkflowStatus.ACTIVE else {}
         changes = ProducerChanges(unchanged=_names(rows))
         return _summary(record, changes, noop=False, status=status, **extra)
 
@@ -286,7 +287,7 @@ class Lifecycle:
         """
         moved = []
         for row in rows:
-            if row.schedule_type == MANUAL or row.next_run_at is None or row.next_run_at >= now:
+            if row.next_run_at is None or row.next_run_at >= now:  # manual: never due
                 continue
             schedule = schedule_from_row(row.schedule_type, row.schedule_value, row.timezone)
             next_run = schedule.next_after(now, anchor=row.next_run_at)
@@ -363,18 +364,18 @@ def _spec(
     workflow: WorkflowRecord, name: str, producer: ProducerDefinition, now: datetime
 ) -> ScheduleSpec:
     """The row a producer's definition calls for; no schedule means manual-only (never due)."""
-    schedule = producer.schedule
+    schedule = producer.schedule or ManualSchedule()
     return ScheduleSpec(
         workflow_id=workflow.id,
         producer_name=name,
         run=producer.run,
         params=producer.params,
         timeout_seconds=producer.timeout_seconds,
-        schedule_type=schedule.kind if schedule else MANUAL,
-        schedule_value=schedule.value if schedule else "",
-        timezone=schedule.timezone if schedule else "UTC",
-        next_run_at=schedule.next_after(now) if schedule else None,
-        paused=workflow.status == "paused",
+        schedule_type=schedule.kind,
+        schedule_value=schedule.value,
+        timezone=schedule.timezone,
+        next_run_at=schedule.next_after(now),
+        paused=workflow.status == WorkflowStatus.PAUSED,
     )
 
 

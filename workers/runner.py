@@ -27,6 +27,7 @@ from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
 from models.scheduled_runs import ScheduledRunStore
 from models.schedules import schedule_from_row
+from models.vocabulary import RunStatus, SkipReason, Trigger
 from workers.registry import ProducerContext, ProducerResult, get_producer
 from workers.time_limit import time_limit
 
@@ -46,8 +47,8 @@ class Slot:
     task_id: str | None
 
     @property
-    def trigger(self) -> str:
-        return "schedule" if self.claim_token else "manual"
+    def trigger(self) -> Trigger:
+        return Trigger.SCHEDULE if self.claim_token else Trigger.MANUAL
 
     @property
     def label(self) -> str:
@@ -56,7 +57,7 @@ class Slot:
 
 @dataclass(frozen=True)
 class Execution:
-    status: str
+    status: RunStatus
     result: Any
     state: dict[str, Any]
     error: str | None
@@ -91,9 +92,9 @@ class SlotRunner:
     def run(self, slot: Slot) -> dict[str, Any]:
         """Run one slot; returns a summary for the task result (and Flower)."""
         started = self._start(slot)
-        if isinstance(started, str):
-            logger.info("%s %s: not run", slot.label, started)
-            return {"slot": slot.label, "status": started}
+        if isinstance(started, SkipReason):
+            logger.info("%s skipped: %s: not run", slot.label, started)
+            return {"slot": slot.label, "status": f"skipped: {started}"}
         schedule, run = started
         execution = self._execute(slot, schedule)
         status = self._commit(slot, schedule, run, execution)
@@ -114,7 +115,7 @@ class SlotRunner:
             "result": execution.result,
         }
 
-    def _start(self, slot: Slot) -> tuple[ScheduleRecord, RunRecord] | str:
+    def _start(self, slot: Slot) -> tuple[ScheduleRecord, RunRecord] | SkipReason:
         """Check the claim and record the run row, in one atomic step."""
         now = self.clock()
         if slot.claim_token is None:
@@ -129,17 +130,19 @@ class SlotRunner:
             lease=self.lease,
         )
         if started is None:
-            return "skipped: stale message (claim no longer held or lease expired)"
+            return SkipReason.STALE_MESSAGE
         if started.run is None:
             self._advance_finished_slot(slot.claim_token, started.schedule, slot, now)
-            return "skipped: slot already finished"
+            return SkipReason.ALREADY_FINISHED
         return started.schedule, started.run
 
-    def _start_manual(self, slot: Slot, now: datetime) -> tuple[ScheduleRecord, RunRecord] | str:
+    def _start_manual(
+        self, slot: Slot, now: datetime
+    ) -> tuple[ScheduleRecord, RunRecord] | SkipReason:
         with self.engine.begin() as conn:
             schedule = self.schedules.get(slot.workflow_id, slot.producer, conn=conn)
             if schedule is None:
-                return "skipped: producer no longer exists"
+                return SkipReason.PRODUCER_GONE
             run = self.runs.begin(
                 workflow_id=slot.workflow_id,
                 producer_name=slot.producer,
@@ -150,7 +153,7 @@ class SlotRunner:
                 conn=conn,
             )
         if run is None:
-            return "skipped: slot already finished"
+            return SkipReason.ALREADY_FINISHED
         return schedule, run
 
     def _advance_finished_slot(
@@ -161,7 +164,7 @@ class SlotRunner:
         Its own step, after the claim was renewed by this run: the token still holds it.
         """
         outcome = SlotOutcome(
-            status=schedule.last_status or "skipped",
+            status=schedule.last_status or RunStatus.SKIPPED,
             ran_at=schedule.last_run_at or slot.scheduled_for,
             next_run_at=self._next_run(schedule, slot.scheduled_for, now),
             state=schedule.state,
@@ -188,14 +191,14 @@ class SlotRunner:
             json.dumps([result, state])
         except Exception as exc:  # any producer failure is recorded, not raised
             return Execution(
-                status="failed",
+                status=RunStatus.FAILED,
                 result=None,
                 state=schedule.state,
                 error=_error_text(exc),
                 duration_ms=(time.perf_counter() - began) * 1000,
             )
         return Execution(
-            status="succeeded",
+            status=RunStatus.SUCCEEDED,
             result=result,
             state=state,
             error=None,
@@ -249,8 +252,6 @@ class SlotRunner:
         self, schedule: ScheduleRecord, scheduled_for: datetime, now: datetime
     ) -> datetime | None:
         """The next slot after max(scheduled_for, now), on the producer's grid."""
-        if schedule.schedule_type == "manual":
-            return None
         compiled = schedule_from_row(
             schedule.schedule_type, schedule.schedule_value, schedule.timezone
         )

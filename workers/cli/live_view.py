@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
 from models.types import utc_now
+from models.vocabulary import RunStatus
 from models.workflow_store import WorkflowStore
 from workers.cli.read_commands import describe_schedule
 
@@ -30,7 +31,11 @@ RECENT = timedelta(minutes=1)
 RECENT_LIMIT = 200
 LIVE_REFRESH_S = 1.0
 PLAIN_REFRESH_S = 5.0
-STATUS_STYLES = {"succeeded": "green", "failed": "bold red", "superseded": "yellow"}
+STATUS_STYLES: dict[str, str] = {
+    RunStatus.SUCCEEDED: "green",
+    RunStatus.FAILED: "bold red",
+    RunStatus.SUPERSEDED: "yellow",
+}
 
 
 @dataclass(frozen=True)

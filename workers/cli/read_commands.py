@@ -155,12 +155,8 @@ def _console() -> Console:
 
 
 def describe_schedule(row: ScheduleRecord) -> str:
-    if row.schedule_type == "manual":
-        return "manual only"
-    described = schedule_from_row(row.schedule_type, row.schedule_value, row.timezone).describe()
-    if row.next_run_at is None:
-        return f"{described}, exhausted (never runs again)"
-    return described
+    schedule = schedule_from_row(row.schedule_type, row.schedule_value, row.timezone)
+    return schedule.describe(exhausted=row.next_run_at is None)
 
 
 def _producer_view(row: ScheduleRecord) -> dict[str, Any]:

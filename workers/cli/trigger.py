@@ -10,6 +10,7 @@ import click
 from beat.dispatch import PRODUCERS_QUEUE, RUN_PRODUCER, run_producer_call
 from models.run_store import TERMINAL_STATUSES, RunStore
 from models.types import utc_now
+from models.vocabulary import RunStatus
 from workers.cli.context import (
     CliContext,
     last_line,
@@ -53,6 +54,6 @@ def trigger(ctx: CliContext, name: str, producer: str, wait: bool, timeout: floa
             click.echo(f"{run.status} in {milliseconds(run.duration_ms, ' ms')}")
             if run.error:
                 click.echo(last_line(run.error), err=True)
-            sys.exit(0 if run.status == "succeeded" else 1)
+            sys.exit(0 if run.status == RunStatus.SUCCEEDED else 1)
         time.sleep(POLL_S)
     raise click.ClickException(f"the run did not finish within {timeout:g}s")
