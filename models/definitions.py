@@ -9,16 +9,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from models.errors import DefinitionError, DefinitionProblem, ScheduleError
 from models.schedules import (
     Schedule,
-    ScheduleError,
     check_timezone,
     compile_schedule,
     parse_cron,
@@ -29,31 +28,6 @@ MAX_DEFINITION_BYTES = 1024 * 1024
 MAX_TIMEOUT_SECONDS = 24 * 3600
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 RUN_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_-]+)*$"
-
-
-@dataclass(frozen=True)
-class DefinitionProblem:
-    file: str
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.path or '(top level)'}: {self.message}"
-
-
-class DefinitionError(ValueError):
-    """One or more problems in one or more definitions."""
-
-    def __init__(self, problems: Iterable[DefinitionProblem]) -> None:
-        self.problems = tuple(problems)
-        super().__init__("\n".join(str(problem) for problem in self.problems))
-
-    def to_json(self) -> dict[str, list[dict[str, str]]]:
-        return {
-            "errors": [
-                {"file": p.file, "path": p.path, "message": p.message} for p in self.problems
-            ]
-        }
 
 
 class ProducerDefinition(BaseModel):

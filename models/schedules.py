@@ -17,12 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 from croniter.croniter import CroniterBadCronError, CroniterBadDateError, CroniterError
 
+from models.errors import ScheduleError
 from models.vocabulary import ScheduleKind
-
-
-class ScheduleError(ValueError):
-    """A schedule that cannot be used; the message quotes the input and says why."""
-
 
 MAX_INTERVAL = timedelta(days=365)
 

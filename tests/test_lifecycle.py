@@ -13,19 +13,19 @@ import pytest
 import redis
 from sqlalchemy import Engine
 
-from models.records import ScheduleRecord, SlotOutcome
-from models.run_store import RunStore
-from models.schedule_store import ProducerScheduleStore
-from models.workflow_store import WorkflowStore
-from tests.databases import table_dump
-from workers.lifecycle import (
+from models.errors import (
     InvalidDefinitionError,
-    Lifecycle,
     LifecycleError,
     VersionConflictError,
     WorkflowBusyError,
     WorkflowNotFoundError,
 )
+from models.records import ScheduleRecord, SlotOutcome
+from models.run_store import RunStore
+from models.schedule_store import ProducerScheduleStore
+from models.workflow_store import WorkflowStore
+from tests.databases import table_dump
+from workers.lifecycle import Lifecycle
 from workers.locks import WorkflowLocks, lock_key
 
 NOW = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)

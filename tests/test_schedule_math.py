@@ -19,12 +19,12 @@ from croniter import croniter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from models.errors import ScheduleError
 from models.schedules import (
     MAX_INTERVAL,
     CronSchedule,
     IntervalSchedule,
     ManualSchedule,
-    ScheduleError,
     compile_schedule,
     format_interval,
     parse_cron,

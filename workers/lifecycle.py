@@ -20,17 +20,22 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 
 from models.definitions import (
     MAX_DEFINITION_BYTES,
-    DefinitionError,
-    DefinitionProblem,
     ProducerDefinition,
     WorkflowDefinition,
     parse_definition,
+)
+from models.errors import (
+    DefinitionError,
+    DefinitionProblem,
+    InvalidDefinitionError,
+    VersionConflictError,
+    WorkflowNotFoundError,
 )
 from models.records import JSONDict, ScheduleRecord, ScheduleSpec, WorkflowRecord
 from models.schedule_store import ProducerScheduleStore
@@ -38,10 +43,8 @@ from models.schedules import ManualSchedule, schedule_from_row
 from models.types import utc_now
 from models.vocabulary import WorkflowStatus
 from models.workflow_store import WorkflowStore
+from workers.locks import WorkflowLocks
 from workers.registry import registered_names
-
-if TYPE_CHECKING:
-    from workers.locks import WorkflowLocks
 
 logger = logging.getLogger("drumline.lifecycle")
 
@@ -50,54 +53,6 @@ AfterRead = Callable[[], None] | None
 
 # Where problems say they are: a definition sent to the workers has no file name.
 SOURCE = "<definition>"
-
-
-class LifecycleError(Exception):
-    """A change that was refused; nothing of it was written.
-
-    Celery keeps a failed task's exception in the JSON result backend as its type, module and
-    `args`, and rebuilds it as `cls(*args)`: so `args` is exactly `(message, details)`, both
-    JSON-serialisable, and no subclass changes the constructor.
-    """
-
-    code: ClassVar[str] = "error"
-
-    def __init__(self, message: str, details: JSONDict | None = None) -> None:
-        super().__init__(message, details if details is not None else {})
-
-    @property
-    def message(self) -> str:
-        return str(self.args[0])
-
-    @property
-    def details(self) -> JSONDict:
-        details: JSONDict = self.args[1]
-        return details
-
-    def __str__(self) -> str:
-        return self.message
-
-
-class InvalidDefinitionError(LifecycleError):
-    """The definition failed validation; `details["errors"]` lists each problem and its path."""
-
-    code = "invalid"
-
-
-class WorkflowBusyError(LifecycleError):
-    """Another change held the workflow's lock for longer than we may wait."""
-
-    code = "busy"
-
-
-class VersionConflictError(LifecycleError):
-    """The workflow changed between our read and our write; the change was rolled back."""
-
-    code = "conflict"
-
-
-class WorkflowNotFoundError(LifecycleError):
-    code = "not_found"
 
 
 @dataclass

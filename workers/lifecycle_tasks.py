@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from models.errors import LifecycleError
 from workers.app import app, settings
 from workers.celery_config import LIFECYCLE_QUEUE
-from workers.lifecycle import Lifecycle, LifecycleError, Summary
+from workers.lifecycle import Lifecycle, Summary
 from workers.locks import WorkflowLocks
 from workers.resources import resources
 

@@ -16,13 +16,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from models.db import DEFAULT_DATA_DIR, default_database_url
+from models.errors import SettingsError
 from workers.local_broker import announced_broker
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
-
-
-class SettingsError(ValueError):
-    """A DRUMLINE_* variable holds a value drumline cannot use."""
 
 
 @dataclass(frozen=True)

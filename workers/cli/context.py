@@ -16,11 +16,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models import migrate as migrations
 from models.db import make_engine, redact_url
+from models.errors import SettingsError
 from models.records import ScheduleRecord, WorkflowRecord
 from models.schedule_store import ProducerScheduleStore
 from models.workflow_store import WorkflowStore
 from workers.celery_config import create_app
-from workers.settings import Settings, SettingsError
+from workers.settings import Settings
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from models.definitions import DefinitionError, load_definition_files
+from models.definitions import load_definition_files
+from models.errors import DefinitionError
 from workers.cli.context import CliContext, json_option, pass_context, print_json
 from workers.cli.tasks_client import enqueue, wait_for
 

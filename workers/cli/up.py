@@ -27,7 +27,8 @@ import click
 from rich.console import Console
 
 from models.db import DEFAULT_DATA_DIR, default_database_url
-from models.definitions import DefinitionError, load_definition_files
+from models.definitions import load_definition_files
+from models.errors import DefinitionError
 from workers.cli import live_view
 from workers.cli.context import CliContext, load_settings
 from workers.cli.lifecycle_commands import deploy

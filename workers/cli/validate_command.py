@@ -10,7 +10,8 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from models.definitions import DefinitionError, WorkflowDefinition, load_definition_files
+from models.definitions import WorkflowDefinition, load_definition_files
+from models.errors import DefinitionError
 from models.schedules import ManualSchedule, Schedule
 from workers.cli.context import json_option, load_settings, print_json
 from workers.registry import load_producer_modules, registered_names
