@@ -96,7 +96,7 @@ def give_state(engine: Engine, row: ScheduleRecord, state: dict[str, Any]) -> No
 
 
 def test_deploy_creates_rows_with_their_next_runs(lifecycle: Lifecycle, engine: Engine) -> None:
-    summary = lifecycle.deploy(BASE)
+    summary = lifecycle.deploy(BASE).to_json()
     assert summary == {
         "workflow": "prices",
         "version": 1,
@@ -127,7 +127,7 @@ def test_identical_redeploy_changes_nothing(
     lifecycle.deploy(BASE)
     before = table_dump(engine)
     clock.now = NOW + timedelta(minutes=5)
-    summary = lifecycle.deploy(copy.deepcopy(BASE))
+    summary = lifecycle.deploy(copy.deepcopy(BASE)).to_json()
     assert table_dump(engine) == before
     assert summary["noop"] is True
     assert summary["version"] == 1
@@ -147,7 +147,7 @@ def test_changing_one_interval_recomputes_only_that_producer(
     clock.now = NOW + timedelta(seconds=40)
     changed = definition(**{**BASE["producers"], "fast": every("5m", params={"symbol": "EURUSD"})})
 
-    summary = lifecycle.deploy(changed)
+    summary = lifecycle.deploy(changed).to_json()
 
     assert (summary["version"], summary["changed"]) == (2, ["fast"])
     assert summary["unchanged"] == ["daily", "manual"]
@@ -164,7 +164,7 @@ def test_changing_one_interval_recomputes_only_that_producer(
 def test_changing_a_time_zone_is_a_schedule_change(lifecycle: Lifecycle, engine: Engine) -> None:
     lifecycle.deploy(BASE)
     producers = {**BASE["producers"], "daily": {**BASE["producers"]["daily"], "timezone": "UTC"}}
-    summary = lifecycle.deploy(definition(**producers))
+    summary = lifecycle.deploy(definition(**producers)).to_json()
     assert summary["changed"] == ["daily"]
     assert rows(engine)["daily"].next_run_at == datetime(2026, 3, 3, 9, 30, tzinfo=UTC)
 
@@ -179,7 +179,7 @@ def test_config_only_change_keeps_next_run_claim_and_state(
     clock.now = NOW + timedelta(seconds=31)
     fast = every("30s", params={"symbol": "GBPUSD"}, run="demo.counter")
 
-    summary = lifecycle.deploy(definition(**{**BASE["producers"], "fast": fast}))
+    summary = lifecycle.deploy(definition(**{**BASE["producers"], "fast": fast})).to_json()
 
     assert (summary["changed"], summary["unchanged"]) == (["fast"], ["daily", "manual"])
     old, new = before["fast"], rows(engine)["fast"]
@@ -197,7 +197,7 @@ def test_removing_a_producer_deletes_only_its_row(lifecycle: Lifecycle, engine: 
     lifecycle.deploy(BASE)
     before = rows(engine)
     remaining = {k: v for k, v in BASE["producers"].items() if k != "daily"}
-    summary = lifecycle.deploy(definition(**remaining))
+    summary = lifecycle.deploy(definition(**remaining)).to_json()
     assert (summary["removed"], summary["unchanged"]) == (["daily"], ["fast", "manual"])
     after = rows(engine)
     assert sorted(after) == ["fast", "manual"]
@@ -212,11 +212,11 @@ def test_pause_makes_nothing_claimable_and_pausing_twice_is_a_noop(
     lifecycle: Lifecycle, engine: Engine
 ) -> None:
     lifecycle.deploy(BASE)
-    summary = lifecycle.pause("prices")
+    summary = lifecycle.pause("prices").to_json()
     assert (summary["status"], summary["version"], summary["noop"]) == ("paused", 2, False)
     assert claimable(engine, NOW + timedelta(days=30)) == []
     before = table_dump(engine)
-    again = lifecycle.pause("prices")
+    again = lifecycle.pause("prices").to_json()
     assert (again["status"], again["version"], again["noop"]) == ("paused", 2, True)
     assert table_dump(engine) == before
 
@@ -226,7 +226,7 @@ def test_deploying_to_a_paused_workflow_keeps_it_paused(
 ) -> None:
     lifecycle.deploy(BASE)
     lifecycle.pause("prices")
-    summary = lifecycle.deploy(definition(**BASE["producers"], extra=every("10s")))
+    summary = lifecycle.deploy(definition(**BASE["producers"], extra=every("10s"))).to_json()
     assert summary["added"] == ["extra"]
     assert all(row.paused for row in rows(engine).values())
     assert WorkflowStore(engine).get("prices").status == "paused"  # type: ignore[union-attr]
@@ -240,7 +240,7 @@ def test_resume_moves_missed_runs_to_the_next_slot_without_a_burst(
     lifecycle.pause("prices")
     clock.now = NOW + timedelta(days=2, seconds=5)
 
-    summary = lifecycle.resume("prices")
+    summary = lifecycle.resume("prices").to_json()
 
     assert (summary["status"], summary["version"]) == ("active", 3)
     assert summary["rescheduled"] == ["daily", "fast"]
@@ -252,7 +252,7 @@ def test_resume_moves_missed_runs_to_the_next_slot_without_a_burst(
     assert not any(row.paused for row in found.values())
     assert claimable(engine, clock.now) == []
     assert claimable(engine, clock.now + timedelta(seconds=25)) == ["fast"]
-    assert lifecycle.resume("prices")["noop"] is True
+    assert lifecycle.resume("prices").to_json()["noop"] is True
 
 
 def test_delete_removes_the_workflow_its_schedules_and_runs(
@@ -272,7 +272,7 @@ def test_delete_removes_the_workflow_its_schedules_and_runs(
     )
     assert len(table_dump(engine)["producer_runs"]) == 1
 
-    summary = lifecycle.delete("prices")
+    summary = lifecycle.delete("prices").to_json()
 
     assert summary["deleted"] is True
     assert summary["removed"] == ["daily", "fast", "manual"]
@@ -521,4 +521,4 @@ def test_a_timeout_longer_than_the_workers_allow_is_refused(
     assert problem["path"] == "producers.slow.timeout"
     assert "longer than 40s" in problem["message"]
     assert table_dump(engine) == before
-    assert strict.deploy(definition(slow=every("1m", timeout="30s")))["added"] == ["slow"]
+    assert strict.deploy(definition(slow=every("1m", timeout="30s"))).to_json()["added"] == ["slow"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,7 +48,6 @@ from workers.registry import registered_names
 
 logger = logging.getLogger("drumline.lifecycle")
 
-Summary = dict[str, Any]
 AfterRead = Callable[[], None] | None
 
 # Where problems say they are: a definition sent to the workers has no file name.
@@ -66,6 +65,51 @@ class ProducerChanges:
 
     def as_dict(self) -> dict[str, list[str]]:
         return {key: sorted(names) for key, names in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class ChangeSummary:
+    """What one change did: the lifecycle task returns `to_json()`, the CLI reads it back."""
+
+    workflow: str
+    version: int
+    changes: ProducerChanges
+    noop: bool  # nothing at all was written
+    status: WorkflowStatus | None = None  # pause and resume
+    rescheduled: tuple[str, ...] | None = None  # resume: producers whose missed run moved on
+    deleted: bool = False
+
+    def to_json(self) -> JSONDict:
+        """Flat, sorted lists; `status`, `rescheduled` and `deleted` only where they apply."""
+        data: JSONDict = {
+            "workflow": self.workflow,
+            "version": self.version,
+            **self.changes.as_dict(),
+            "noop": self.noop,
+        }
+        if self.status is not None:
+            data["status"] = self.status.value
+        if self.rescheduled is not None:
+            data["rescheduled"] = list(self.rescheduled)
+        if self.deleted:
+            data["deleted"] = True
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ChangeSummary:
+        status, rescheduled = data.get("status"), data.get("rescheduled")
+        return cls(
+            workflow=str(data["workflow"]),
+            version=int(data["version"]),
+            changes=ProducerChanges(**{key: list(data[key]) for key in _CHANGE_KINDS}),
+            noop=bool(data["noop"]),
+            status=None if status is None else WorkflowStatus(status),
+            rescheduled=None if rescheduled is None else tuple(rescheduled),
+            deleted=bool(data.get("deleted", False)),
+        )
+
+
+_CHANGE_KINDS = tuple(kind.name for kind in fields(ProducerChanges))
 
 
 class Lifecycle:
@@ -90,7 +134,7 @@ class Lifecycle:
         self.workflows = WorkflowStore(engine)
         self.schedules = ProducerScheduleStore(engine)
 
-    def deploy(self, data: object, *, after_read: AfterRead = None) -> Summary:
+    def deploy(self, data: object, *, after_read: AfterRead = None) -> ChangeSummary:
         """Create the workflow or bring it to `data`, touching only the producers that changed.
 
         A producer whose schedule changed gets a fresh next run and loses any claim (a run in
@@ -118,18 +162,18 @@ class Lifecycle:
         )
         return _summary(record, changes, noop=False)
 
-    def pause(self, name: str, *, after_read: AfterRead = None) -> Summary:
+    def pause(self, name: str, *, after_read: AfterRead = None) -> ChangeSummary:
         """Stop the workflow's producers from becoming due; runs in flight finish normally."""
         return self._set_status(name, WorkflowStatus.PAUSED, after_read)
 
-    def resume(self, name: str, *, after_read: AfterRead = None) -> Summary:
+    def resume(self, name: str, *, after_read: AfterRead = None) -> ChangeSummary:
         """Let the producers run again, from their next slot after now: no burst of missed runs.
 
         The summary's `rescheduled` lists the producers whose next run passed while paused.
         """
         return self._set_status(name, WorkflowStatus.ACTIVE, after_read)
 
-    def delete(self, name: str, *, after_read: AfterRead = None) -> Summary:
+    def delete(self, name: str, *, after_read: AfterRead = None) -> ChangeSummary:
         """Delete the workflow; its schedules and run history go with it (ON DELETE CASCADE)."""
         with self.locks.hold(name):
             current = self._require(name)
@@ -143,7 +187,9 @@ class Lifecycle:
         )
         return _summary(current, ProducerChanges(removed=producers), noop=False, deleted=True)
 
-    def _set_status(self, name: str, status: WorkflowStatus, after_read: AfterRead) -> Summary:
+    def _set_status(
+        self, name: str, status: WorkflowStatus, after_read: AfterRead
+    ) -> ChangeSummary:
         with self.locks.hold(name):
             current = self._require(name)
             if current.status == status:
@@ -170,9 +216,9 @@ class Lifecycle:
             status,
             f"; missed runs of {rescheduled} moved to their next slot" if rescheduled else "",
         )
-        extra = {"rescheduled": rescheduled} if status == WorkflowStatus.ACTIVE else {}
         changes = ProducerChanges(unchanged=_names(rows))
-        return _summary(record, changes, noop=False, status=status, **extra)
+        moved = None if paused else tuple(rescheduled)
+        return _summary(record, changes, noop=False, status=status, rescheduled=moved)
 
     def _require(self, name: str) -> WorkflowRecord:
         record = self.workflows.get(name)
@@ -347,13 +393,15 @@ def _names(rows: Sequence[ScheduleRecord]) -> list[str]:
 
 
 def _summary(
-    workflow: WorkflowRecord, changes: ProducerChanges, *, noop: bool, **extra: Any
-) -> Summary:
-    """The JSON summary the CLI prints; `noop` is true when nothing at all was written."""
-    return {
-        "workflow": workflow.name,
-        "version": workflow.version,
-        **changes.as_dict(),
-        "noop": noop,
-        **extra,
-    }
+    workflow: WorkflowRecord,
+    changes: ProducerChanges,
+    *,
+    noop: bool,
+    status: WorkflowStatus | None = None,
+    rescheduled: tuple[str, ...] | None = None,
+    deleted: bool = False,
+) -> ChangeSummary:
+    """The summary of a change, as `workflow` stands after it."""
+    return ChangeSummary(
+        workflow.name, workflow.version, changes, noop, status, rescheduled, deleted
+    )

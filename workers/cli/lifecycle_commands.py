@@ -12,6 +12,7 @@ from models.definitions import load_definition_files
 from models.errors import DefinitionError
 from workers.cli.context import CliContext, json_option, pass_context, print_json
 from workers.cli.tasks_client import enqueue, wait_for
+from workers.lifecycle import ChangeSummary
 
 wait_option = click.option(
     "--wait/--no-wait", default=True, show_default=True, help="Wait for the workers' answer."
@@ -86,7 +87,7 @@ def _report(pending: list[tuple[str, Any]], wait: bool, timeout: float, as_json:
         if as_json:
             continue
         if outcome.ok:
-            click.echo(describe_summary(outcome.value))
+            click.echo(describe_summary(ChangeSummary.from_json(outcome.value)))
         else:
             click.echo(f"{name}: failed: {outcome.error}", err=True)
     if as_json:
@@ -95,22 +96,21 @@ def _report(pending: list[tuple[str, Any]], wait: bool, timeout: float, as_json:
         sys.exit(1)
 
 
-def describe_summary(summary: dict[str, Any]) -> str:
+def describe_summary(summary: ChangeSummary) -> str:
     """One line per workflow: what the change did, e.g. `prices v2: added a, b; 3 unchanged`."""
-    head = f"{summary.get('workflow')} v{summary.get('version')}"
-    if summary.get("noop"):
+    head = f"{summary.workflow} v{summary.version}"
+    if summary.noop:
         return f"{head}: no change"
-    if summary.get("deleted"):
+    if summary.deleted:
         return f"{head}: deleted"
+    names = summary.changes.as_dict()
     parts = [
-        f"{key} {', '.join(summary[key])}"
-        for key in ("added", "changed", "removed")
-        if summary.get(key)
+        f"{key} {', '.join(names[key])}" for key in ("added", "changed", "removed") if names[key]
     ]
-    if "status" in summary and not parts:
-        return f"{head}: {summary['status']}"
+    if summary.status is not None and not parts:
+        return f"{head}: {summary.status}"
     if not parts:
         return f"{head}: no change"
-    if unchanged := len(summary.get("unchanged") or ()):
+    if unchanged := len(names["unchanged"]):
         parts.append(f"{unchanged} unchanged")
     return f"{head}: {'; '.join(parts)}"
