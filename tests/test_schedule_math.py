@@ -1138,7 +1138,8 @@ class _Unbounded:
             except (CroniterBadDateError, OverflowError, ValueError):
                 return True, best
             if best is not None and (
-                self._steady(best) or wall - self.MARGIN > best.astimezone(zone).replace(tzinfo=None)
+                self._steady(best)
+                or wall - self.MARGIN > best.astimezone(zone).replace(tzinfo=None)
             ):
                 return True, best
             for instant in self._instants(wall):
