@@ -315,7 +315,9 @@ def parse_cron(expression: str, timezone: str = "UTC") -> CronSchedule:
     names = _FIELDS_6 if len(fields) == 6 else _FIELDS_5
     for name, field in zip(names, fields, strict=True):
         if problem := _range_or_step_problem(name, field):
-            raise ScheduleError(f"invalid cron {expression!r}: {name} field {field!r} {problem}")
+            raise ScheduleError(
+                f"invalid cron {expression[:80]!r}: {name} field {field[:40]!r} {problem}"
+            )
     for position, (name, field) in enumerate(zip(names, fields, strict=True)):
         probe = ["*"] * len(fields)
         probe[position] = field

@@ -36,9 +36,11 @@ MAX_PRODUCERS = 1000
 # problem is reported with the params' own limits.
 PARAMS_BOUNDS = JsonBounds(max_depth=32, max_bytes=64 * 1024, max_int_digits=30)
 DEFINITION_BOUNDS = JsonBounds(max_depth=64, max_bytes=MAX_DEFINITION_BYTES, max_int_digits=30)
-# YAML: aliases (each may stand for a whole subtree) and nesting, counted while composing.
+# YAML, counted before composing: aliases (each may stand for a whole subtree), nesting and
+# values (a 1 MiB flow list of 400,000 one-letter strings would take seconds to build).
 MAX_YAML_ALIASES = 100
 MAX_YAML_DEPTH = 100
+MAX_YAML_VALUES = 100_000
 # Fields that may be left out but not written empty: `interval:` with no value would
 # otherwise make a silently manual-only producer.
 _NOT_NULL = ("run", "interval", "cron", "timezone", "params", "timeout")
@@ -423,7 +425,7 @@ def _read(path: Path) -> object:
     try:
         if suffix == ".json":
             return json.loads(text, object_pairs_hook=_unique_keys, parse_int=_bounded_int)
-        return yaml.load(text, Loader=_BoundedSafeLoader)  # a SafeLoader subclass
+        return _load_yaml(text)
     except (json.JSONDecodeError, yaml.YAMLError, DuplicateKeyError, LimitError) as exc:
         kind = "JSON" if suffix == ".json" else "YAML"
         detail = " ".join(str(exc).split())
@@ -523,32 +525,45 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return mapping
 
 
-class _BoundedSafeLoader(yaml.SafeLoader):
-    """yaml.SafeLoader (no arbitrary objects) that also refuses duplicate keys, more than
-    MAX_YAML_ALIASES aliases, nesting deeper than MAX_YAML_DEPTH and integers too long to
-    parse. What an alias expands to is bounded after loading, by the definition's size."""
+def _load_yaml(text: str) -> object:
+    """Parse YAML with libyaml (pure-Python PyYAML takes ~30 s for a 1 MiB file), after a
+    first pass over its events checks the nesting depth and the number of aliases: libyaml's
+    composer recurses in C, so 100,000 nested brackets would crash the process."""
+    events = _BoundedSafeLoader(text)
+    try:
+        depth = aliases = values = 0
+        while (event := events.get_event()) is not None:
+            values += isinstance(event, yaml.NodeEvent)
+            if values > MAX_YAML_VALUES:
+                raise LimitError(f"more than {MAX_YAML_VALUES} values ({_line(event)})")
+            if isinstance(event, yaml.AliasEvent):
+                aliases += 1
+                if aliases > MAX_YAML_ALIASES:
+                    raise LimitError(f"more than {MAX_YAML_ALIASES} aliases ({_line(event)})")
+            elif isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise LimitError(f"nested deeper than {MAX_YAML_DEPTH} levels ({_line(event)})")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    finally:
+        events.dispose()
+    loader = _BoundedSafeLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._aliases = 0
-        self._depth = 0
 
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        if self.check_event(yaml.AliasEvent):
-            self._aliases += 1
-            if self._aliases > MAX_YAML_ALIASES:
-                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
-                raise LimitError(f"more than {MAX_YAML_ALIASES} aliases (line {mark.line + 1})")
-        self._depth += 1
-        try:
-            if self._depth > MAX_YAML_DEPTH:
-                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
-                raise LimitError(
-                    f"nested deeper than {MAX_YAML_DEPTH} levels (line {mark.line + 1})"
-                )
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
+def _line(event: yaml.Event) -> str:
+    mark = event.start_mark
+    return f"line {mark.line + 1}" if mark is not None else "unknown line"
+
+
+class _BoundedSafeLoader(yaml.CSafeLoader):
+    """libyaml's SafeLoader (no arbitrary objects) that also refuses duplicate keys and
+    integers too long to parse. What an alias expands to is bounded after loading, by the
+    definition's size."""
 
     def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
         text = str(node.value)
