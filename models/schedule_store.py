@@ -152,6 +152,25 @@ class ProducerScheduleStore:
                 .values(next_run_at=next_run_at, updated_at=now)
             )
 
+    def move_next_run(
+        self,
+        schedule_id: int,
+        *,
+        read: datetime,
+        to: datetime | None,
+        now: datetime,
+        conn: Connection | None = None,
+    ) -> bool:
+        """Set the next run to `to` only if it is still `read`, the value it was computed
+        from; False (nothing written) if a run's commit moved it meanwhile."""
+        with transaction(self.engine, conn) as c:
+            result = c.execute(
+                update(producer_schedules)
+                .where(_s.id == schedule_id, _s.next_run_at == read)
+                .values(next_run_at=to, updated_at=now)
+            )
+        return result.rowcount == 1
+
     def claim_due(
         self,
         *,

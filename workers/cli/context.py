@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from celery import Celery
@@ -22,7 +22,48 @@ from models.workflow_store import WorkflowStore
 from workers.celery_config import create_app
 from workers.settings import Settings, SettingsError
 
+FC = TypeVar("FC", bound=Callable[..., Any] | click.Command)
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+MAX_WAIT_SECONDS = 3600.0
+
+
+class SecondsType(click.ParamType[float]):
+    """A finite number of seconds within bounds: `nan`, `inf` and negatives are refused
+    (click's FloatRange lets `nan` through, since every comparison with it is false)."""
+
+    name = "SECONDS"
+
+    def __init__(self, minimum: float, maximum: float) -> None:
+        self.minimum, self.maximum = minimum, maximum
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{str(value)[:40]!r} is not a number of seconds", param, ctx)
+        if not self.minimum <= seconds <= self.maximum:  # also false for nan
+            self.fail(
+                f"{str(value)[:40]!r} is not a number of seconds from {self.minimum:g} "
+                f"to {self.maximum:g}",
+                param,
+                ctx,
+            )
+        return seconds
+
+
+def timeout_option(default: float, help: str) -> Callable[[FC], FC]:
+    """`--timeout S`: how long a command waits, from 0.1 s to an hour."""
+    return click.option(
+        "--timeout",
+        type=SecondsType(0.1, MAX_WAIT_SECONDS),
+        default=default,
+        show_default=True,
+        help=f"{help} (0.1 to {MAX_WAIT_SECONDS:g}).",
+    )
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

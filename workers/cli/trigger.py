@@ -17,6 +17,7 @@ from workers.cli.context import (
     pass_context,
     require_producer,
     require_workflow,
+    timeout_option,
 )
 from workers.cli.tasks_client import enqueue
 
@@ -27,13 +28,7 @@ POLL_S = 0.2
 @click.argument("name")
 @click.argument("producer")
 @click.option("--wait", is_flag=True, help="Wait for the run to finish and print its outcome.")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0.1),
-    default=60.0,
-    show_default=True,
-    help="Seconds to wait with --wait.",
-)
+@timeout_option(60.0, "Seconds to wait with --wait")
 @pass_context
 def trigger(ctx: CliContext, name: str, producer: str, wait: bool, timeout: float) -> None:
     """Run PRODUCER of workflow NAME once, now (manual-only producers too)."""

@@ -319,7 +319,11 @@ def validate_definitions(plan: Plan) -> None:
     sys.path[:0] = [path for path in import_paths(plan.examples) if path not in sys.path]
     try:
         load_producer_modules(producer_modules(os.environ, plan.examples))
-        load_definition_files(plan.files, known_producers=registered_names())
+        load_definition_files(
+            plan.files,
+            known_producers=registered_names(),
+            max_timeout=load_settings(os.environ).max_timeout,
+        )
     except ImportError as error:
         raise click.ClickException(str(error)) from None
     except DefinitionError as error:
