@@ -74,13 +74,14 @@ class DeadLetters:
         return [_entry(raw) for raw in self.client.lrange(self.key, 0, limit - 1)]
 
 
-def _entry(raw: bytes) -> dict[str, Any]:
+def _entry(raw: bytes | str) -> dict[str, Any]:
     try:
         entry = json.loads(raw)
     except (ValueError, RecursionError):
         entry = None
     if not isinstance(entry, dict):
-        return {"unreadable": raw[:MAX_EXCERPT_CHARS].decode("utf-8", "replace")}
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        return {"unreadable": text[:MAX_EXCERPT_CHARS]}
     return entry
 
 
