@@ -178,6 +178,18 @@ def test_a_well_formed_message_passes_and_its_body_is_decoded_once() -> None:
     assert received.payload == [[], run_kwargs(), EMBED]  # kombu's cache, read by Celery
 
 
+def test_the_argument_reprs_that_celery_logs_are_escaped_and_bounded() -> None:
+    # Celery's saferepr keeps a newline of a multi-line description as it is.
+    received = message(
+        body_of([{"description": "two\nlines"}], {}),
+        headers={"task": DEPLOY, "argsrepr": "({'description': 'two\nlines'},)"},
+    )
+    received.headers["kwargsrepr"] = "{" + "x" * 5000 + "}"
+    check_message(DEPLOY, received, None)
+    assert received.headers["argsrepr"] == "({'description': 'two\\nlines'},)"
+    assert received.headers["kwargsrepr"].endswith("...(+3978 chars)")
+
+
 @pytest.mark.parametrize(
     ("received", "body", "reason"),
     [
@@ -186,7 +198,8 @@ def test_a_well_formed_message_passes_and_its_body_is_decoded_once() -> None:
         (message(body_of([], run_kwargs()), headers={"id": "i" * 256}), None, "task id must"),
         (message(body_of([], run_kwargs()), headers={"x": nested(480)}), None, "deeper than 8"),
         (message(body_of([], run_kwargs()), headers={"x": "y" * 20_000}), None, "16384 bytes"),
-        (message(body_of([], run_kwargs()), headers={"argsrepr": "()\nFORGED"}), None, "control"),
+        (message(body_of([], run_kwargs()), headers={"id": "t-1\nFORGED"}), None, "printable"),
+        (message(body_of([], run_kwargs()), headers={"argsrepr": ["()"]}), None, "a string"),
         (message("[[], {}, {" + "[" * 100_000 + "]" * 100_000 + "}]"), None, "body is 200012"),
         (message("[[], " + "[" * 5000 + "]" * 5000 + ", {}]"), None, "cannot be decoded"),
         (message("[[], {"), None, "body cannot be decoded"),

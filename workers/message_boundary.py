@@ -43,6 +43,9 @@ logger = logging.getLogger("drumline.boundary")
 # Celery's body of protocol 2 is [args, kwargs, embed]; drumline tasks are never chained, so
 # every entry of `embed` (callbacks, errbacks, chain, chord) must be empty.
 EMBED_KEYS = frozenset({"callbacks", "errbacks", "chain", "chord"})
+# The headers with the arguments' repr that Celery prints (and Flower shows), and their limit.
+REPR_HEADERS = ("argsrepr", "kwargsrepr")
+MAX_REPR_CHARS = 1024
 
 
 class BoundedTask(Task):  # type: ignore[misc]
@@ -71,12 +74,15 @@ def bounded_strategy(task: Any, app: Any, consumer: Any, **options: Any) -> Any:
 def check_message(task: str, message: Message, body: Any) -> None:
     """RefusedMessage unless `message` is a protocol 2 message for `task` whose headers, size,
     encoding and arguments are all within the task's contract. Decodes the body (kombu caches
-    it for Celery) only once its size is known to be in bounds."""
+    it for Celery) only once its size is known to be in bounds, and escapes the argument reprs
+    in the headers, which Celery logs."""
     contract = contract_of(task)
     if body is not None:  # Celery hands over a decoded body only for protocol 1.
         raise RefusedMessage("not a task message of protocol 2")
     if task_id_of(message) is None:
-        raise RefusedMessage(f"the task id must be a string of 1 to {MAX_TASK_ID_CHARS} chars")
+        raise RefusedMessage(
+            f"the task id must be a printable string of 1 to {MAX_TASK_ID_CHARS} characters"
+        )
     _check_headers(message.headers)
     size = len(message.body or b"")
     if size > contract.max_body_bytes:
@@ -94,10 +100,10 @@ def check_message(task: str, message: Message, body: Any) -> None:
 
 
 def task_id_of(message: Message) -> str | None:
-    """The message's task id if it is a plausible one, else None."""
+    """The message's task id if it is a plausible one (Celery logs it as it is), else None."""
     headers = message.headers
     task_id = headers.get("id") if isinstance(headers, dict) else None
-    if isinstance(task_id, str) and 0 < len(task_id) <= MAX_TASK_ID_CHARS:
+    if isinstance(task_id, str) and 0 < len(task_id) <= MAX_TASK_ID_CHARS and task_id.isprintable():
         return task_id
     return None
 
@@ -109,11 +115,14 @@ def _check_headers(headers: Any) -> None:
         raise RefusedMessage(str(exc)) from None
     if not isinstance(headers, dict):
         raise RefusedMessage("headers must be a JSON object")
-    for key, value in headers.items():
-        # Celery logs the headers' strings (argsrepr, kwargsrepr) as they are; a sender's repr
-        # never holds a raw control character, so one here would forge a log line.
-        if isinstance(value, str) and not value.isprintable():
-            raise RefusedMessage(f"header {key[:40]!r} holds control characters")
+    for key in REPR_HEADERS:
+        value = headers.get(key)
+        if value is not None and not isinstance(value, str):
+            raise RefusedMessage(f"header {key!r} must be a string")
+        if value is not None:
+            # Celery logs these as they are, and its saferepr keeps control characters: a
+            # newline here (a multi-line description, or a forgery) would start a new log line.
+            headers[key] = loggable(value, MAX_REPR_CHARS)
 
 
 class _Refusal:
