@@ -119,7 +119,7 @@ def _check_headers(headers: Any) -> None:
         value = headers.get(key)
         if value is not None and not isinstance(value, str):
             raise RefusedMessage(f"header {key!r} must be a string")
-        if value is not None:
+        if value is not None and (len(value) > MAX_REPR_CHARS or not value.isprintable()):
             # Celery logs these as they are, and its saferepr keeps control characters: a
             # newline here (a multi-line description, or a forgery) would start a new log line.
             headers[key] = loggable(value, MAX_REPR_CHARS)
