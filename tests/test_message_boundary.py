@@ -11,6 +11,7 @@ import itertools
 import json
 import uuid
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -84,21 +85,10 @@ def system(
             client.close()
 
 
-def _database(request: pytest.FixtureRequest, tmp: Path) -> Any:
+def _database(request: pytest.FixtureRequest, tmp: Path) -> AbstractContextManager[str]:
     if request.param == "sqlite":
-        return _sqlite(tmp)
+        return nullcontext(f"sqlite:///{tmp / 'drumline.db'}")
     return fresh_postgres_database(request.getfixturevalue("postgres_admin_url"))
-
-
-class _sqlite:
-    def __init__(self, tmp: Path) -> None:
-        self.url = f"sqlite:///{tmp / 'drumline.db'}"
-
-    def __enter__(self) -> str:
-        return self.url
-
-    def __exit__(self, *_: object) -> None:
-        return None
 
 
 def nested(depth: int) -> Any:
