@@ -58,6 +58,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "drumline_database_url": settings.database_url,
         "drumline_lease_seconds": settings.lease.total_seconds(),
         "drumline_beat_batch": settings.beat_batch,
+        # Where the workers' boundary keeps refused messages (`drumline dead-letters`).
+        "drumline_redis_url": settings.lock_redis_url,
         "drumline_test_crash_after_claim": settings.test_crash_after_claim,
     }
     if settings.broker_url.startswith("rediss://"):
@@ -73,7 +75,12 @@ def create_app(settings: Settings) -> Celery:
     `DRUMLINE_CELERY_CONFIG_MODULE` may add ordinary Celery settings (a `beat_schedule`, say);
     drumline's own settings are applied over it, since its guarantees depend on them.
     """
-    celery = Celery("drumline", include=["workers.lifecycle_tasks", "workers.run_tasks"])
+    celery = Celery(
+        "drumline",
+        include=["workers.lifecycle_tasks", "workers.run_tasks"],
+        # Every task's messages are checked before they run (workers/message_boundary.py).
+        task_cls="workers.message_boundary:BoundedTask",
+    )
     if settings.celery_config_module:
         celery.config_from_object(settings.celery_config_module)
     celery.conf.update(celery_config(settings))

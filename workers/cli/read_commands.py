@@ -58,7 +58,7 @@ def ls(ctx: CliContext, as_json: bool) -> None:
             str(row["producers"]),
             when(row["next_run_at"]),
         )
-    _console().print(table)
+    console().print(table)
 
 
 @click.command()
@@ -99,7 +99,7 @@ def status(ctx: CliContext, name: str, as_json: bool) -> None:
             view["last_status"] or "-",
             str(view["consecutive_failures"]),
         )
-    _console().print(table)
+    console().print(table)
 
 
 @click.command()
@@ -146,10 +146,10 @@ def runs(ctx: CliContext, name: str, producer: str | None, limit: int, as_json: 
             run.task_id or "-",
             last_line(run.error),
         )
-    _console().print(table)
+    console().print(table)
 
 
-def _console() -> Console:
+def console() -> Console:
     """Full-width tables when piped: rich would squeeze them to 80 columns."""
     return Console() if sys.stdout.isatty() else Console(width=220)
 
