@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import subprocess
+import sys
 import threading
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, event, insert, select
 
 from models.run_pruning import ProducerKey, PruneLimits, PruneReport, Retention, RunPruner
+from models.sqlite_space import reclaim_free_pages
 from models.tables import producer_runs
 from models.workflow_store import WorkflowStore
 
@@ -220,8 +227,6 @@ def test_concurrent_pruners_delete_each_row_once_and_fail_nothing(engine: Engine
 
 @pytest.mark.parametrize("empty_db_url", ["sqlite"], indirect=True)
 def test_sqlite_gives_the_pruned_pages_back_to_the_file_system(engine: Engine) -> None:
-    from models.sqlite_space import reclaim_free_pages
-
     def pragma(name: str) -> int:
         with engine.connect() as conn:
             return int(conn.exec_driver_sql(f"PRAGMA {name}").scalar_one())
@@ -240,3 +245,72 @@ def test_sqlite_gives_the_pruned_pages_back_to_the_file_system(engine: Engine) -
     assert reclaim_free_pages(engine, 1_000_000) == free - 100
     assert pragma("freelist_count") == 0
     assert pragma("page_count") < full * 0.1
+
+
+def test_every_prune_statement_seeks_the_slot_index_and_sorts_nothing(engine: Engine) -> None:
+    workflow_id = WorkflowStore(engine).upsert("wide", {"name": "wide"}, now=NOW).id
+    rows = [
+        {
+            "workflow_id": workflow_id,
+            "producer_name": f"p{p}",
+            "scheduled_for": NOW - timedelta(minutes=m),
+            "trigger": "schedule",
+            "status": "succeeded",
+            "started_at": NOW,
+            "finished_at": NOW,
+        }
+        for p in range(200)
+        for m in range(100)
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(producer_runs), rows)
+        conn.exec_driver_sql("ANALYZE")
+    statements: dict[str, tuple[str, Any]] = {}
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if "producer_runs" in statement:
+            statements.setdefault(statement, (statement, parameters))
+
+    retention = Retention(max_age=timedelta(minutes=90), keep_per_producer=50)
+    RunPruner(engine).prune(now=NOW, retention=retention, limits=UNBOUNDED)
+    event.remove(engine, "before_cursor_execute", _capture)
+    assert len(statements) == 4  # first producer, next producer, delete by age, by count
+    sqlite = engine.dialect.name == "sqlite"
+    for statement, parameters in statements.values():
+        explain = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
+        with engine.connect() as conn:
+            plan = "\n".join(
+                str(row[-1]) for row in conn.exec_driver_sql(explain + statement, parameters)
+            )
+        index = "sqlite_autoindex_producer_runs_1" if sqlite else "uq_producer_runs_workflow"
+        assert index in plan, plan
+        assert "SCAN producer_runs" not in plan and "Seq Scan" not in plan, plan
+        assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan
+
+
+def test_migrate_switches_an_old_sqlite_file_to_incremental_vacuum_once(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with closing(sqlite3.connect(path)) as old:  # a file made before auto_vacuum was set
+        old.execute("CREATE TABLE kept (x)")
+        old.execute("INSERT INTO kept VALUES (42)")
+        old.commit()
+        assert old.execute("PRAGMA auto_vacuum").fetchone() == (0,)
+    env = {**os.environ, "DRUMLINE_DATABASE_URL": f"sqlite:///{path}"}
+
+    def migrate() -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "workers.cli.main", "migrate"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return done.stdout
+
+    assert "rewrote the file once (VACUUM) to turn on incremental auto-vacuum" in migrate()
+    assert "VACUUM" not in migrate()
+    with closing(sqlite3.connect(path)) as new:
+        assert new.execute("PRAGMA auto_vacuum").fetchone() == (2,)
+        assert new.execute("SELECT x FROM kept").fetchall() == [(42,)]

@@ -129,7 +129,7 @@ def _number(
     if not value >= minimum:
         raise SettingsError(f"{name}={raw!r} must be at least {minimum:g}")
     if not value <= maximum:
-        raise SettingsError(f"{name}={raw!r} must be at most {maximum:g}")
+        raise SettingsError(f"{name}={raw!r} must be at most {maximum:.15g}")
     return value
 
 
