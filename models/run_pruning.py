@@ -1,12 +1,14 @@
 """Retention of `producer_runs`: delete finished runs that are too old, or older than the newest
-N of their producer, a few hundred rows per statement, each statement its own transaction.
+N of their producer, a few hundred rows per statement, in short transactions.
 
 Every statement walks the UNIQUE(workflow_id, producer_name, scheduled_for) index of one
 producer, so no statement reads the whole table or sorts it, and none holds a lock for long:
 - producers are visited in index order, one index seek each (a loose index scan), from a
   position the caller keeps between passes, so a pass cut short by its limits resumes there;
 - "older than the newest N" is `scheduled_for <` the N-th newest slot, found by stepping N
-  entries down the producer's index (`ORDER BY scheduled_for DESC OFFSET N - 1`).
+  entries down the producer's index (`ORDER BY scheduled_for DESC OFFSET N - 1`);
+- one DELETE applies both rules (before the later of the two bounds) and returns the slots it
+  deleted, which tell which rule took each.
 
 Only final rows are deleted (a final status, and a recorded finish): a `running` row, or any
 row whose run has not been finished, stays whatever its age. Deleting is idempotent, so any
@@ -23,7 +25,19 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Delete, Engine, Integer, Select, bindparam, delete, select, tuple_
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    Select,
+    bindparam,
+    case,
+    delete,
+    literal_column,
+    select,
+    tuple_,
+)
+from sqlalchemy.sql.dml import ReturningDelete
 
 from models.run_store import TERMINAL_STATUSES
 from models.tables import producer_runs
@@ -54,6 +68,10 @@ class PruneLimits:
     batch: int
     max_rows: int
     budget: timedelta
+
+    def __post_init__(self) -> None:
+        if self.batch < 1 or self.max_rows < 1:
+            raise ValueError(f"a prune pass needs a batch and a row limit of at least 1: {self}")
 
 
 class ProducerKey(NamedTuple):
@@ -89,60 +107,68 @@ class RunPruner:
         limits: PruneLimits,
         start_at: ProducerKey | None = None,
     ) -> PruneReport:
-        """One bounded pass over the producers from `start_at` (default: the first)."""
-        started = time.monotonic()
-        deleted = {"age": 0, "count": 0}
-        visited = 0
+        """One bounded pass over the producers from `start_at` (default: the first).
 
-        def report(resume_at: ProducerKey | None) -> PruneReport:
-            seconds = time.monotonic() - started
-            return PruneReport(deleted["age"], deleted["count"], visited, resume_at, seconds)
-
+        One short transaction per producer finds it (an index seek) and deletes its first
+        batch; a producer with more to delete than a batch gets one transaction per batch.
+        """
+        tally = _Tally(retention, limits, now)
         if not retention.prunes:
-            return report(None)
-        rules: list[tuple[str, Delete, dict[str, Any]]] = []
-        if retention.max_age is not None:
-            rules.append(
-                ("age", _delete_older_than(self._dialect), {"b_before": now - retention.max_age})
-            )
+            return tally.report(None)
+        statement = _delete_statement(
+            self.engine.dialect.name,
+            by_age=retention.max_age is not None,
+            by_count=retention.keep_per_producer is not None,
+        )
+        find, key = _FIRST_PRODUCER_FROM, start_at or _BEFORE_EVERY_PRODUCER
+        while True:
+            with self.engine.begin() as conn:
+                found = conn.execute(find, _producer_params(key)).first()
+                if found is None:
+                    return tally.report(None)
+                key = ProducerKey(found.workflow_id, found.producer_name)
+                full = tally.delete_batch(conn, statement, key)
+            tally.visited += 1
+            while full and not tally.exhausted():
+                with self.engine.begin() as conn:
+                    full = tally.delete_batch(conn, statement, key)
+            if tally.exhausted():
+                return tally.report(key)
+            find = _PRODUCER_AFTER
+
+
+class _Tally:
+    """One pass's counts, limits and statement parameters."""
+
+    def __init__(self, retention: Retention, limits: PruneLimits, now: datetime) -> None:
+        self.limits = limits
+        self.started = time.monotonic()
+        self.age_before = None if retention.max_age is None else now - retention.max_age
+        self.params: dict[str, Any] = {"b_before": self.age_before}
         if retention.keep_per_producer is not None:
-            rules.append(
-                (
-                    "count",
-                    _delete_beyond_newest(self._dialect),
-                    {"b_offset": retention.keep_per_producer - 1},
-                )
-            )
-        producer = self._producer(_FIRST_PRODUCER_FROM, start_at or _BEFORE_EVERY_PRODUCER)
-        while producer is not None:
-            visited += 1
-            for rule, statement, params in rules:
-                while True:
-                    limit = min(limits.batch, limits.max_rows - deleted["age"] - deleted["count"])
-                    with self.engine.begin() as conn:
-                        rows = conn.execute(
-                            statement, {**params, **_producer_params(producer), "b_limit": limit}
-                        ).rowcount
-                    deleted[rule] += rows
-                    spent = timedelta(seconds=time.monotonic() - started)
-                    if (
-                        deleted["age"] + deleted["count"] >= limits.max_rows
-                        or spent >= limits.budget
-                    ):
-                        return report(producer)
-                    if rows < limit:
-                        break
-            producer = self._producer(_PRODUCER_AFTER, producer)
-        return report(None)
+            self.params["b_offset"] = retention.keep_per_producer - 1
+        self.by_age = self.by_count = self.visited = 0
 
-    @property
-    def _dialect(self) -> str:
-        return self.engine.dialect.name
+    def delete_batch(
+        self, conn: Connection, statement: ReturningDelete[Any], key: ProducerKey
+    ) -> bool:
+        """Delete one batch of `key`'s runs; True if it was full, so more may be due."""
+        limit = min(self.limits.batch, self.limits.max_rows - self.by_age - self.by_count)
+        params = {**self.params, **_producer_params(key), "b_limit": limit}
+        slots = conn.execute(statement, params).scalars().all()
+        # A slot older than the age limit went by age, whatever its rank.
+        aged = sum(1 for slot in slots if self.age_before is not None and slot < self.age_before)
+        self.by_age += aged
+        self.by_count += len(slots) - aged
+        return len(slots) == limit
 
-    def _producer(self, statement: Select[Any], key: ProducerKey) -> ProducerKey | None:
-        with self.engine.begin() as conn:
-            row = conn.execute(statement, _producer_params(key)).first()
-        return ProducerKey(row.workflow_id, row.producer_name) if row else None
+    def exhausted(self) -> bool:
+        elapsed = timedelta(seconds=time.monotonic() - self.started)
+        return self.by_age + self.by_count >= self.limits.max_rows or elapsed >= self.limits.budget
+
+    def report(self, resume_at: ProducerKey | None) -> PruneReport:
+        seconds = time.monotonic() - self.started
+        return PruneReport(self.by_age, self.by_count, self.visited, resume_at, seconds)
 
 
 def _producer_params(key: ProducerKey) -> dict[str, Any]:
@@ -158,8 +184,11 @@ _KEY = tuple_(_r.workflow_id, _r.producer_name)
 _PARAM_KEY = tuple_(_WORKFLOW_ID, _PRODUCER_NAME)
 _OF_PRODUCER = (_r.workflow_id == _WORKFLOW_ID) & (_r.producer_name == _PRODUCER_NAME)
 # A final row: a final status, and its finish recorded. Anything else may still be written.
-_FINAL = _r.status.in_(sorted(TERMINAL_STATUSES)) & _r.finished_at.is_not(None)
-_LIMIT = bindparam("b_limit", type_=Integer())
+# The statuses are written into the SQL, as in the table's CHECK constraint: constants the
+# planner sees, and nothing to expand per execution.
+_FINAL = _r.status.in_([literal_column(f"'{status}'") for status in sorted(TERMINAL_STATUSES)]) & (
+    _r.finished_at.is_not(None)
+)
 
 
 def _next_producer(condition: Any) -> Select[Any]:
@@ -176,36 +205,31 @@ _FIRST_PRODUCER_FROM = _next_producer(_KEY >= _PARAM_KEY)
 _PRODUCER_AFTER = _next_producer(_KEY > _PARAM_KEY)
 
 
-def _delete_final_before(dialect: str, before: Any) -> Delete:
-    """Delete the `b_limit` oldest final runs of one producer scheduled before `before`."""
+@cache
+def _delete_statement(dialect: str, *, by_age: bool, by_count: bool) -> ReturningDelete[Any]:
+    """Delete the `b_limit` oldest final runs of one producer that a rule condemns, returning
+    their slots: those scheduled before `b_before` (by age), and those older than the
+    producer's newest `b_offset + 1` (by count), that is before the slot that many entries down
+    its index. A producer with fewer runs has no such slot: NULL, which condemns nothing."""
+    before: Any = bind("b_before", _r.scheduled_for)
+    if by_count:
+        nth_newest = (
+            select(_r.scheduled_for)
+            .where(_OF_PRODUCER)
+            .order_by(_r.scheduled_for.desc())
+            .limit(1)
+            .offset(bindparam("b_offset", type_=Integer()))
+            .scalar_subquery()
+        )
+        before = case((nth_newest > before, nth_newest), else_=before) if by_age else nth_newest
     oldest = (
         select(_r.id)
         .where(_OF_PRODUCER, _r.scheduled_for < before, _FINAL)
         .order_by(_r.scheduled_for)
-        .limit(_LIMIT)
+        .limit(bindparam("b_limit", type_=Integer()))
     )
     if dialect == "postgresql":
         oldest = oldest.with_for_update(skip_locked=True)
-    return delete(producer_runs).where(_r.id.in_(oldest.scalar_subquery()))
-
-
-@cache
-def _delete_older_than(dialect: str) -> Delete:
-    """Runs scheduled before `b_before`."""
-    return _delete_final_before(dialect, bind("b_before", _r.scheduled_for))
-
-
-@cache
-def _delete_beyond_newest(dialect: str) -> Delete:
-    """Runs older than the producer's newest `b_offset + 1`: before the slot that many entries
-    down its index. A producer with fewer runs has no such slot, and the comparison with NULL
-    deletes nothing."""
-    nth_newest = (
-        select(_r.scheduled_for)
-        .where(_OF_PRODUCER)
-        .order_by(_r.scheduled_for.desc())
-        .limit(1)
-        .offset(bindparam("b_offset", type_=Integer()))
-        .scalar_subquery()
+    return (
+        delete(producer_runs).where(_r.id.in_(oldest.scalar_subquery())).returning(_r.scheduled_for)
     )
-    return _delete_final_before(dialect, nth_newest)

@@ -275,7 +275,7 @@ def test_every_prune_statement_seeks_the_slot_index_and_sorts_nothing(engine: En
     retention = Retention(max_age=timedelta(minutes=90), keep_per_producer=50)
     RunPruner(engine).prune(now=NOW, retention=retention, limits=UNBOUNDED)
     event.remove(engine, "before_cursor_execute", _capture)
-    assert len(statements) == 4  # first producer, next producer, delete by age, by count
+    assert len(statements) == 3  # the first producer, the next one, the delete
     sqlite = engine.dialect.name == "sqlite"
     for statement, parameters in statements.values():
         explain = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
