@@ -29,6 +29,7 @@ from pydantic import (
 from beat.dispatch import RUN_PRODUCER
 from models.definitions import SLUG_PATTERN
 from models.plain_json import JsonBounds, PlainJsonError, check_plain_json
+from workers.celery_config import PRUNE_RUNS
 
 # Deeper than any valid definition: a producer's params sit at
 # definition.producers.<name>.params and may themselves nest JsonBounds().max_depth (32) levels.
@@ -99,6 +100,10 @@ class WorkflowNameArguments(_Arguments):
     name: Slug
 
 
+class NoArguments(_Arguments):
+    """`drumline.prune_runs`, which beat sends with none."""
+
+
 @dataclass(frozen=True)
 class TaskContract:
     """A task's arguments: their model, which of them may come positionally (in order), and
@@ -133,6 +138,7 @@ CONTRACTS: dict[str, TaskContract] = {
     "drumline.delete_workflow": TaskContract(
         WorkflowNameArguments, SMALL_MAX_BYTES, positional=("name",)
     ),
+    PRUNE_RUNS: TaskContract(NoArguments, SMALL_MAX_BYTES),
 }
 
 
