@@ -252,6 +252,20 @@ POISONS: dict[str, tuple[str, Any]] = {
 }
 
 
+def test_a_queue_item_that_is_not_even_a_readable_envelope_is_dropped(system: System) -> None:
+    """Pushed straight onto the queue list, below kombu: the envelope itself nests 5,000 deep."""
+    pid = system.worker.pid
+    before = table_dump(system.engine)
+    dropped = "dropped an unreadable item from the broker"
+    system.redis.lpush(PRODUCERS_QUEUE, '{"body": "", "headers": ' + deep_json(5000) + "}")
+    wait_until(lambda: dropped in system.worker.log(), TIMEOUT_S, "the unreadable item's drop")
+    assert system.redis.llen(PRODUCERS_QUEUE) == 0
+    assert table_dump(system.engine) == before
+    assert_good_messages_run(system)
+    assert (system.worker.pid, system.worker.log().count(dropped)) == (pid, 1)
+    assert "Unrecoverable error" not in system.worker.log()
+
+
 @pytest.mark.parametrize("poison", POISONS)
 def test_a_poison_message_is_refused_once_and_the_worker_carries_on(
     system: System, poison: str

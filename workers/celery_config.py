@@ -9,6 +9,7 @@ from celery import Celery
 from kombu.entity import Exchange, Queue
 
 from beat.dispatch import PRODUCERS_QUEUE
+from workers.redis_transport import REDIS_TRANSPORT
 from workers.settings import Settings
 
 LIFECYCLE_QUEUE = "lifecycle"
@@ -67,6 +68,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "drumline_redis_url": settings.lock_redis_url,
         "drumline_test_crash_after_claim": settings.test_crash_after_claim,
     }
+    if settings.broker_url.startswith(("redis://", "rediss://")):
+        # kombu's Redis transport, dropping queue items it cannot decode instead of dying.
+        config["broker_transport"] = REDIS_TRANSPORT
     if settings.broker_url.startswith("rediss://"):
         config["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
     if settings.result_backend.startswith("rediss://"):
