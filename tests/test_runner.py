@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 
+from models.plain_json import JsonBounds
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
 from models.workflow_store import WorkflowStore
@@ -16,6 +17,7 @@ from workers.runner import Slot, SlotRunner
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)
+BOUNDS = JsonBounds(max_depth=8, max_bytes=1024)
 
 
 class Clock:
@@ -74,6 +76,8 @@ class Harness:
             max_timeout=timedelta(seconds=2),
             default_timeout=timedelta(seconds=1),
             clock=self.clock,
+            result_bounds=BOUNDS,
+            state_bounds=BOUNDS,
         )
 
     def claim(self) -> Slot:
@@ -89,6 +93,18 @@ class Harness:
 
     def schedule(self) -> Any:
         return self.schedules.get(self.workflow.id, "poll")
+
+    def request_trigger(self, moment: datetime, token: str = "t0ken") -> Slot:
+        """Record a trigger request as `drumline trigger` does; its message's slot."""
+        assert self.runs.request_trigger(
+            workflow_id=self.workflow.id,
+            producer_name="poll",
+            scheduled_for=moment,
+            trigger_token=token,
+            task_id="manual-1",
+            now=moment,
+        )
+        return Slot(self.workflow.id, "prices", "poll", moment, None, "manual-1", token)
 
 
 def test_a_run_commits_next_run_state_and_run_row(engine: Engine) -> None:
@@ -245,7 +261,8 @@ def test_an_unserialisable_result_is_a_failure(engine: Engine) -> None:
     h = Harness(engine, run="test.unserialisable")
     assert h.runner.run(h.claim())["status"] == "failed"
     [run] = h.runs.list(h.workflow.id)
-    assert "not JSON serializable" in (run.error or "")
+    # Was json.dumps' "not JSON serializable"; now the one plain-JSON check names the path.
+    assert "result: a object is not plain JSON" in (run.error or "")
 
 
 def test_a_state_that_is_not_a_mapping_is_a_failure_and_keeps_the_old_state(
@@ -296,7 +313,7 @@ def test_a_retried_message_takes_over_a_slot_whose_worker_died(engine: Engine) -
 def test_a_manual_trigger_keeps_the_next_run(engine: Engine) -> None:
     h = Harness(engine, schedule_type="manual", schedule_value="", next_run_at=None)
     moment = T0 + timedelta(seconds=7)
-    slot = Slot(h.workflow.id, "prices", "poll", moment, None, "manual-1")
+    slot = h.request_trigger(moment)  # was a message without a token; now a recorded request
     assert h.runner.run(slot)["status"] == "succeeded"
     row = h.schedule()
     assert (row.next_run_at, row.last_status, row.state) == (None, "succeeded", {"count": 1})
@@ -307,10 +324,10 @@ def test_a_manual_trigger_keeps_the_next_run(engine: Engine) -> None:
 def test_a_slot_of_a_deleted_producer_is_skipped(engine: Engine) -> None:
     h = Harness(engine)
     slot = h.claim()
+    manual = h.request_trigger(T0 + timedelta(seconds=1))  # was a message without a token
     h.schedules.delete(h.workflow.id, "poll")
     assert h.runner.run(slot)["status"].startswith("skipped")
-    manual = Slot(h.workflow.id, "prices", "poll", T0, None, "manual-1")
-    assert h.runner.run(manual)["status"].startswith("skipped")
+    assert h.runner.run(manual)["status"] == "skipped: producer no longer exists"
 
 
 def test_a_time_limit_above_the_cap_is_capped(engine: Engine) -> None:

@@ -16,9 +16,13 @@ from datetime import timedelta
 from pathlib import Path
 
 from models.db import DEFAULT_DATA_DIR, default_database_url
+from models.plain_json import JsonBounds
 from workers.local_broker import announced_broker
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+# The most a producer's result or state may be configured to hold (each run row keeps one).
+MAX_OUTPUT_BYTES = 16 * 1024 * 1024
+DEFAULT_OUTPUT_BOUNDS = JsonBounds(max_depth=32, max_bytes=64 * 1024)
 
 
 class SettingsError(ValueError):
@@ -39,6 +43,8 @@ class Settings:
     beat_batch: int = 500
     beat_max_interval: timedelta = timedelta(seconds=1)
     celery_config_module: str | None = None
+    result_bounds: JsonBounds = DEFAULT_OUTPUT_BOUNDS
+    state_bounds: JsonBounds = DEFAULT_OUTPUT_BOUNDS
     test_crash_after_claim: bool = False
 
     @property
@@ -68,6 +74,9 @@ class Settings:
         _check_redis_url("DRUMLINE_BROKER_URL", broker)
         lock_url = env.get("DRUMLINE_REDIS_URL", broker)
         _check_redis_url("DRUMLINE_REDIS_URL", lock_url)
+        # How deeply a producer's result or state may nest: at most what JSON encoders (which
+        # recurse) and both databases take without trouble.
+        output_depth = _whole(env, "DRUMLINE_OUTPUT_MAX_DEPTH", 32, minimum=1, maximum=256)
         settings = cls(
             broker_url=broker,
             database_url=env.get("DRUMLINE_DATABASE_URL", default_database_url(data_dir)),
@@ -83,6 +92,22 @@ class Settings:
             beat_batch=int(_number(env, "DRUMLINE_BEAT_BATCH", 500, minimum=1)),
             beat_max_interval=_seconds(env, "DRUMLINE_BEAT_MAX_INTERVAL_SECONDS", 1, minimum=0.01),
             celery_config_module=env.get("DRUMLINE_CELERY_CONFIG_MODULE") or None,
+            result_bounds=JsonBounds(
+                max_depth=output_depth,
+                max_bytes=_whole(
+                    env,
+                    "DRUMLINE_RESULT_MAX_BYTES",
+                    64 * 1024,
+                    minimum=64,
+                    maximum=MAX_OUTPUT_BYTES,
+                ),
+            ),
+            state_bounds=JsonBounds(
+                max_depth=output_depth,
+                max_bytes=_whole(
+                    env, "DRUMLINE_STATE_MAX_BYTES", 64 * 1024, minimum=64, maximum=MAX_OUTPUT_BYTES
+                ),
+            ),
             # Test hook only: beat kills itself between claiming and sending a batch.
             test_crash_after_claim=env.get("DRUMLINE_TEST_CRASH_AFTER_CLAIM") == "1",
         )
@@ -111,6 +136,13 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
     if not value >= minimum:
         raise SettingsError(f"{name}={raw!r} must be at least {minimum:g}")
     return value
+
+
+def _whole(env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int) -> int:
+    value = _number(env, name, default, minimum=minimum)
+    if not value.is_integer() or value > maximum:
+        raise SettingsError(f"{name}={env.get(name)!r} must be a whole number up to {maximum}")
+    return int(value)
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> timedelta:
