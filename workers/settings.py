@@ -139,7 +139,7 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
 
 
 def _whole(env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int) -> int:
-    value = _number(env, name, default, minimum=minimum)
+    value = float(_number(env, name, default, minimum=minimum))
     if not value.is_integer() or value > maximum:
         raise SettingsError(f"{name}={env.get(name)!r} must be a whole number up to {maximum}")
     return int(value)
