@@ -6,6 +6,8 @@ statements (upserts, claims, fenced updates); no ORM identity map sits between t
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -37,7 +39,22 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 WORKFLOW_STATUSES = ("active", "paused")
 SCHEDULE_TYPES = ("interval", "cron", "manual")
-RUN_STATUSES = ("running", "succeeded", "failed", "superseded", "skipped")
+
+
+class RunStatus(StrEnum):
+    """What became of one run slot."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"
+    SKIPPED = "skipped"
+    # A trigger request `drumline trigger` recorded; a worker starts it only if its message
+    # carries the same `trigger_token` (so a forged message cannot run anything).
+    PENDING = "pending"
+
+
+RUN_STATUSES = tuple(RunStatus)
 RUN_TRIGGERS = ("schedule", "manual")
 
 
@@ -127,6 +144,8 @@ producer_runs = Table(
     Column("duration_ms", Float, nullable=True),
     Column("error", Text, nullable=True),
     Column("result", JSON, nullable=True),
+    # The secret a manual run's message must carry; set only on rows `drumline trigger` wrote.
+    Column("trigger_token", String(64), nullable=True),
     # One row per slot: this is what makes committing a slot idempotent.
     UniqueConstraint("workflow_id", "producer_name", "scheduled_for"),
     _one_of("status", RUN_STATUSES),

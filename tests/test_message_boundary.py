@@ -119,7 +119,7 @@ def publish_raw(system: System, task: str, queue: str, body: str, **headers: Any
 
 
 def run_kwargs(workflow_id: int = 1, **changes: Any) -> dict[str, Any]:
-    _, kwargs = run_producer_call(workflow_id, "w", "p", utc_now(), None)
+    _, kwargs = run_producer_call(workflow_id, "w", "p", utc_now(), claim_token="forged-token")
     return {**kwargs, **changes}
 
 
@@ -176,7 +176,7 @@ def assert_good_messages_run(system: System) -> None:
         if s.workflow_name == name
     ]
     task_id, kwargs = run_producer_call(
-        slot.workflow_id, name, "p", slot.scheduled_for, slot.claim_token
+        slot.workflow_id, name, "p", slot.scheduled_for, claim_token=slot.claim_token
     )
     system.client.send_task(
         RUN_PRODUCER, kwargs=kwargs, task_id=task_id, queue=PRODUCERS_QUEUE, ignore_result=True

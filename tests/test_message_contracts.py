@@ -37,7 +37,7 @@ def nested(depth: int) -> Any:
 
 def run_kwargs(**changes: Any) -> dict[str, Any]:
     """`drumline.run_producer` keyword arguments as beat sends them, with `changes`."""
-    _, kwargs = run_producer_call(7, "prices", "poll-exchange", INSTANT, TOKEN)
+    _, kwargs = run_producer_call(7, "prices", "poll-exchange", INSTANT, claim_token=TOKEN)
     return {**kwargs, **changes}
 
 

@@ -21,6 +21,17 @@ NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=1)
 
 
+class ClaimedSlot(TypedDict):
+    """The slot a claim is taken on, as `take_claim` takes it: the workflow's name, and the
+    row's next run (NOW, for every `spec` row that did not move)."""
+
+    workflow_name: str
+    scheduled_for: datetime
+
+
+THE_SLOT = ClaimedSlot(workflow_name="prices", scheduled_for=NOW)
+
+
 class Slot(TypedDict):
     """The keyword arguments naming one run slot, as `RunStore.begin` takes them."""
 
@@ -288,7 +299,7 @@ def test_commit_slot_only_with_the_live_token(engine: Engine, workflow_id: int) 
     assert store.commit_slot(row.id, "stale-token", failed, now=NOW) is False
     assert store.get(workflow_id, "poll").next_run_at == NOW  # type: ignore[union-attr]
     taken = store.take_claim(
-        workflow_id, "poll", slot.claim_token, now=NOW, lease=timedelta(minutes=5)
+        workflow_id, "poll", slot.claim_token, **THE_SLOT, now=NOW, lease=timedelta(minutes=5)
     )
     assert taken is not None and taken.claimed_until == NOW + timedelta(minutes=5)
     assert store.commit_slot(row.id, slot.claim_token, failed, now=NOW) is True
@@ -300,7 +311,10 @@ def test_commit_slot_only_with_the_live_token(engine: Engine, workflow_id: int) 
         1,
     )
     assert (after.claim_token, after.state) == (None, {"n": 1})
-    assert store.take_claim(workflow_id, "poll", slot.claim_token, now=NOW, lease=LEASE) is None
+    assert (
+        store.take_claim(workflow_id, "poll", slot.claim_token, **THE_SLOT, now=NOW, lease=LEASE)
+        is None
+    )
     assert store.commit_slot(row.id, slot.claim_token, failed, now=NOW) is False
 
 
@@ -309,9 +323,12 @@ def test_a_claim_whose_lease_ran_out_cannot_be_taken(engine: Engine, workflow_id
     store.upsert(spec(workflow_id), now=NOW)
     [slot] = store.claim_due(now=NOW, lease=LEASE, limit=1)
     late = NOW + LEASE
-    assert store.take_claim(workflow_id, "poll", slot.claim_token, now=late, lease=LEASE) is None
-    assert store.take_claim(workflow_id, "poll", "other", now=NOW, lease=LEASE) is None
-    assert store.take_claim(workflow_id, "poll", slot.claim_token, now=NOW, lease=LEASE)
+    assert (
+        store.take_claim(workflow_id, "poll", slot.claim_token, **THE_SLOT, now=late, lease=LEASE)
+        is None
+    )
+    assert store.take_claim(workflow_id, "poll", "other", **THE_SLOT, now=NOW, lease=LEASE) is None
+    assert store.take_claim(workflow_id, "poll", slot.claim_token, **THE_SLOT, now=NOW, lease=LEASE)
 
 
 def test_failures_count_up_and_reset_after_success(engine: Engine, workflow_id: int) -> None:
@@ -338,7 +355,9 @@ def test_release_claims_keeps_a_claim_a_worker_has_taken(engine: Engine, workflo
     store.upsert(spec(workflow_id), now=NOW)
     slots = store.claim_due(now=NOW, lease=LEASE, limit=10)
     taken_at = NOW + timedelta(seconds=1)
-    assert store.take_claim(workflow_id, "poll", slots[0].claim_token, now=taken_at, lease=LEASE)
+    assert store.take_claim(
+        workflow_id, "poll", slots[0].claim_token, **THE_SLOT, now=taken_at, lease=LEASE
+    )
     assert store.release_claims(slots) == 0
     assert store.get(workflow_id, "poll").claim_token == slots[0].claim_token  # type: ignore[union-attr]
 

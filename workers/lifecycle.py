@@ -163,7 +163,10 @@ class Lifecycle:
         return _summary(record, changes, noop=False)
 
     def pause(self, name: str, *, after_read: AfterRead = None) -> Summary:
-        """Stop the workflow's producers from becoming due; runs in flight finish normally."""
+        """Stop the workflow's producers from becoming due; runs in flight finish normally.
+
+        Messages already queued are not run: the worker's start step sees `paused` on the row
+        and records the slot skipped (models.scheduled_runs)."""
         return self._set_status(name, "paused", after_read)
 
     def resume(self, name: str, *, after_read: AfterRead = None) -> Summary:

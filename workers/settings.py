@@ -16,9 +16,13 @@ from datetime import timedelta
 from pathlib import Path
 
 from models.db import DEFAULT_DATA_DIR, default_database_url
+from models.plain_json import JsonBounds
 from workers.local_broker import announced_broker
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+# The most a producer's result or state may be configured to hold (each run row keeps one).
+MAX_OUTPUT_BYTES = 16 * 1024 * 1024
+DEFAULT_OUTPUT_BOUNDS = JsonBounds(max_depth=32, max_bytes=64 * 1024)
 
 
 class SettingsError(ValueError):
@@ -43,6 +47,8 @@ class Settings:
     run_max_age: timedelta | None = timedelta(days=30)
     runs_kept_per_producer: int | None = 1000
     prune_interval: timedelta = timedelta(seconds=60)
+    result_bounds: JsonBounds = DEFAULT_OUTPUT_BOUNDS
+    state_bounds: JsonBounds = DEFAULT_OUTPUT_BOUNDS
     test_crash_after_claim: bool = False
 
     @property
@@ -72,6 +78,9 @@ class Settings:
         _check_redis_url("DRUMLINE_BROKER_URL", broker)
         lock_url = env.get("DRUMLINE_REDIS_URL", broker)
         _check_redis_url("DRUMLINE_REDIS_URL", lock_url)
+        # How deeply a producer's result or state may nest: at most what JSON encoders (which
+        # recurse) and both databases take without trouble.
+        output_depth = _whole(env, "DRUMLINE_OUTPUT_MAX_DEPTH", 32, minimum=1, maximum=256)
         settings = cls(
             broker_url=broker,
             database_url=env.get("DRUMLINE_DATABASE_URL", default_database_url(data_dir)),
@@ -93,6 +102,22 @@ class Settings:
             ),
             prune_interval=_seconds(
                 env, "DRUMLINE_PRUNE_INTERVAL_SECONDS", 60, minimum=0.1, maximum=86_400
+            ),
+            result_bounds=JsonBounds(
+                max_depth=output_depth,
+                max_bytes=_whole(
+                    env,
+                    "DRUMLINE_RESULT_MAX_BYTES",
+                    64 * 1024,
+                    minimum=64,
+                    maximum=MAX_OUTPUT_BYTES,
+                ),
+            ),
+            state_bounds=JsonBounds(
+                max_depth=output_depth,
+                max_bytes=_whole(
+                    env, "DRUMLINE_STATE_MAX_BYTES", 64 * 1024, minimum=64, maximum=MAX_OUTPUT_BYTES
+                ),
             ),
             # Test hook only: beat kills itself between claiming and sending a batch.
             test_crash_after_claim=env.get("DRUMLINE_TEST_CRASH_AFTER_CLAIM") == "1",
@@ -154,7 +179,11 @@ def _days_or_off(
 
 def _count_or_off(env: Mapping[str, str], name: str, default: int, *, maximum: int) -> int | None:
     """A whole number, or None for 0 (the rule is off)."""
-    value = _number(env, name, default, minimum=0, maximum=maximum)
+    return _whole(env, name, default, minimum=0, maximum=maximum) or None
+
+
+def _whole(env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int) -> int:
+    value = _number(env, name, default, minimum=minimum, maximum=maximum)
     if value != int(value):
-        raise SettingsError(f"{name}={env[name]!r} must be a whole number")
-    return int(value) or None
+        raise SettingsError(f"{name}={env.get(name)!r} must be a whole number")
+    return int(value)
