@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from workers.cli.flower_command import flower
 from workers.cli.lifecycle_commands import delete, deploy, pause, resume
 from workers.cli.migrate import migrate
 from workers.cli.read_commands import ls, runs, status
@@ -25,7 +26,20 @@ def cli(verbose: bool) -> None:
     )
 
 
-for command in (validate, migrate, deploy, pause, resume, delete, ls, status, runs, trigger, up):
+for command in (
+    validate,
+    migrate,
+    deploy,
+    pause,
+    resume,
+    delete,
+    ls,
+    status,
+    runs,
+    trigger,
+    up,
+    flower,
+):
     cli.add_command(command)
 
 
