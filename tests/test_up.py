@@ -311,7 +311,7 @@ def test_an_unwritable_data_dir_is_refused(tmp_path: Path) -> None:
     blocker.write_text("")
     code, output = run_up(tmp_path, "--no-flower", "--data-dir", str(blocker / "data"))
     assert code != 0
-    assert f"cannot write to the data dir {blocker / 'data'}" in output
+    assert f"cannot make the data dir {blocker / 'data'} private and writable" in output
 
 
 def test_a_port_in_use_is_refused_before_starting(tmp_path: Path) -> None:
@@ -325,8 +325,69 @@ def test_a_port_in_use_is_refused_before_starting(tmp_path: Path) -> None:
             assert code != 0
             assert f"port {port} on 127.0.0.1 is already in use" in output
             assert option in output
-    assert not (data / "redis").exists()
+    assert not data.exists()  # refused before anything was left behind
     assert not leftovers(data)
+
+
+def test_a_refused_up_keeps_a_data_dir_that_existed(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "notes.txt").write_text("mine")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, output = run_up(tmp_path, "--data-dir", str(data), "--flower-port", str(port))
+    assert code != 0 and f"port {port} on 127.0.0.1 is already in use" in output
+    assert (data / "notes.txt").read_text() == "mine"
+    assert not leftovers(data)
+
+
+def modes(root: Path) -> dict[str, int]:
+    """The permission bits of `root` and everything in it, by path relative to `root`."""
+    found = {".": root.stat().st_mode & 0o777}
+    for path in root.rglob("*"):
+        if not path.is_symlink():
+            found[str(path.relative_to(root))] = path.stat().st_mode & 0o777
+    return found
+
+
+def assert_private(root: Path) -> None:
+    """Directories 0700 and files 0600, among them the database with its WAL and shared
+    memory, Redis's append-only file, the secrets, the logs and run/."""
+    found = modes(root)
+    loose = {
+        path: oct(mode)
+        for path, mode in found.items()
+        if mode != (0o700 if (root / path).is_dir() else 0o600)
+    }
+    assert not loose, loose
+    names = {Path(path).name for path in found}
+    expected = {"drumline.db", "drumline.db-wal", "drumline.db-shm", "redis.password"}
+    expected |= {"flower.password", "up.lock", "broker-url", "redis.pid", "redis.log"}
+    expected |= {"worker1.log", "beat1.log", "flower.log"}
+    assert expected <= names, sorted(expected - names)
+    assert any(name.endswith(".aof") for name in names), sorted(names)
+
+
+def test_up_keeps_the_data_dir_private_even_when_it_was_loose(
+    tmp_path: Path, start_up: StartUp
+) -> None:
+    """A new data dir is private under any umask; a loose existing one is made private at start;
+    a clean stop leaves no pid file behind."""
+    data = tmp_path / "data"
+    for start in ("new", "loose"):
+        up = start_up(data, "--flower-port", str(free_port()))
+        up.wait_for_output("runs in the last minute", 60)
+        assert_private(data)
+        assert_stopped_cleanly(up, signal.SIGINT)
+        assert not (data / "run" / "redis.pid").exists()
+        assert not list((data / "run").glob("*.pid"))
+        if start == "new":
+            (data / "run" / "redis.pid").write_text("999999\n")  # a stale one, from a crash
+            for path in [data, *data.rglob("*")]:  # as a umask of 0o022 or a copy leaves them
+                path.chmod(0o755 if path.is_dir() else 0o644)
+            assert set(modes(data).values()) == {0o755, 0o644}
 
 
 def test_the_examples_validate_together_and_show_each_kind_of_schedule() -> None:
