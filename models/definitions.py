@@ -240,8 +240,9 @@ def _producer_problems(
             DefinitionProblem(
                 source,
                 f"{base}.run",
-                f"no producer named {run!r} is registered on the workers "
-                f"(registered: {registered})",
+                f"no producer named {run!r} is registered here, where only the built-ins and the "
+                f"modules in DRUMLINE_PRODUCER_MODULES are (registered: {registered}); set it to "
+                "the modules your workers load",
             )
         )
     return problems

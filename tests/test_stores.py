@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
@@ -261,34 +262,47 @@ def test_claim_due_respects_the_limit_oldest_first(engine: Engine, workflow_id: 
 
 
 def test_concurrent_claims_never_hand_out_a_row_twice(engine: Engine, workflow_id: int) -> None:
-    """4 threads claim 200 due rows 7 at a time: no error, each row once, the work shared."""
+    """4 threads claim 200 due rows 7 at a time: no error, each row once, the work shared.
+
+    The threads claim in rounds, all four at once each round (a barrier), so they contend for
+    the same rows every time: a thread that got ahead cannot drain the table alone.
+    """
     store = ProducerScheduleStore(engine)
     for n in range(200):
         store.upsert(spec(workflow_id, f"p{n}"), now=NOW)
+    threads = 4
     claimed: list[str] = []
     by_thread: Counter[int] = Counter()
+    claimed_by_round: Counter[int] = Counter()
     errors: list[BaseException] = []
     lock = threading.Lock()
-    barrier = threading.Barrier(4)
+    together = threading.Barrier(threads, timeout=60)
 
     def claim(thread: int) -> None:
-        barrier.wait()
         try:
-            while batch := store.claim_due(now=NOW, lease=timedelta(minutes=1), limit=7):
+            for round_ in itertools.count():
+                together.wait()  # every thread claims at the same moment
+                batch = store.claim_due(now=NOW, lease=timedelta(minutes=1), limit=7)
                 with lock:
                     claimed.extend(s.producer_name for s in batch)
                     by_thread[thread] += len(batch)
+                    claimed_by_round[round_] += len(batch)
+                together.wait()  # every claim of the round is counted
+                if not claimed_by_round[round_]:
+                    return
         except BaseException as exc:
             errors.append(exc)
+            together.abort()  # the others stop waiting for this thread
 
-    threads = [threading.Thread(target=claim, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    workers = [threading.Thread(target=claim, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
     assert errors == []
     assert sorted(claimed) == sorted(f"p{n}" for n in range(200))
     assert len(by_thread) > 1, f"one thread claimed every row: {dict(by_thread)}"
+    assert len(by_thread) == threads, f"a thread claimed nothing: {dict(by_thread)}"
 
 
 def test_commit_slot_only_with_the_live_token(engine: Engine, workflow_id: int) -> None:
