@@ -20,21 +20,33 @@ _ROUTE = {"exchange": "", "routing_key": PRODUCERS_QUEUE}
 
 
 def run_producer_call(
-    workflow_id: int, workflow: str, producer: str, scheduled_for: datetime, claim_token: str | None
+    workflow_id: int,
+    workflow: str,
+    producer: str,
+    scheduled_for: datetime,
+    *,
+    claim_token: str | None = None,
+    trigger_token: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The task id and JSON-safe keyword arguments of one `drumline.run_producer` task.
 
     The id, `<workflow>.<producer>@<scheduled_for>`, tells in Flower and logs which slot a task
-    runs. Beat sends it with the slot's claim token, `drumline trigger` without one.
+    runs. It carries exactly one token: beat sends the slot's claim token, `drumline trigger`
+    the token of the trigger request it recorded. Workers run nothing without one.
     """
+    if (claim_token is None) == (trigger_token is None):
+        raise ValueError("a run_producer message carries exactly one of claim_token, trigger_token")
     instant = scheduled_for.astimezone(UTC).isoformat()
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "workflow_id": workflow_id,
         "workflow": workflow,
         "producer": producer,
         "scheduled_for": instant,
-        "claim_token": claim_token,
     }
+    if claim_token is not None:
+        kwargs["claim_token"] = claim_token
+    else:
+        kwargs["trigger_token"] = trigger_token
     return f"{workflow}.{producer}@{instant}", kwargs
 
 
@@ -75,7 +87,7 @@ class RunProducerPublisher:
             slot.workflow_name,
             slot.producer_name,
             slot.scheduled_for,
-            slot.claim_token,
+            claim_token=slot.claim_token,
         )
         headers, properties, body, sent_event = self._amqp.create_task_message(
             task_id,

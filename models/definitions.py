@@ -7,8 +7,11 @@ Every problem is reported with the file, the dotted path of the field (for examp
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from collections.abc import Collection, Iterable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from models.errors import DefinitionError, DefinitionProblem, ScheduleError
+from models.plain_json import JsonBounds, PlainJsonError, check_plain_json
 from models.schedules import (
     Schedule,
     check_timezone,
@@ -26,6 +30,19 @@ from models.schedules import (
 
 MAX_DEFINITION_BYTES = 1024 * 1024
 MAX_TIMEOUT_SECONDS = 24 * 3600
+MAX_PRODUCERS = 1000
+# Each producer's `params`; the whole definition is bounded more loosely, so that a params
+# problem is reported with the params' own limits.
+PARAMS_BOUNDS = JsonBounds(max_depth=32, max_bytes=64 * 1024, max_int_digits=30)
+DEFINITION_BOUNDS = JsonBounds(max_depth=64, max_bytes=MAX_DEFINITION_BYTES, max_int_digits=30)
+# YAML, counted before composing: aliases (each may stand for a whole subtree), nesting and
+# values (a 1 MiB flow list of 400,000 one-letter strings would take seconds to build).
+MAX_YAML_ALIASES = 100
+MAX_YAML_DEPTH = 100
+MAX_YAML_VALUES = 100_000
+# Fields that may be left out but not written empty: `interval:` with no value would
+# otherwise make a silently manual-only producer.
+_NOT_NULL = ("run", "interval", "cron", "timezone", "params", "timeout")
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 RUN_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_-]+)*$"
 
@@ -83,44 +100,85 @@ def parse_definition(
     *,
     source: str = "<definition>",
     known_producers: Collection[str] | None = None,
+    max_timeout: timedelta | None = None,
 ) -> WorkflowDefinition:
     """Validate a definition (already parsed from YAML/JSON); raise DefinitionError listing all
-    problems. With `known_producers`, a `run` naming no registered producer is a problem."""
+    problems. With `known_producers`, a `run` naming no registered producer is a problem;
+    with `max_timeout` (the workers' limit, from their lease), a longer `timeout` is one.
+
+    `drumline validate`, `drumline deploy` and the deploy task all call this, so they accept
+    and refuse the same definitions.
+    """
+    names = _producer_name_problems(data, source)
+    try:
+        _check_plain(data, source)
+    except DefinitionError as error:  # a non-string producer name is one of `names` already
+        plain = [p for p in error.problems if not (names and p.path == "producers")]
+        raise DefinitionError([*names, *plain]) from None
     if not isinstance(data, dict):
         raise DefinitionError(
             [DefinitionProblem(source, "", f"a definition must be a mapping, not {_kind(data)}")]
         )
-    definition, problems = _structure_problems(data, source)
     producers = data.get("producers")
+    if isinstance(producers, dict) and len(producers) > MAX_PRODUCERS:
+        message = f"has {len(producers)} producers; the limit is {MAX_PRODUCERS} per workflow"
+        raise DefinitionError([DefinitionProblem(source, "producers", message)])
+    definition, problems = _structure_problems(data, source, names)
     for name, fields in producers.items() if isinstance(producers, dict) else ():
         if isinstance(fields, dict):
-            problems.extend(_producer_problems(str(name), fields, source, known_producers))
+            problems.extend(
+                _producer_problems(str(name), fields, source, known_producers, max_timeout)
+            )
     if problems or definition is None:
         raise DefinitionError(problems)
     return definition
 
 
+def _check_plain(data: object, source: str) -> None:
+    """Plain JSON within bounds, before anything else looks at it: what YAML adds (dates,
+    sets, bytes, pairs), NaN, non-string keys, NUL and lone surrogates are refused, and the
+    walk stops at the size limit, so aliases expanding to gigabytes cost nothing."""
+    try:
+        check_plain_json(data, DEFINITION_BOUNDS)
+    except PlainJsonError as exc:
+        if exc.problem == f"larger than {DEFINITION_BOUNDS.max_bytes} bytes as JSON":
+            problem = f"definition is larger than {MAX_DEFINITION_BYTES} bytes as JSON"
+            raise DefinitionError([DefinitionProblem(source, "", problem)]) from None
+        raise DefinitionError([_plain_problem(exc, source)]) from None
+
+
+def _plain_problem(error: PlainJsonError, source: str) -> DefinitionProblem:
+    """`$.producers.p.params.x` becomes the path `producers.p.params.x`; a problem with a
+    key (`... key 'k'`) is reported at its mapping, naming the key."""
+    where, _, key = error.path.partition(" key ")
+    message = f"key {key}: {error.problem}" if key else error.problem
+    if message.endswith("is not plain JSON"):
+        message += " (in YAML, quote it to keep it as text)"
+    return DefinitionProblem(source, where.removeprefix("$").removeprefix("."), message)
+
+
+def _producer_name_problems(data: object, source: str) -> list[DefinitionProblem]:
+    producers = data.get("producers") if isinstance(data, dict) else None
+    return [
+        DefinitionProblem(
+            source,
+            f"producers.{str(name)[:80]}",
+            "producer names use lowercase letters, digits, '-' and '_' "
+            "(at most 63, starting with a letter or digit)",
+        )
+        for name in (producers if isinstance(producers, dict) else ())
+        if not isinstance(name, str) or not _is_slug(name)
+    ]
+
+
 def _structure_problems(
-    data: dict[str, Any], source: str
+    data: dict[str, Any], source: str, name_problems: list[DefinitionProblem]
 ) -> tuple[WorkflowDefinition | None, list[DefinitionProblem]]:
     """The model pydantic builds (None if it cannot), and the structural problems found."""
-    problems: list[DefinitionProblem] = []
-    producers = data.get("producers")
-    if isinstance(producers, dict):
-        for name in producers:
-            if not isinstance(name, str) or not _is_slug(name):
-                problems.append(
-                    DefinitionProblem(
-                        source,
-                        f"producers.{name}",
-                        "producer names use lowercase letters, digits, '-' and '_' "
-                        "(at most 63, starting with a letter or digit)",
-                    )
-                )
     try:
-        return WorkflowDefinition.model_validate(data), problems
+        return WorkflowDefinition.model_validate(data), list(name_problems)
     except ValidationError as exc:
-        return None, [*problems, *_from_pydantic(exc, source)]
+        return None, [*name_problems, *_from_pydantic(exc, source)]
 
 
 def _producer_problems(
@@ -128,8 +186,10 @@ def _producer_problems(
     fields: dict[str, Any],
     source: str,
     known_producers: Collection[str] | None,
+    max_timeout: timedelta | None,
 ) -> list[DefinitionProblem]:
-    """What pydantic cannot see: the schedule's meaning and whether `run` is registered.
+    """What pydantic cannot see: the schedule's meaning, the bounds of `params`, a timeout
+    the workers would refuse, and whether `run` is registered.
 
     Read from the raw fields, so these problems are reported even when others are too.
     """
@@ -138,6 +198,15 @@ def _producer_problems(
         DefinitionProblem(source, f"{base}{suffix}", message)
         for suffix, message in _schedule_problems(fields)
     ]
+    params = fields.get("params")
+    if isinstance(params, dict):
+        try:
+            check_plain_json(params, PARAMS_BOUNDS, path=f"{base}.params")
+        except PlainJsonError as exc:
+            problems.append(_plain_problem(exc, source))
+    timeout = fields.get("timeout")
+    if max_timeout is not None and isinstance(timeout, str):
+        problems.extend(_timeout_problems(f"{base}.timeout", timeout, max_timeout, source))
     run = fields.get("run")
     if known_producers is not None and isinstance(run, str) and run not in known_producers:
         registered = ", ".join(sorted(known_producers)) or "none"
@@ -145,11 +214,30 @@ def _producer_problems(
             DefinitionProblem(
                 source,
                 f"{base}.run",
-                f"no producer named {run!r} is registered on the workers "
-                f"(registered: {registered})",
+                f"no producer named {run!r} is registered here, where only the built-ins and the "
+                f"modules in DRUMLINE_PRODUCER_MODULES are (registered: {registered}); set it to "
+                "the modules your workers load",
             )
         )
     return problems
+
+
+def _timeout_problems(
+    path: str, timeout: str, max_timeout: timedelta, source: str
+) -> list[DefinitionProblem]:
+    """A run must end before its claim's lease does, or its slot could be sent again."""
+    try:
+        seconds = _duration_seconds(timeout)
+    except ValueError:
+        return []  # pydantic reports it
+    limit = max_timeout.total_seconds()
+    if seconds <= limit:
+        return []
+    message = (
+        f"timeout {timeout!r} is longer than {limit:g}s, the most these workers allow "
+        "(80% of DRUMLINE_LEASE_SECONDS)"
+    )
+    return [DefinitionProblem(source, path, message)]
 
 
 def _schedule_problems(fields: dict[str, Any]) -> list[tuple[str, str]]:
@@ -236,15 +324,27 @@ def _is_slug(text: str) -> bool:
 
 
 def load_definition_file(
-    path: str | Path, *, known_producers: Collection[str] | None = None
+    path: str | Path,
+    *,
+    known_producers: Collection[str] | None = None,
+    max_timeout: timedelta | None = None,
 ) -> WorkflowDefinition:
     """Read and validate one YAML (.yaml/.yml) or JSON (.json) file."""
     source = str(path)
-    return parse_definition(_read(Path(path)), source=source, known_producers=known_producers)
+    data = _read(Path(path))
+    _check_plain(data, source)
+    if null_problems := _null_fields(data, source):
+        raise DefinitionError(null_problems)
+    return parse_definition(
+        data, source=source, known_producers=known_producers, max_timeout=max_timeout
+    )
 
 
 def load_definition_files(
-    paths: Iterable[str | Path], *, known_producers: Collection[str] | None = None
+    paths: Iterable[str | Path],
+    *,
+    known_producers: Collection[str] | None = None,
+    max_timeout: timedelta | None = None,
 ) -> list[WorkflowDefinition]:
     """Validate several files, reporting the problems of all of them at once."""
     definitions: list[WorkflowDefinition] = []
@@ -252,7 +352,9 @@ def load_definition_files(
     seen: dict[str, str] = {}
     for path in paths:
         try:
-            definition = load_definition_file(path, known_producers=known_producers)
+            definition = load_definition_file(
+                path, known_producers=known_producers, max_timeout=max_timeout
+            )
         except DefinitionError as exc:
             problems.extend(exc.problems)
             continue
@@ -272,42 +374,121 @@ def load_definition_files(
     return definitions
 
 
+def _null_fields(data: object, source: str) -> list[DefinitionProblem]:
+    """A producer field written with no value (`interval:`) is a mistake in a file, never a
+    way to say "unset" (a definition sent to the workers carries unset fields as null)."""
+    producers = data.get("producers") if isinstance(data, dict) else None
+    return [
+        DefinitionProblem(
+            source,
+            f"producers.{name}.{key}",
+            "is empty (null): give it a value, or leave the field out",
+        )
+        for name, fields in (producers.items() if isinstance(producers, dict) else ())
+        if isinstance(fields, dict)
+        for key in _NOT_NULL
+        if key in fields and fields[key] is None
+    ]
+
+
 def _read(path: Path) -> object:
     source = str(path)
     suffix = path.suffix.lower()
     if suffix not in (".yaml", ".yml", ".json"):
         raise DefinitionError([DefinitionProblem(source, "", "use a .yaml, .yml or .json file")])
-    try:
-        size = path.stat().st_size
-        if size > MAX_DEFINITION_BYTES:
-            raise DefinitionError(
-                [
-                    DefinitionProblem(
-                        source, "", f"file is {size} bytes; the limit is {MAX_DEFINITION_BYTES}"
-                    )
-                ]
-            )
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DefinitionError(
-            [DefinitionProblem(source, "", f"cannot read: {exc.strerror}")]
-        ) from None
-    except UnicodeDecodeError:
-        raise DefinitionError([DefinitionProblem(source, "", "file is not UTF-8 text")]) from None
+    text = _read_text(path)
     try:
         if suffix == ".json":
-            return json.loads(text, object_pairs_hook=_unique_keys)
-        return yaml.load(text, Loader=_UniqueKeySafeLoader)  # a SafeLoader subclass
-    except (json.JSONDecodeError, yaml.YAMLError, DuplicateKeyError) as exc:
+            return json.loads(text, object_pairs_hook=_unique_keys, parse_int=_bounded_int)
+        return _load_yaml(text)
+    except (json.JSONDecodeError, yaml.YAMLError, DuplicateKeyError, LimitError) as exc:
         kind = "JSON" if suffix == ".json" else "YAML"
         detail = " ".join(str(exc).split())
         raise DefinitionError(
             [DefinitionProblem(source, "", f"{kind} syntax error: {detail}")]
         ) from None
+    except RecursionError:
+        problem = f"nested deeper than {MAX_YAML_DEPTH} levels"
+        raise DefinitionError([DefinitionProblem(source, "", problem)]) from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a YAML value its type cannot hold
+        detail = " ".join(str(exc).split())[:200]
+        raise DefinitionError([DefinitionProblem(source, "", f"invalid value: {detail}")]) from None
+
+
+def _read_text(path: Path) -> str:
+    """At most MAX_DEFINITION_BYTES + 1 bytes of a regular file, as UTF-8 text.
+
+    Opened without blocking (a FIFO would wait for a writer forever) and checked on the open
+    file itself, not on the name, so a symlink to /dev/zero or a FIFO is refused, and a file
+    that grows is still read only up to the limit.
+    """
+    source = str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise DefinitionError(
+            [DefinitionProblem(source, "", f"cannot read: {exc.strerror}")]
+        ) from None
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            problem = f"cannot read: {_file_kind(status.st_mode)} is not a regular file"
+            raise DefinitionError([DefinitionProblem(source, "", problem)])
+        data = _read_at_most(fd, MAX_DEFINITION_BYTES + 1)
+    except OSError as exc:
+        raise DefinitionError(
+            [DefinitionProblem(source, "", f"cannot read: {exc.strerror}")]
+        ) from None
+    finally:
+        os.close(fd)
+    size = status.st_size
+    if len(data) > MAX_DEFINITION_BYTES:
+        shown = f"{size} bytes" if size > MAX_DEFINITION_BYTES else "larger"
+        problem = f"file is {shown}; the limit is {MAX_DEFINITION_BYTES}"
+        raise DefinitionError([DefinitionProblem(source, "", problem)])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DefinitionError([DefinitionProblem(source, "", "file is not UTF-8 text")]) from None
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    remaining = limit
+    while remaining > 0 and (chunk := os.read(fd, min(remaining, 1 << 16))):
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for check, name in kinds if check(mode)), "it")
 
 
 class DuplicateKeyError(ValueError):
     """A mapping names the same key twice; YAML and JSON would silently keep the last."""
+
+
+class LimitError(ValueError):
+    """The text is over one of the parser's bounds (aliases, nesting, digits)."""
+
+
+# An integer this long is refused before int() parses it (int() refuses 4,300+ digits with a
+# ValueError, and is quadratic below that); shorter ones past the bounds are refused by path.
+_MAX_INT_TEXT = 64
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > _MAX_INT_TEXT:
+        raise LimitError(f"an integer of {len(text)} digits (at most {_MAX_INT_TEXT})")
+    return int(text)
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -319,8 +500,54 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return mapping
 
 
-class _UniqueKeySafeLoader(yaml.SafeLoader):
-    """yaml.SafeLoader (no arbitrary objects) that also refuses duplicate keys."""
+def _load_yaml(text: str) -> object:
+    """Parse YAML with libyaml (pure-Python PyYAML takes ~30 s for a 1 MiB file), after a
+    first pass over its events checks the nesting depth and the number of aliases: libyaml's
+    composer recurses in C, so 100,000 nested brackets would crash the process."""
+    events = _BoundedSafeLoader(text)
+    try:
+        depth = aliases = values = 0
+        while (event := events.get_event()) is not None:
+            values += isinstance(event, yaml.NodeEvent)
+            if values > MAX_YAML_VALUES:
+                raise LimitError(f"more than {MAX_YAML_VALUES} values ({_line(event)})")
+            if isinstance(event, yaml.AliasEvent):
+                aliases += 1
+                if aliases > MAX_YAML_ALIASES:
+                    raise LimitError(f"more than {MAX_YAML_ALIASES} aliases ({_line(event)})")
+            elif isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise LimitError(f"nested deeper than {MAX_YAML_DEPTH} levels ({_line(event)})")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    finally:
+        events.dispose()
+    loader = _BoundedSafeLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+def _line(event: yaml.Event) -> str:
+    mark = event.start_mark
+    return f"line {mark.line + 1}" if mark is not None else "unknown line"
+
+
+class _BoundedSafeLoader(yaml.CSafeLoader):
+    """libyaml's SafeLoader (no arbitrary objects) that also refuses duplicate keys and
+    integers too long to parse. What an alias expands to is bounded after loading, by the
+    definition's size."""
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        text = str(node.value)
+        if len(text) > _MAX_INT_TEXT:
+            raise LimitError(
+                f"an integer of {len(text)} characters (at most {_MAX_INT_TEXT}, "
+                f"line {node.start_mark.line + 1})"
+            )
+        return super().construct_yaml_int(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -336,3 +563,6 @@ class _UniqueKeySafeLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+_BoundedSafeLoader.add_constructor("tag:yaml.org,2002:int", _BoundedSafeLoader.construct_yaml_int)

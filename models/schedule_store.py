@@ -153,6 +153,29 @@ class ProducerScheduleStore:
                 .values(next_run_at=next_run_at, updated_at=now)
             )
 
+    def move_next_run(
+        self,
+        schedule_id: int,
+        *,
+        read: datetime,
+        to: datetime | None,
+        now: datetime,
+        conn: Connection | None = None,
+    ) -> bool:
+        """Set the next run to `to` only if it is still `read`, the value it was computed
+        from; False (nothing written) if a run's commit moved it meanwhile.
+
+        Any claim on the old slot goes with it: a message still queued for that slot is stale
+        now (it names another slot), and its claim must not hold the new slot back for a lease.
+        """
+        with transaction(self.engine, conn) as c:
+            result = c.execute(
+                update(producer_schedules)
+                .where(_s.id == schedule_id, _s.next_run_at == read)
+                .values(next_run_at=to, claimed_until=None, claim_token=None, updated_at=now)
+            )
+        return result.rowcount == 1
+
     def claim_due(
         self,
         *,
@@ -222,18 +245,31 @@ class ProducerScheduleStore:
         producer_name: str,
         claim_token: str,
         *,
+        workflow_name: str,
+        scheduled_for: datetime,
         now: datetime,
         lease: timedelta,
         conn: Connection | None = None,
     ) -> ScheduleRecord | None:
-        """Start a run under its claim: only if `claim_token` still holds a live claim, which
-        is then renewed for a whole lease, in one statement.
+        """Start a run under its claim, in one statement: only if `claim_token` still holds a
+        live claim on exactly the slot `scheduled_for` (the row's next run) of the workflow
+        named `workflow_name`. The claim is then renewed for a whole lease; if the producer is
+        paused it is released instead (the returned row says `paused`), so the slot is skipped.
 
         None means the message is stale (re-claimed, rescheduled, or its lease ran out, after
-        which beat may send the slot again). Renewing keeps beat from re-sending the slot while
-        the run, bounded by a hard time limit shorter than the lease, is still going.
+        which beat may send the slot again) or forged (a slot or name the claim does not hold).
+        Renewing keeps beat from re-sending the slot while the run, bounded by a hard time
+        limit shorter than the lease, is still going.
         """
-        params = take_claim_params(workflow_id, producer_name, claim_token, now=now, lease=lease)
+        params = take_claim_params(
+            workflow_id,
+            producer_name,
+            claim_token,
+            workflow_name=workflow_name,
+            scheduled_for=scheduled_for,
+            now=now,
+            lease=lease,
+        )
         with transaction(self.engine, conn) as c:
             row = c.execute(TAKE_CLAIM, params).first()
         return _record(row) if row else None
@@ -329,13 +365,22 @@ def _record(row: Row[Any]) -> ScheduleRecord:
 
 
 def take_claim_params(
-    workflow_id: int, producer_name: str, claim_token: str, *, now: datetime, lease: timedelta
+    workflow_id: int,
+    producer_name: str,
+    claim_token: str,
+    *,
+    workflow_name: str,
+    scheduled_for: datetime,
+    now: datetime,
+    lease: timedelta,
 ) -> dict[str, Any]:
     """The parameters of TAKE_CLAIM."""
     return {
         "b_workflow_id": workflow_id,
+        "b_workflow_name": workflow_name,
         "b_producer_name": producer_name,
         "b_claim_token": claim_token,
+        "b_claimed_slot": scheduled_for,
         "b_now": now,
         "b_until": now + lease,
     }
@@ -359,15 +404,27 @@ def commit_slot_params(
 
 # The two statements every scheduled run executes, built once (see `models.transactions.bind`)
 # and reused inside PostgreSQL's single-statement run path (models.scheduled_runs).
+# A message names its workflow by id and name, and its slot: the claim must hold all three.
+_NAMED_WORKFLOW = (
+    select(workflows.c.id)
+    .where(workflows.c.name == bind("b_workflow_name", workflows.c.name))
+    .scalar_subquery()
+)
 TAKE_CLAIM: Update = (
     update(producer_schedules)
     .where(
         _s.workflow_id == bind("b_workflow_id", _s.workflow_id),
+        _s.workflow_id == _NAMED_WORKFLOW,
         _s.producer_name == bind("b_producer_name", _s.producer_name),
         _s.claim_token == bind("b_claim_token", _s.claim_token),
         _s.claimed_until > bind("b_now", _s.claimed_until),
+        _s.next_run_at == bind("b_claimed_slot", _s.next_run_at),
     )
-    .values(claimed_until=bind("b_until", _s.claimed_until))
+    .values(
+        # A paused producer's slot is skipped: its claim is released, not renewed.
+        claimed_until=case((_s.paused, None), else_=bind("b_until", _s.claimed_until)),
+        claim_token=case((_s.paused, None), else_=_s.claim_token),
+    )
     .returning(*producer_schedules.c)
 )
 

@@ -34,7 +34,7 @@ from models.schedule_store import (
 )
 from models.tables import producer_runs, producer_schedules
 from models.transactions import bind
-from models.vocabulary import RunStatus, Trigger
+from models.vocabulary import RunStatus, SkipReason, Trigger
 
 _r = producer_runs.c
 _RUN_PREFIX = "run__"  # the run row's columns, beside the schedule row's
@@ -61,6 +61,7 @@ class ScheduledRunStore:
         self,
         *,
         workflow_id: int,
+        workflow_name: str,
         producer_name: str,
         scheduled_for: datetime,
         claim_token: str,
@@ -69,19 +70,35 @@ class ScheduledRunStore:
         lease: timedelta,
     ) -> StartedSlot | None:
         """Renew the claim for a whole lease and record the run row (attempt + 1 if an earlier
-        attempt died running). None: the claim is no longer held (a stale message)."""
+        attempt died running). A paused producer's slot is recorded skipped and its claim
+        released instead, in the same step. None: the claim does not hold this slot (a stale or
+        forged message); nothing was written."""
+        claim = take_claim_params(
+            workflow_id,
+            producer_name,
+            claim_token,
+            workflow_name=workflow_name,
+            scheduled_for=scheduled_for,
+            now=now,
+            lease=lease,
+        )
+        begin = begin_params(
+            workflow_id, producer_name, scheduled_for, "schedule", task_id, now=now
+        )
         if self._single_statement:
-            params = take_claim_params(
-                workflow_id, producer_name, claim_token, now=now, lease=lease
-            ) | begin_params(
-                workflow_id, producer_name, scheduled_for, Trigger.SCHEDULE, task_id, now=now
-            )
             with self._autocommit() as conn:
-                row = conn.execute(_START_PG, params).first()
+                row = conn.execute(_START_PG, claim | begin).first()
             return None if row is None else _started_slot(row)
         with self.engine.begin() as conn:
             schedule = self.schedules.take_claim(
-                workflow_id, producer_name, claim_token, now=now, lease=lease, conn=conn
+                workflow_id,
+                producer_name,
+                claim_token,
+                workflow_name=workflow_name,
+                scheduled_for=scheduled_for,
+                now=now,
+                lease=lease,
+                conn=conn,
             )
             if schedule is None:
                 return None
@@ -92,6 +109,7 @@ class ScheduledRunStore:
                 trigger=Trigger.SCHEDULE,
                 task_id=task_id,
                 now=now,
+                skipped=SkipReason.PAUSED if schedule.paused else None,
                 conn=conn,
             )
         return StartedSlot(schedule, run)
@@ -141,6 +159,7 @@ def _started_slot(row: Row[Any]) -> StartedSlot:
         for key in list(fields)
         if key.startswith(_RUN_PREFIX)
     }
+    del run["trigger_token"]  # never set on a scheduled run
     return StartedSlot(
         schedule=ScheduleRecord(**fields),
         run=None if run["id"] is None else RunRecord(**run),
@@ -148,8 +167,10 @@ def _started_slot(row: Row[Any]) -> StartedSlot:
 
 
 def _start_statement() -> Any:
-    """TAKE_CLAIM, then the run row inserted only if the claim was taken, in one statement."""
+    """TAKE_CLAIM, then the run row inserted only if the claim was taken, in one statement:
+    running, or skipped with the reason `paused` if the claimed row is paused."""
     claim = TAKE_CLAIM.cte("claim")
+    paused = claim.c.paused
     run = (
         take_over_running(
             postgresql.insert(producer_runs).from_select(
@@ -161,6 +182,8 @@ def _start_statement() -> Any:
                     _r.task_id,
                     _r.attempt,
                     _r.status,
+                    _r.error,
+                    _r.finished_at,
                     _r.started_at,
                 ],
                 select(
@@ -170,7 +193,9 @@ def _start_statement() -> Any:
                     bind("b_trigger", _r.trigger),
                     bind("b_task_id", _r.task_id),
                     literal(1),
-                    literal(RunStatus.RUNNING.value),
+                    case((paused, literal(RunStatus.SKIPPED.value)), else_=RunStatus.RUNNING.value),
+                    case((paused, literal(SkipReason.PAUSED.value)), else_=None),
+                    case((paused, bind("b_started_at", _r.started_at)), else_=None),
                     bind("b_started_at", _r.started_at),
                 ),
             )

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import croniter
 from croniter.croniter import CroniterBadCronError, CroniterBadDateError, CroniterError
@@ -29,6 +29,9 @@ _UNITS = {
     "m": timedelta(minutes=1),
     "s": timedelta(seconds=1),
 }
+# Longer numbers are refused before int() sees them (int() of 4,300+ digits raises).
+_MAX_DIGITS = 12
+_LONG_NUMBER = re.compile(rf"\d{{{_MAX_DIGITS + 1},}}", re.ASCII)
 _INTERVAL = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", re.ASCII)
 
 
@@ -40,6 +43,11 @@ def parse_interval(text: str) -> timedelta:
         raise ScheduleError(f"interval {text!r} has no unit: write e.g. '{text}s' or '{text}m'")
     if text.startswith("-"):
         raise ScheduleError(f"interval {text!r} is negative: it must be a positive duration")
+    if _LONG_NUMBER.search(text):
+        raise ScheduleError(
+            f"interval {text[:40]!r} is longer than the maximum of 365d "
+            f"(it has a number of more than {_MAX_DIGITS} digits)"
+        )
     match = _INTERVAL.fullmatch(text)
     if match is None:
         raise ScheduleError(
@@ -163,10 +171,17 @@ _ALIASES = {
 }
 _FIELDS_5 = ("minute", "hour", "day-of-month", "month", "day-of-week")
 _FIELDS_6 = ("second", *_FIELDS_5)
-# Longest stretch a DST change can move wall time; candidates are searched around it.
+# Longest stretch a DST change can move wall time; a repeated hour is looked for within it.
 _DST_MARGIN = timedelta(hours=3)
-# A cron whose next match lies further away than this never fires (e.g. 30 February).
-_HORIZON_YEARS = 30
+# The search for a cron's next firing stops this far past its start: a cron with no match in
+# that time never fires (30 February; or every match in an hour skipped by DST).
+HORIZON_YEARS = 30
+# ... and after this many candidate wall times. Each step is a match, a DST gap jumped over or
+# a repeated hour skipped, so a cron that fires at all needs a handful; the budget only stops
+# a pathological one in milliseconds.
+MAX_SEARCH_STEPS = 1000
+# The last instant a search may reach: beyond it a horizon would pass the year 9999.
+_LATEST = datetime(9999, 1, 1, tzinfo=UTC) - timedelta(days=366 * (HORIZON_YEARS + 1))
 
 
 @dataclass(frozen=True)
@@ -207,52 +222,100 @@ class CronSchedule:
         return _described(f"cron '{self.expression}' ({self.timezone})", exhausted)
 
     def next_after(self, after: datetime, anchor: datetime | None = None) -> datetime | None:
-        """The first firing strictly after `after`, or None if it never fires again."""
+        """The first firing strictly after `after`, or None if it never fires again.
+
+        "Never" means: no firing within `HORIZON_YEARS` of `after` (found in at most
+        `MAX_SEARCH_STEPS` steps), so the answer comes in milliseconds whatever the cron.
+        """
         _require_aware(after, "after")
         after = after.astimezone(UTC)
+        if after > _LATEST:
+            return None
         zone = self._zone
-        wall_start = after.astimezone(zone).replace(tzinfo=None)
-        if not _steady(after, zone):
-            wall_start -= _DST_MARGIN  # a repeated hour may hold matches still to come
-        walls = croniter(
+        first = self._first_in_wall_order(after, zone)
+        second = self._first_in_second_pass(after, zone) if self._wildcard else None
+        found = [instant for instant in (first, second) if instant is not None]
+        return min(found, default=None)
+
+    def _walls(self, start: datetime) -> croniter:
+        """Wall-clock matches strictly after the naive wall time `start`."""
+        return croniter(
             " ".join(self._fields),
-            wall_start,
+            start,
             second_at_beginning=len(self._fields) == 6,
-            max_years_between_matches=_HORIZON_YEARS,
+            max_years_between_matches=HORIZON_YEARS,
         )
-        best: datetime | None = None
-        while True:
+
+    def _first_in_wall_order(self, after: datetime, zone: ZoneInfo) -> datetime | None:
+        """The first firing after `after` that is a wall time's first occurrence (or, for a
+        fixed job, the end of the gap its wall time fell into).
+
+        These instants rise with the wall time, so the first match past `after`'s wall time
+        is the answer. Two things are stepped over rather than walked through: a DST gap (for
+        a wildcard job, whose matches there do not fire) and, when `after` lies in the second
+        pass of a repeated hour, the rest of that hour (its first passes are all past).
+        """
+        local = after.astimezone(zone)
+        start = local.replace(tzinfo=None)
+        if local.fold == 1 and local.replace(fold=0).utcoffset() != local.utcoffset():
+            start = _repeated_hour_end(after, zone) - _SECOND
+        horizon = (after + timedelta(days=366 * HORIZON_YEARS)).astimezone(zone)
+        walls = self._walls(start)
+        for _ in range(MAX_SEARCH_STEPS):
             try:
                 wall: datetime = walls.get_next(datetime)
             except CroniterBadDateError:
-                return best
-            if best is not None and (
-                _steady(best, zone)
-                or wall - _DST_MARGIN > best.astimezone(zone).replace(tzinfo=None)
-            ):
-                return best
-            for instant in self._instants(wall, zone):
-                if instant > after and (best is None or instant < best):
-                    best = instant
+                return None
+            if wall > horizon.replace(tzinfo=None):
+                return None
+            first = wall.replace(tzinfo=zone, fold=0)
+            if _exists(first):
+                instant = first.astimezone(UTC)
+                if instant > after:
+                    return instant
+                continue
+            gap_end = _transition(first, wall.replace(tzinfo=zone, fold=1), zone)
+            if not self._wildcard:
+                return gap_end if gap_end > after else None
+            walls = self._walls(gap_end.astimezone(zone).replace(tzinfo=None) - _SECOND)
+        return None
 
-    def _instants(self, wall: datetime, zone: ZoneInfo) -> list[datetime]:
-        """The real instants at which a wall-clock match fires (0, 1 or 2 of them)."""
-        first = wall.replace(tzinfo=zone, fold=0)
-        second = wall.replace(tzinfo=zone, fold=1)
-        if first.utcoffset() == second.utcoffset():
-            return [first.astimezone(UTC)]
-        if _exists(first):  # repeated hour when clocks go back
-            earlier, later = sorted((first.astimezone(UTC), second.astimezone(UTC)))
-            return [earlier, later] if self._wildcard else [earlier]
-        if self._wildcard:  # skipped hour when clocks go forward
-            return []
-        return [_transition(first.astimezone(UTC), second.astimezone(UTC), zone)]
+    def _first_in_second_pass(self, after: datetime, zone: ZoneInfo) -> datetime | None:
+        """For a wildcard job: its first firing after `after` in the second pass of an hour
+        repeated when clocks went back close to `after` (within `_DST_MARGIN`).
+
+        Only such a second pass can hold a firing earlier than the wall-order answer: a later
+        repeated hour's first pass comes before its second.
+        """
+        low, high = after - _DST_MARGIN, after + _DST_MARGIN
+        before, later = low.astimezone(zone).utcoffset(), high.astimezone(zone).utcoffset()
+        if before is None or later is None or before <= later:
+            return None
+        change = _transition(low, high, zone)
+        repeat_start = change.astimezone(zone).replace(tzinfo=None)  # second pass begins
+        repeat_end = repeat_start + (before - later)
+        # A second-pass wall W fires at W - later: after `after` when W > after + later.
+        start = max((after + later).replace(tzinfo=None), repeat_start - _SECOND)
+        try:
+            wall: datetime = self._walls(start).get_next(datetime)
+        except CroniterBadDateError:
+            return None
+        if wall >= repeat_end:
+            return None
+        instant = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+        return instant if instant > after else None
 
 
-def _steady(instant: datetime, zone: ZoneInfo) -> bool:
-    """No DST change near `instant`: wall-clock order is then real-time order around it."""
-    before = (instant - _DST_MARGIN).astimezone(zone).utcoffset()
-    return before == (instant + _DST_MARGIN).astimezone(zone).utcoffset()
+_SECOND = timedelta(seconds=1)
+
+
+def _repeated_hour_end(after: datetime, zone: ZoneInfo) -> datetime:
+    """The naive wall time at which the repeated hour holding `after` (second pass) ends."""
+    local = after.astimezone(zone)
+    first_offset, second_offset = local.replace(fold=0).utcoffset(), local.utcoffset()
+    assert first_offset is not None and second_offset is not None
+    change = _transition(after - _DST_MARGIN, after, zone)
+    return change.astimezone(zone).replace(tzinfo=None) + (first_offset - second_offset)
 
 
 def _exists(local: datetime) -> bool:
@@ -262,10 +325,11 @@ def _exists(local: datetime) -> bool:
 
 
 def _transition(low: datetime, high: datetime, zone: ZoneInfo) -> datetime:
-    """The instant clocks jumped forward, between `low` and `high` (a second's precision)."""
-    low, high = min(low, high), max(low, high)
+    """The instant `zone`'s UTC offset changes between `low` and `high` (to the second)."""
+    # In UTC first: aware datetimes sharing a tzinfo compare by wall time, ignoring fold.
+    low, high = sorted((low.astimezone(UTC), high.astimezone(UTC)))
     offset_before = low.astimezone(zone).utcoffset()
-    while high - low > timedelta(seconds=1):
+    while high - low > _SECOND:
         middle = low + (high - low) / 2
         if middle.astimezone(zone).utcoffset() == offset_before:
             low = middle
@@ -291,6 +355,11 @@ def parse_cron(expression: str, timezone: str = "UTC") -> CronSchedule:
             "day-of-month month day-of-week) or 6 with seconds first"
         )
     names = _FIELDS_6 if len(fields) == 6 else _FIELDS_5
+    for name, field in zip(names, fields, strict=True):
+        if problem := _range_or_step_problem(name, field):
+            raise ScheduleError(
+                f"invalid cron {expression[:80]!r}: {name} field {field[:40]!r} {problem}"
+            )
     for position, (name, field) in enumerate(zip(names, fields, strict=True)):
         probe = ["*"] * len(fields)
         probe[position] = field
@@ -307,9 +376,66 @@ def parse_cron(expression: str, timezone: str = "UTC") -> CronSchedule:
     return CronSchedule(expression=expression, timezone=zone_name)
 
 
+# How many values each field has: a step is at most that (`*/60` in minutes is the last).
+_FIELD_SIZES = {
+    "second": 60,
+    "minute": 60,
+    "hour": 24,
+    "day-of-month": 31,
+    "month": 12,
+    "day-of-week": 7,
+}
+_NAMED_VALUES = {
+    name: number
+    for names, first in (
+        (("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1),
+        (("sun", "mon", "tue", "wed", "thu", "fri", "sat"), 0),
+    )
+    for number, name in enumerate(names, start=first)
+}
+
+
+def _range_or_step_problem(name: str, field: str) -> str | None:
+    """What croniter lets through but cron does not: `5-1` (croniter wraps it around) and a
+    step beyond the field's size (`*/99999999999999999999`, an int of any length)."""
+    for part in field.split(","):
+        base, slash, step = part.partition("/")
+        if slash and not (
+            step.isascii() and step.isdigit() and len(step) <= 2 and int(step) <= _FIELD_SIZES[name]
+        ):
+            return f"has step {step[:20]!r}: use a whole number from 1 to {_FIELD_SIZES[name]}"
+        low, dash, high = base.partition("-")
+        if dash:
+            first, last = _field_value(low, name, end=False), _field_value(high, name, end=True)
+            if first is not None and last is not None and first > last:
+                return f"has range {base!r} that runs backwards: write the lower value first"
+    return None
+
+
+def _field_value(text: str, name: str, *, end: bool) -> int | None:
+    """A range bound as a number (names too; `sun` ending a weekday range is 7); None if it
+    is neither, which croniter then judges."""
+    text = text.lower()
+    if text.isascii() and text.isdigit():
+        return int(text) if len(text) <= 4 else None
+    if end and name == "day-of-week" and text == "sun":
+        return 7
+    return _NAMED_VALUES.get(text)
+
+
 def check_timezone(name: str) -> str:
+    """`name` if it is an IANA time zone (a zone or one of its link names, like `UTC`).
+
+    Refused although the zone files exist: `localtime` (whatever this host is set to, not
+    what the workers are), `Factory`, `posixrules`, and the `posix/` and `right/` copies (the
+    latter counts leap seconds, which would shift every run).
+    """
     if not isinstance(name, str) or not name:
         raise ScheduleError("timezone is empty: use an IANA name such as 'Europe/Berlin'")
+    if name not in _iana_names():
+        raise ScheduleError(
+            f"unknown timezone {name[:80]!r}: use an IANA name such as 'Europe/Berlin' or 'UTC'"
+        )
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -317,6 +443,19 @@ def check_timezone(name: str) -> str:
             f"unknown timezone {name!r}: use an IANA name such as 'Europe/Berlin' or 'UTC'"
         ) from None
     return name
+
+
+_NOT_ZONES = frozenset({"localtime", "Factory", "posixrules"})
+
+
+@functools.cache
+def _iana_names() -> frozenset[str]:
+    """The zone names found on this host's tz database, without those that are no zone."""
+    return frozenset(
+        name
+        for name in available_timezones()
+        if name not in _NOT_ZONES and not name.startswith(("posix/", "right/"))
+    )
 
 
 def compile_schedule(

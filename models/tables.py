@@ -128,6 +128,8 @@ producer_runs = Table(
     Column("duration_ms", Float, nullable=True),
     Column("error", Text, nullable=True),
     Column("result", JSON, nullable=True),
+    # The secret a manual run's message must carry; set only on rows `drumline trigger` wrote.
+    Column("trigger_token", String(64), nullable=True),
     # One row per slot: this is what makes committing a slot idempotent.
     UniqueConstraint("workflow_id", "producer_name", "scheduled_for"),
     _one_of("status", RUN_STATUSES),

@@ -30,6 +30,9 @@ class RunStatus(StrEnum):
     FAILED = "failed"
     SUPERSEDED = "superseded"  # the claim was lost meanwhile: the schedule was left alone
     SKIPPED = "skipped"
+    # A trigger request `drumline trigger` recorded; a worker starts it only if its message
+    # carries the same `trigger_token` (so a forged message cannot run anything).
+    PENDING = "pending"
 
 
 class Trigger(StrEnum):
@@ -42,6 +45,9 @@ class Trigger(StrEnum):
 class SkipReason(StrEnum):
     """Why a worker ran nothing for a message; part of the task's result and log line."""
 
-    STALE_MESSAGE = "stale message (claim no longer held or lease expired)"
+    STALE_MESSAGE = "stale or forged message (its claim does not hold this slot)"
     ALREADY_FINISHED = "slot already finished"
     PRODUCER_GONE = "producer no longer exists"
+    # Also the `error` of the run row of a slot skipped because its producer is paused.
+    PAUSED = "paused"
+    NO_TRIGGER_REQUEST = "no pending trigger request matches (a forged or replayed message)"

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from workers.registry import ProducerContext, producer
+from workers.time_limit import ProducerTimeoutError
 
 
 def _journal(context: ProducerContext, event: str) -> None:
@@ -37,6 +38,22 @@ def journal(context: ProducerContext) -> dict[str, str]:
     time.sleep(float(context.params.get("seconds", 0)))
     _journal(context, "end")
     return {"slot": context.scheduled_for.isoformat()}
+
+
+@producer("test.journal_swallowing_timeout")
+def journal_swallowing_timeout(context: ProducerContext) -> dict[str, int]:
+    """Catches every time-limit exception until `params.seconds` have passed, then returns as
+    if all went well: the run must still be recorded as timed out."""
+    _journal(context, "start")
+    end = time.monotonic() + float(context.params["seconds"])
+    caught = 0
+    while (left := end - time.monotonic()) > 0:
+        try:
+            time.sleep(left)
+        except ProducerTimeoutError:
+            caught += 1
+    _journal(context, "end")
+    return {"caught": caught}
 
 
 def read_journal(path: Path) -> list[dict[str, object]]:

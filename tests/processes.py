@@ -136,31 +136,3 @@ def running_beat(
         yield beat
     finally:
         beat.stop()
-
-
-@contextmanager
-def running_flower(
-    env: Mapping[str, str], log_dir: Path, port: int, basic_auth: str, name: str = "flower"
-) -> Iterator[CeleryProcess]:
-    """Flower on 127.0.0.1:`port` with basic auth; stopped with SIGTERM to its process group.
-
-    Flower exits 0 on SIGTERM; the caller may check `process.returncode` after the block.
-    """
-    flower = CeleryProcess(
-        ["flower", f"--port={port}", "--address=127.0.0.1", f"--basic-auth={basic_auth}"],
-        env,
-        log_dir / f"{name}.log",
-    )
-    flower.start()
-    try:
-        flower.wait_for_log("Visit me at")
-        yield flower
-    finally:
-        assert flower.process is not None
-        if flower.process.poll() is None:
-            with suppress(ProcessLookupError):
-                os.killpg(flower.process.pid, signal.SIGTERM)
-            try:
-                flower.process.wait(10)
-            except subprocess.TimeoutExpired:
-                flower.kill()

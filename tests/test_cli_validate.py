@@ -386,8 +386,9 @@ def test_unknown_run_lists_registered_names(tmp_path: Path) -> None:
     names = registered_names()
     assert {"demo.noop", "demo.counter", "demo.sleep", "demo.fail", "demo.flaky"} <= set(names)
     assert result.stderr == (
-        f"{bad}: producers.p.run: no producer named 'team.missing' is registered on the workers "
-        f"(registered: {', '.join(names)})\n"
+        f"{bad}: producers.p.run: no producer named 'team.missing' is registered here, where only"
+        " the built-ins and the modules in DRUMLINE_PRODUCER_MODULES are (registered: "
+        f"{', '.join(names)}); set it to the modules your workers load\n"
     )
 
 

@@ -32,7 +32,8 @@ from workers.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "compose" / "docker-compose.yml"
 DOCKERFILE = ROOT / "compose" / "Dockerfile"
-CELERY_SERVICES = ("beat", "worker", "flower")
+CELERY_SERVICES = ("beat", "worker")
+SERVICES_OF_THE_APP = (*CELERY_SERVICES, "flower")
 VARIABLE = re.compile(r"\$\{(\w+)(?::?([-?])([^}]*))?\}")
 HEALTHY = {"service_started", "service_healthy", "service_completed_successfully"}
 
@@ -79,10 +80,6 @@ def check_celery_command(args: list[str]) -> None:
     assert isinstance(app_module.app, Celery)
     subcommand = celery_cli.commands[args[3]]
     rest = args[4:]
-    if args[3] == "flower":
-        names = [flag.lstrip("-").replace("-", "_") for flag in flags(rest)]
-        assert names and all(name in tornado_options for name in names), rest
-        return
     unknown = set(flags(rest)) - options_of(subcommand)
     assert not unknown, f"celery {args[3]} has no option {sorted(unknown)}"
     if "-S" in rest:
@@ -95,6 +92,16 @@ def test_every_celery_service_names_an_app_subcommand_and_options_that_exist(
 ) -> None:
     for name in CELERY_SERVICES:
         check_celery_command(argv(services[name]["command"]))
+
+
+def test_flower_runs_behind_drumlines_gate_with_options_that_exist(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    args = argv(services["flower"]["command"])
+    assert args[:2] == ["drumline", "flower"], args  # not `celery flower`: /metrics is open there
+    names = [flag.lstrip("-").replace("-", "_") for flag in flags(args[2:])]
+    assert names and all(name in tornado_options for name in names), args
+    assert services["flower"]["ports"] == ["127.0.0.1:5555:5555"]
 
 
 def test_beat_uses_the_producer_scheduler_and_workers_consume_both_queues(
@@ -143,7 +150,7 @@ def test_dependencies_exist_and_wait_for_the_migration(
             assert rule["condition"] in HEALTHY
             if rule["condition"] == "service_healthy":
                 assert "healthcheck" in services[target], f"{target} has no healthcheck"
-    for name in CELERY_SERVICES:
+    for name in SERVICES_OF_THE_APP:
         migrate = services[name]["depends_on"]["migrate"]
         assert migrate["condition"] == "service_completed_successfully"
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
@@ -164,7 +171,7 @@ def test_the_environment_is_drumline_settings_that_parse(
     services: dict[str, dict[str, Any]],
 ) -> None:
     source = inspect.getsource(workers.settings)
-    for name in ("migrate", *CELERY_SERVICES):
+    for name in ("migrate", *SERVICES_OF_THE_APP):
         env = environment(services[name])
         for variable in (v for v in env if v.startswith("DRUMLINE_")):
             assert f'"{variable}"' in source, f"workers/settings.py does not read {variable}"

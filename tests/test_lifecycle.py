@@ -255,6 +255,27 @@ def test_resume_moves_missed_runs_to_the_next_slot_without_a_burst(
     assert lifecycle.resume("prices").to_json()["noop"] is True
 
 
+def test_resume_drops_a_claim_on_a_slot_that_passed_while_paused(
+    lifecycle: Lifecycle, engine: Engine, clock: Clock
+) -> None:
+    """The message sent for the old slot is stale after resume; its claim (here one with a lease
+    longer than the pause) must not hold the new slot back."""
+    lifecycle.deploy(BASE)
+    first_slot = rows(engine)["fast"].next_run_at
+    assert first_slot is not None
+    claimed = ProducerScheduleStore(engine).claim_due(
+        now=first_slot, lease=timedelta(days=30), limit=100
+    )
+    assert "fast" in [slot.producer_name for slot in claimed]
+    lifecycle.pause("prices")
+    clock.now = NOW + timedelta(days=2, seconds=5)
+
+    lifecycle.resume("prices")
+
+    assert rows(engine)["fast"].claim_token is None
+    assert claimable(engine, clock.now + timedelta(seconds=25)) == ["fast"]
+
+
 def test_delete_removes_the_workflow_its_schedules_and_runs(
     lifecycle: Lifecycle, engine: Engine
 ) -> None:

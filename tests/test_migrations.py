@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import Engine, bindparam, inspect, text
+from sqlalchemy.exc import IntegrityError
 
 from models import migrate
 from models.db import make_engine
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
 from models.tables import metadata
+from models.types import UTCDateTime
 from models.workflow_store import WorkflowStore
 from tests.databases import schedule_spec, table_dump
 
@@ -69,3 +72,75 @@ def test_upgrade_twice_is_a_no_op(db_url: str) -> None:
     assert table_dump(engine) == before
     assert set(inspect(engine).get_table_names()) == tables
     engine.dispose()
+
+
+def test_0002_adds_trigger_requests_to_a_populated_database_and_downgrades(
+    empty_db_url: str,
+) -> None:
+    """0001 -> 0002 keeps every row of a populated database; 0002 -> 0001 keeps them too,
+    a pending trigger request (which 0001 cannot hold) as skipped."""
+    engine = make_engine(empty_db_url)
+    migrate.upgrade(engine, "0001")
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    slot = {"producer_name": "poll", "trigger": "schedule", "attempt": 1, "started_at": now}
+    with engine.begin() as conn:
+        workflow_id = conn.execute(
+            text(
+                "INSERT INTO workflows (name, status, version, definition, created_at, updated_at)"
+                " VALUES ('prices', 'active', 1, '{}', :now, :now) RETURNING id"
+            ).bindparams(bindparam("now", type_=UTCDateTime())),
+            {"now": now},
+        ).scalar_one()
+        for n, status in enumerate(("succeeded", "failed", "running", "skipped")):
+            conn.execute(
+                text(
+                    "INSERT INTO producer_runs (workflow_id, producer_name, scheduled_for,"
+                    " trigger, attempt, status, started_at, error)"
+                    " VALUES (:w, :producer_name, :at, :trigger, :attempt, :status,"
+                    " :started_at, :error)"
+                ).bindparams(
+                    bindparam("at", type_=UTCDateTime()),
+                    bindparam("started_at", type_=UTCDateTime()),
+                ),
+                {
+                    **slot,
+                    "w": workflow_id,
+                    "at": now + timedelta(seconds=n),
+                    "status": status,
+                    "error": None if status == "succeeded" else f"{status} error",
+                },
+            )
+    old_rows = _runs(engine)
+    assert len(old_rows) == 4
+
+    migrate.upgrade(engine)
+    assert migrate.current_revision(engine) == "0002"
+    assert [row[:-1] for row in _runs(engine)] == old_rows  # the new column comes last
+    assert all(row[-1] is None for row in _runs(engine))
+    runs = RunStore(engine)
+    request = runs.request_trigger(
+        workflow_id=workflow_id,
+        producer_name="poll",
+        scheduled_for=now + timedelta(minutes=1),
+        trigger_token="t0ken",
+        task_id="prices.poll@manual",
+        now=now,
+    )
+    assert request is not None and request.status == "pending"
+
+    migrate.downgrade(engine, "0001")
+    assert migrate.current_revision(engine) == "0001"
+    rows = _runs(engine)
+    assert rows[:4] == old_rows
+    assert [(row[7], row[11]) for row in rows[4:]] == [
+        ("skipped", "trigger request dropped by a schema downgrade")
+    ]
+    # 0001's constraint is back: no pending status.
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(text("UPDATE producer_runs SET status = 'pending'"))
+    engine.dispose()
+
+
+def _runs(engine: Engine) -> list[tuple[object, ...]]:
+    with engine.connect() as conn:
+        return [tuple(row) for row in conn.execute(text("SELECT * FROM producer_runs ORDER BY id"))]

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+import signal
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, event
 
+from models.plain_json import JsonBounds
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
 from models.workflow_store import WorkflowStore
-from tests.databases import schedule_spec
+from tests.databases import schedule_spec, table_dump
 from workers.registry import ProducerContext, ProducerResult, producer
 from workers.runner import Slot, SlotRunner
+from workers.time_limit import ProducerTimeoutError
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)
+BOUNDS = JsonBounds(max_depth=8, max_bytes=1024)
+FAR_FUTURE = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 
 
 class Clock:
@@ -74,6 +82,8 @@ class Harness:
             max_timeout=timedelta(seconds=2),
             default_timeout=timedelta(seconds=1),
             clock=self.clock,
+            result_bounds=BOUNDS,
+            state_bounds=BOUNDS,
         )
 
     def claim(self) -> Slot:
@@ -89,6 +99,18 @@ class Harness:
 
     def schedule(self) -> Any:
         return self.schedules.get(self.workflow.id, "poll")
+
+    def request_trigger(self, moment: datetime, token: str = "t0ken") -> Slot:
+        """Record a trigger request as `drumline trigger` does; its message's slot."""
+        assert self.runs.request_trigger(
+            workflow_id=self.workflow.id,
+            producer_name="poll",
+            scheduled_for=moment,
+            trigger_token=token,
+            task_id="manual-1",
+            now=moment,
+        )
+        return Slot(self.workflow.id, "prices", "poll", moment, None, "manual-1", token)
 
 
 def test_a_run_commits_next_run_state_and_run_row(engine: Engine) -> None:
@@ -245,7 +267,8 @@ def test_an_unserialisable_result_is_a_failure(engine: Engine) -> None:
     h = Harness(engine, run="test.unserialisable")
     assert h.runner.run(h.claim())["status"] == "failed"
     [run] = h.runs.list(h.workflow.id)
-    assert "not JSON serializable" in (run.error or "")
+    # Was json.dumps' "not JSON serializable"; now the one plain-JSON check names the path.
+    assert "result: a object is not plain JSON" in (run.error or "")
 
 
 def test_a_state_that_is_not_a_mapping_is_a_failure_and_keeps_the_old_state(
@@ -296,7 +319,7 @@ def test_a_retried_message_takes_over_a_slot_whose_worker_died(engine: Engine) -
 def test_a_manual_trigger_keeps_the_next_run(engine: Engine) -> None:
     h = Harness(engine, schedule_type="manual", schedule_value="", next_run_at=None)
     moment = T0 + timedelta(seconds=7)
-    slot = Slot(h.workflow.id, "prices", "poll", moment, None, "manual-1")
+    slot = h.request_trigger(moment)  # was a message without a token; now a recorded request
     assert h.runner.run(slot)["status"] == "succeeded"
     row = h.schedule()
     assert (row.next_run_at, row.last_status, row.state) == (None, "succeeded", {"count": 1})
@@ -307,10 +330,10 @@ def test_a_manual_trigger_keeps_the_next_run(engine: Engine) -> None:
 def test_a_slot_of_a_deleted_producer_is_skipped(engine: Engine) -> None:
     h = Harness(engine)
     slot = h.claim()
+    manual = h.request_trigger(T0 + timedelta(seconds=1))  # was a message without a token
     h.schedules.delete(h.workflow.id, "poll")
     assert h.runner.run(slot)["status"].startswith("skipped")
-    manual = Slot(h.workflow.id, "prices", "poll", T0, None, "manual-1")
-    assert h.runner.run(manual)["status"].startswith("skipped")
+    assert h.runner.run(manual)["status"] == "skipped: producer no longer exists"
 
 
 def test_a_time_limit_above_the_cap_is_capped(engine: Engine) -> None:
@@ -319,3 +342,248 @@ def test_a_time_limit_above_the_cap_is_capped(engine: Engine) -> None:
     assert summary["status"] == "failed"
     [run] = h.runs.list(h.workflow.id)
     assert "timed out after 2s" in (run.error or "")
+
+
+# --- messages are trusted only as far as the database confirms them --------------------------
+
+_tally: list[str] = []
+
+
+@producer("test.tally")
+def tally_producer(context: ProducerContext) -> None:
+    """Notes each execution outside the database, so a run that happened cannot hide."""
+    _tally.append(context.scheduled_for.isoformat())
+
+
+def forged(h: Harness, slot: Slot, **changes: Any) -> Slot:
+    return dataclasses.replace(slot, **{"task_id": "forged", **changes})
+
+
+def assert_runs_nothing(h: Harness, slot: Slot, status: str) -> None:
+    """The message runs no producer and writes no row."""
+    before = table_dump(h.engine)
+    _tally.clear()
+    assert h.runner.run(slot)["status"].startswith(status)
+    assert _tally == []
+    assert table_dump(h.engine) == before
+
+
+def test_a_message_with_no_token_or_both_is_refused(engine: Engine) -> None:
+    h = Harness(engine, run="test.tally")
+    claimed = h.claim()
+    no_token = forged(h, claimed, claim_token=None)
+    assert_runs_nothing(h, no_token, "refused: no claim_token or trigger_token")
+    both = forged(h, claimed, trigger_token="t0ken")
+    assert_runs_nothing(h, both, "refused: both claim_token and trigger_token")
+
+
+def test_a_claim_token_for_another_slot_cannot_pre_empt_it(engine: Engine) -> None:
+    h = Harness(engine, run="test.tally")
+    claimed = h.claim()
+    stale = "skipped: stale or forged message"
+    for moment in (T0 + timedelta(seconds=30), T0 - timedelta(seconds=30), FAR_FUTURE):
+        assert_runs_nothing(h, forged(h, claimed, scheduled_for=moment), stale)
+    assert_runs_nothing(h, forged(h, claimed, workflow="other"), stale)
+    assert_runs_nothing(h, forged(h, claimed, producer="other"), stale)
+    # The real message of the claimed slot still runs, once.
+    _tally.clear()
+    assert h.runner.run(claimed)["status"] == "succeeded"
+    assert _tally == [T0.isoformat()]
+    # The early message of the next slot is no better once the claim is gone.
+    assert_runs_nothing(h, forged(h, claimed, scheduled_for=T0 + timedelta(seconds=30)), stale)
+
+
+def test_a_trigger_token_nobody_recorded_runs_nothing(engine: Engine) -> None:
+    h = Harness(engine, run="test.tally")
+    recorded = h.request_trigger(T0 + timedelta(seconds=5))
+    unmatched = "skipped: no pending trigger request matches"
+    assert_runs_nothing(h, forged(h, recorded, trigger_token="guessed"), unmatched)
+    for moment in (T0, FAR_FUTURE):
+        assert_runs_nothing(h, forged(h, recorded, scheduled_for=moment), unmatched)
+    assert_runs_nothing(h, forged(h, recorded, workflow="other"), unmatched)
+    assert_runs_nothing(h, forged(h, recorded, producer="other"), unmatched)
+    _tally.clear()
+    assert h.runner.run(recorded)["status"] == "succeeded"
+    assert _tally == [recorded.scheduled_for.isoformat()]
+
+
+def test_a_replayed_trigger_runs_nothing(engine: Engine) -> None:
+    h = Harness(engine, run="test.tally")
+    slot = h.request_trigger(T0 + timedelta(seconds=5))
+    assert h.runner.run(slot)["status"] == "succeeded"
+    assert_runs_nothing(h, slot, "skipped: no pending trigger request matches")
+    [run] = h.runs.list(h.workflow.id)
+    assert (run.status, run.trigger, run.attempt) == ("succeeded", "manual", 1)
+
+
+# --- paused means paused -----------------------------------------------------------------------
+
+
+def test_a_claimed_slot_of_a_paused_producer_is_skipped_and_released(engine: Engine) -> None:
+    h = Harness(engine, run="test.tally")
+    slot = h.claim()
+    h.schedules.set_paused(h.workflow.id, True, now=T0)
+    _tally.clear()
+    h.clock.now = T0 + timedelta(seconds=1)
+    assert h.runner.run(slot)["status"] == "skipped: paused"
+    assert _tally == []
+    [run] = h.runs.list(h.workflow.id)
+    assert (run.status, run.error, run.scheduled_for) == ("skipped", "paused", T0)
+    assert run.finished_at == T0 + timedelta(seconds=1)
+    row = h.schedule()
+    # The claim is released; the next run stays for resume to move past the pause.
+    assert (row.claim_token, row.claimed_until, row.next_run_at) == (None, None, T0)
+    assert (row.last_status, row.consecutive_failures) == (None, 0)
+    assert_runs_nothing(h, slot, "skipped: stale or forged message")
+
+
+def test_a_paused_producer_that_died_running_is_taken_over_as_skipped(engine: Engine) -> None:
+    h = Harness(engine, run="test.tally")
+    slot = h.claim()
+    h.runs.begin(
+        workflow_id=h.workflow.id,
+        producer_name="poll",
+        scheduled_for=T0,
+        trigger="schedule",
+        task_id="task-1",
+        now=T0,
+    )
+    h.schedules.set_paused(h.workflow.id, True, now=T0)
+    assert h.runner.run(slot)["status"] == "skipped: paused"
+    [run] = h.runs.list(h.workflow.id)
+    assert (run.status, run.error, run.attempt) == ("skipped", "paused", 2)
+
+
+def test_a_trigger_request_of_a_paused_producer_is_skipped(engine: Engine) -> None:
+    h = Harness(engine, run="test.tally")
+    slot = h.request_trigger(T0 + timedelta(seconds=5))
+    h.schedules.set_paused(h.workflow.id, True, now=T0)
+    _tally.clear()
+    assert h.runner.run(slot)["status"] == "skipped: paused"
+    assert _tally == []
+    [run] = h.runs.list(h.workflow.id)
+    assert (run.status, run.error, run.trigger) == ("skipped", "paused", "manual")
+    assert_runs_nothing(h, slot, "skipped: no pending trigger request matches")
+
+
+# --- time limits a producer cannot swallow -----------------------------------------------------
+
+
+@producer("test.swallow_timeout")
+def swallow_timeout_producer(context: ProducerContext) -> ProducerResult:
+    """Catches its time limit every time until `params.seconds` have passed, then returns."""
+    end = time.monotonic() + float(context.params["seconds"])
+    caught = 0
+    while time.monotonic() < end:
+        try:
+            time.sleep(max(0.0, end - time.monotonic()))
+        except ProducerTimeoutError:
+            caught += 1
+    return ProducerResult(result={"caught": caught}, state={"caught": caught})
+
+
+@producer("test.catch_once")
+def catch_once_producer(context: ProducerContext) -> str:
+    """Catches its time limit once, then starts a clean-up that would take 30 s."""
+    try:
+        time.sleep(30)
+    except ProducerTimeoutError:
+        time.sleep(30)
+    return "done"
+
+
+def test_a_producer_that_swallows_its_time_limit_is_recorded_timed_out(engine: Engine) -> None:
+    h = Harness(engine, run="test.swallow_timeout", params={"seconds": 0.8}, timeout_seconds=0.3)
+    summary = h.runner.run(h.claim())
+    assert summary["status"] == "failed"
+    [run] = h.runs.list(h.workflow.id)
+    assert run.status == "failed" and run.result is None
+    assert "timed out after 0.3s (the producer caught its time limit and returned" in (
+        run.error or ""
+    )
+    row = h.schedule()
+    assert (row.consecutive_failures, row.last_status, row.state) == (1, "failed", {})
+    assert row.next_run_at == T0 + timedelta(seconds=30)
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)  # no alarm left behind
+
+
+def test_a_producer_that_catches_its_time_limit_once_is_interrupted_again(
+    engine: Engine,
+) -> None:
+    h = Harness(engine, run="test.catch_once", timeout_seconds=0.3)
+    again_every = h.runner.again_every
+    summary = h.runner.run(h.claim())
+    assert summary["status"] == "failed"
+    # Stopped by the re-armed alarm, not after its 30 s clean-up (nor Celery's hard limit).
+    assert summary["duration_ms"] < (0.3 + again_every + 1.0) * 1000
+    [run] = h.runs.list(h.workflow.id)
+    assert "ProducerTimeoutError: timed out after 0.3s" in (run.error or "")
+    assert h.schedule().consecutive_failures == 1
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+# --- result and state limits -------------------------------------------------------------------
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+_OUTPUTS: dict[str, ProducerResult] = {
+    "big result": ProducerResult(result="x" * 2000),
+    "big state": ProducerResult(result=None, state={"blob": "x" * 2000}),
+    "deep result": ProducerResult(result=_nested(20)),
+    "deep state": ProducerResult(result=None, state={"deep": _nested(20)}),
+    "nan result": ProducerResult(result={"price": float("nan")}),
+    "set state": ProducerResult(result=None, state={"seen": {1, 2}}),
+    "datetime result": ProducerResult(result={"at": T0}),
+    "ok": ProducerResult(result={"fine": True}, state={"cursor": 7}),
+}
+
+
+@producer("test.output")
+def output_producer(context: ProducerContext) -> ProducerResult:
+    """Returns the output `params.kind` names from _OUTPUTS."""
+    return _OUTPUTS[str(context.params["kind"])]
+
+
+@pytest.mark.parametrize(
+    ("kind", "problem"),
+    [
+        ("big result", "result: larger than 1024 bytes as JSON"),
+        ("big state", "state.blob: larger than 1024 bytes as JSON"),
+        ("deep result", "nested deeper than 8 levels"),
+        ("deep state", "state.deep" + "[0]" * 8 + ": nested deeper than 8 levels"),
+        ("nan result", "result.price: nan is not a JSON number"),
+        ("set state", "state.seen: a set is not plain JSON"),
+        ("datetime result", "result.at: a datetime is not plain JSON"),
+    ],
+)
+def test_a_result_or_state_over_its_limits_fails_and_stores_nothing(
+    engine: Engine, kind: str, problem: str
+) -> None:
+    h = Harness(engine, run="test.output", params={"kind": "ok"})
+    assert h.runner.run(h.claim())["status"] == "succeeded"
+    h.schedules.update_config(
+        h.workflow.id,
+        "poll",
+        run="test.output",
+        params={"kind": kind},
+        timeout_seconds=None,
+        now=T0,
+    )
+    h.clock.now = T0 + timedelta(seconds=30)
+    summary = h.runner.run(h.claim())
+    assert (summary["status"], summary["result"]) == ("failed", None)
+    latest = h.runs.list(h.workflow.id)[0]
+    assert (latest.status, latest.result) == ("failed", None)
+    assert latest.error is not None
+    assert "the producer's output was not stored" in latest.error
+    assert problem in latest.error
+    assert kind.split()[1] in latest.error  # names the result or the state
+    row = h.schedule()
+    assert (row.state, row.consecutive_failures) == ({"cursor": 7}, 1)
+    assert row.next_run_at == T0 + timedelta(seconds=60)

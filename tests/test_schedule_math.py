@@ -9,6 +9,7 @@ elapsed time.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from itertools import pairwise
@@ -16,11 +17,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from croniter import croniter
+from croniter.croniter import CroniterBadDateError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.errors import ScheduleError
 from models.schedules import (
+    HORIZON_YEARS,
     MAX_INTERVAL,
     CronSchedule,
     IntervalSchedule,
@@ -341,7 +344,9 @@ def test_naive_datetimes_raise_value_error(
         "0 0 30 2 *",
         "0 0 L * *",
         "0 0 * * 1#2",
-        "5-1 * * * *",
+        "0 0 * * MON-SUN",
+        "0 0 * * SAT-SUN",
+        "*/60 * * * *",
         # 6 fields: seconds first.
         "*/10 * * * * *",
         "15 30 9 * * *",
@@ -392,7 +397,8 @@ def test_parse_cron_normalises_whitespace() -> None:
         ("0,30 * * * *", utc(2026, 1, 1, 10, 0), utc(2026, 1, 1, 10, 30)),
         ("0 9-17/4 * * *", utc(2026, 1, 1, 13, 0), utc(2026, 1, 1, 17)),
         ("0 0 29 2 *", utc(2026, 1, 1), utc(2028, 2, 29)),
-        ("5-1 * * * *", utc(2026, 1, 1, 0, 1), utc(2026, 1, 1, 0, 5)),
+        # Was "5-1", which croniter wraps around; cron (and now drumline) refuses it.
+        ("0-1,5-59 * * * *", utc(2026, 1, 1, 0, 1), utc(2026, 1, 1, 0, 5)),
     ],
 )
 def test_cron_fires_when_expected_in_utc(
@@ -432,6 +438,14 @@ def test_cron_fires_when_expected_in_utc(
         ("* * * JANUARY *", ["'* * * JANUARY *'", "month field 'JANUARY'"]),
         ("* * * * MON-FRX", ["'* * * * MON-FRX'", "day-of-week field 'MON-FRX'"]),
         ("* * * * 1#6", ["'* * * * 1#6'", "day-of-week field '1#6'"]),
+        # Accepted (and wrapped around) by croniter; refused as cron does (issue 10).
+        ("5-1 * * * *", ["'5-1 * * * *'", "minute field '5-1'", "runs backwards"]),
+        ("0 0 * DEC-JAN *", ["month field 'DEC-JAN'", "runs backwards"]),
+        ("0 0 * * 5-1", ["day-of-week field '5-1'", "runs backwards"]),
+        ("*/61 * * * *", ["minute field '*/61'", "from 1 to 60"]),
+        ("0 */25 * * *", ["hour field '*/25'", "from 1 to 24"]),
+        ("*/99999999999999999999 * * * *", ["minute field", "from 1 to 60"]),
+        ("0 0 1-31/" + "9" * 5000 + " * *", ["day-of-month field", "from 1 to 31"]),
         ("@fortnightly", ["'@fortnightly'", "unknown alias", "@hourly"]),
         ("@reboot", ["'@reboot'", "unknown alias"]),
         ("@HOURLY", ["'@HOURLY'", "unknown alias"]),
@@ -456,6 +470,12 @@ def test_parse_cron_invalid(expression: str, fragments: list[str]) -> None:
         ("../../etc/passwd", ["unknown timezone '../../etc/passwd'"]),
         ("/usr/share/zoneinfo/UTC", ["unknown timezone"]),
         ("Europe/Berlin ", ["unknown timezone 'Europe/Berlin '"]),
+        # Zone files that are no IANA zone (issue 10).
+        ("localtime", ["unknown timezone 'localtime'"]),
+        ("posixrules", ["unknown timezone 'posixrules'"]),
+        ("Factory", ["unknown timezone 'Factory'"]),
+        ("right/UTC", ["unknown timezone 'right/UTC'"]),
+        ("posix/Europe/Berlin", ["unknown timezone 'posix/Europe/Berlin'"]),
         ("", ["timezone is empty"]),
     ],
 )
@@ -1090,3 +1110,136 @@ def test_property_interval_without_anchor_is_after_plus_every(
     every: timedelta, after: datetime
 ) -> None:
     assert IntervalSchedule(every).next_after(after) == after.astimezone(UTC) + every
+
+
+# --- the bounded next-run search (issue 10) ---------------------------------------------------
+
+HORIZON = timedelta(days=366 * HORIZON_YEARS)
+# Crons whose every match can fall in an hour skipped by DST somewhere (March/April, October,
+# second or last Sunday, hours 0-3), next to ordinary ones: where the old search spun for years.
+dst_crons = st.builds(
+    lambda minute, hour, month, day: f"{minute} {hour} {day[0]} {month} {day[1]}",
+    st.sampled_from(["*", "*/5", "30", "0", "59"]),
+    st.sampled_from(["2", "0", "1", "3", "*", "2,3"]),
+    st.sampled_from(["3", "10", "4", "9", "3,10", "*"]),
+    st.sampled_from([("*", "0#2"), ("*", "L0"), ("*", "0#1"), ("8-14", "*"), ("*", "*")]),
+)
+any_crons = st.one_of(dst_crons, five_field_crons)
+DST_ZONES = [*PROPERTY_ZONES, "America/Asuncion", "Europe/Dublin", "Africa/Casablanca"]
+far_instants = st.datetimes(
+    min_value=datetime(1980, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+)
+
+
+class _Unbounded:
+    """The search as it was before issue 10 (minus its wall-clock limit), counting its steps:
+    the reference the bounded one must agree with wherever this one ends in `budget` steps."""
+
+    MARGIN = timedelta(hours=3)
+
+    def __init__(self, schedule: CronSchedule, budget: int) -> None:
+        self.schedule, self.zone, self.budget = schedule, ZoneInfo(schedule.timezone), budget
+        fields = schedule.expression.split()
+        self.wildcard = fields[0].startswith("*") or fields[1].startswith("*")
+        self.expression = " ".join(fields)
+
+    def next_after(self, after: datetime) -> tuple[bool, datetime | None]:
+        """(whether it ended within the budget, its answer)."""
+        after, zone = after.astimezone(UTC), self.zone
+        wall_start = after.astimezone(zone).replace(tzinfo=None)
+        if not self._steady(after):
+            wall_start -= self.MARGIN
+        walls = croniter(self.expression, wall_start, max_years_between_matches=HORIZON_YEARS)
+        best: datetime | None = None
+        for _ in range(self.budget):
+            try:
+                wall: datetime = walls.get_next(datetime)
+            except (CroniterBadDateError, OverflowError, ValueError):
+                return True, best
+            if best is not None and (
+                self._steady(best)
+                or wall - self.MARGIN > best.astimezone(zone).replace(tzinfo=None)
+            ):
+                return True, best
+            for instant in self._instants(wall):
+                if instant > after and (best is None or instant < best):
+                    best = instant
+        return False, None
+
+    def _steady(self, instant: datetime) -> bool:
+        before = (instant - self.MARGIN).astimezone(self.zone).utcoffset()
+        return before == (instant + self.MARGIN).astimezone(self.zone).utcoffset()
+
+    def _instants(self, wall: datetime) -> list[datetime]:
+        first, second = (wall.replace(tzinfo=self.zone, fold=fold) for fold in (0, 1))
+        if first.utcoffset() == second.utcoffset():
+            return [first.astimezone(UTC)]
+        low, high = sorted((first.astimezone(UTC), second.astimezone(UTC)))
+        if first.astimezone(UTC).astimezone(self.zone).replace(tzinfo=None) == wall:
+            return [low, high] if self.wildcard else [low]
+        if self.wildcard:
+            return []
+        while high - low > timedelta(seconds=1):
+            middle = low + (high - low) / 2
+            if middle.astimezone(self.zone).utcoffset() == low.astimezone(self.zone).utcoffset():
+                low = middle
+            else:
+                high = middle
+        return [high.replace(microsecond=0)]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(expression=any_crons, zone=st.sampled_from(DST_ZONES), after=far_instants)
+def test_property_bounded_search_is_fast_and_within_the_horizon(
+    expression: str, zone: str, after: datetime
+) -> None:
+    schedule = parse_cron(expression, zone)
+    started = time.perf_counter()
+    result = schedule.next_after(after)
+    elapsed = time.perf_counter() - started
+    assert elapsed < 0.5, (expression, zone, after, elapsed)  # ~30 ms at worst when idle
+    if result is not None:
+        assert after < result <= after + HORIZON
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(expression=any_crons, data=zone_and_instant)
+def test_property_bounded_search_agrees_with_the_unbounded_one(
+    expression: str, data: tuple[str, datetime]
+) -> None:
+    zone, after = data
+    schedule = parse_cron(expression, zone)
+    ended, expected = _Unbounded(schedule, budget=5_000).next_after(after)
+    result = schedule.next_after(after)
+    if ended and (expected is None or expected <= after + HORIZON):
+        assert result == expected, (expression, zone, after, result, expected)
+    elif ended:  # the old search found a firing beyond the horizon
+        assert result is None
+
+
+@pytest.mark.parametrize(
+    ("expression", "zone"),
+    [
+        ("* 2 * 3 0#2", "America/New_York"),  # every match in the hour skipped in March
+        ("* 2 * 3 L0", "Europe/Berlin"),
+        ("*/5 2 * 3 L0", "Europe/Berlin"),
+        ("0 0 30 2 *", "UTC"),
+    ],
+)
+def test_a_cron_that_never_fires_answers_none_in_milliseconds(expression: str, zone: str) -> None:
+    schedule = parse_cron(expression, zone)
+    started = time.perf_counter()
+    assert schedule.next_after(utc(2026, 1, 1)) is None
+    assert time.perf_counter() - started < 0.5
+
+
+def test_a_fixed_time_in_the_skipped_hour_still_fires_at_the_change() -> None:
+    # Same days as above, but a fixed minute and hour: cron runs it right after the change.
+    schedule = parse_cron("30 2 * 3 L0", "Europe/Berlin")
+    assert schedule.next_after(utc(2026, 1, 1)) == utc(2026, 3, 29, 1)
+
+
+def test_search_near_the_end_of_time_says_never_instead_of_overflowing() -> None:
+    schedule = parse_cron("* * * * *", "Europe/Berlin")
+    assert schedule.next_after(datetime(9999, 12, 31, 23, 59, tzinfo=UTC)) is None
+    assert schedule.next_after(datetime(9960, 1, 1, tzinfo=UTC)) is not None

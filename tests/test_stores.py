@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta, timezone
@@ -19,6 +20,17 @@ from tests.databases import schedule_spec
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=1)
+
+
+class ClaimedSlot(TypedDict):
+    """The slot a claim is taken on, as `take_claim` takes it: the workflow's name, and the
+    row's next run (NOW, for every `spec` row that did not move)."""
+
+    workflow_name: str
+    scheduled_for: datetime
+
+
+THE_SLOT = ClaimedSlot(workflow_name="prices", scheduled_for=NOW)
 
 
 class Slot(TypedDict):
@@ -250,34 +262,47 @@ def test_claim_due_respects_the_limit_oldest_first(engine: Engine, workflow_id: 
 
 
 def test_concurrent_claims_never_hand_out_a_row_twice(engine: Engine, workflow_id: int) -> None:
-    """4 threads claim 200 due rows 7 at a time: no error, each row once, the work shared."""
+    """4 threads claim 200 due rows 7 at a time: no error, each row once, the work shared.
+
+    The threads claim in rounds, all four at once each round (a barrier), so they contend for
+    the same rows every time: a thread that got ahead cannot drain the table alone.
+    """
     store = ProducerScheduleStore(engine)
     for n in range(200):
         store.upsert(spec(workflow_id, f"p{n}"), now=NOW)
+    threads = 4
     claimed: list[str] = []
     by_thread: Counter[int] = Counter()
+    claimed_by_round: Counter[int] = Counter()
     errors: list[BaseException] = []
     lock = threading.Lock()
-    barrier = threading.Barrier(4)
+    together = threading.Barrier(threads, timeout=60)
 
     def claim(thread: int) -> None:
-        barrier.wait()
         try:
-            while batch := store.claim_due(now=NOW, lease=timedelta(minutes=1), limit=7):
+            for round_ in itertools.count():
+                together.wait()  # every thread claims at the same moment
+                batch = store.claim_due(now=NOW, lease=timedelta(minutes=1), limit=7)
                 with lock:
                     claimed.extend(s.producer_name for s in batch)
                     by_thread[thread] += len(batch)
+                    claimed_by_round[round_] += len(batch)
+                together.wait()  # every claim of the round is counted
+                if not claimed_by_round[round_]:
+                    return
         except BaseException as exc:
             errors.append(exc)
+            together.abort()  # the others stop waiting for this thread
 
-    threads = [threading.Thread(target=claim, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    workers = [threading.Thread(target=claim, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
     assert errors == []
     assert sorted(claimed) == sorted(f"p{n}" for n in range(200))
     assert len(by_thread) > 1, f"one thread claimed every row: {dict(by_thread)}"
+    assert len(by_thread) == threads, f"a thread claimed nothing: {dict(by_thread)}"
 
 
 def test_commit_slot_only_with_the_live_token(engine: Engine, workflow_id: int) -> None:
@@ -288,7 +313,7 @@ def test_commit_slot_only_with_the_live_token(engine: Engine, workflow_id: int) 
     assert store.commit_slot(row.id, "stale-token", failed, now=NOW) is False
     assert store.get(workflow_id, "poll").next_run_at == NOW  # type: ignore[union-attr]
     taken = store.take_claim(
-        workflow_id, "poll", slot.claim_token, now=NOW, lease=timedelta(minutes=5)
+        workflow_id, "poll", slot.claim_token, **THE_SLOT, now=NOW, lease=timedelta(minutes=5)
     )
     assert taken is not None and taken.claimed_until == NOW + timedelta(minutes=5)
     assert store.commit_slot(row.id, slot.claim_token, failed, now=NOW) is True
@@ -300,7 +325,10 @@ def test_commit_slot_only_with_the_live_token(engine: Engine, workflow_id: int) 
         1,
     )
     assert (after.claim_token, after.state) == (None, {"n": 1})
-    assert store.take_claim(workflow_id, "poll", slot.claim_token, now=NOW, lease=LEASE) is None
+    assert (
+        store.take_claim(workflow_id, "poll", slot.claim_token, **THE_SLOT, now=NOW, lease=LEASE)
+        is None
+    )
     assert store.commit_slot(row.id, slot.claim_token, failed, now=NOW) is False
 
 
@@ -309,9 +337,12 @@ def test_a_claim_whose_lease_ran_out_cannot_be_taken(engine: Engine, workflow_id
     store.upsert(spec(workflow_id), now=NOW)
     [slot] = store.claim_due(now=NOW, lease=LEASE, limit=1)
     late = NOW + LEASE
-    assert store.take_claim(workflow_id, "poll", slot.claim_token, now=late, lease=LEASE) is None
-    assert store.take_claim(workflow_id, "poll", "other", now=NOW, lease=LEASE) is None
-    assert store.take_claim(workflow_id, "poll", slot.claim_token, now=NOW, lease=LEASE)
+    assert (
+        store.take_claim(workflow_id, "poll", slot.claim_token, **THE_SLOT, now=late, lease=LEASE)
+        is None
+    )
+    assert store.take_claim(workflow_id, "poll", "other", **THE_SLOT, now=NOW, lease=LEASE) is None
+    assert store.take_claim(workflow_id, "poll", slot.claim_token, **THE_SLOT, now=NOW, lease=LEASE)
 
 
 def test_failures_count_up_and_reset_after_success(engine: Engine, workflow_id: int) -> None:
@@ -338,7 +369,9 @@ def test_release_claims_keeps_a_claim_a_worker_has_taken(engine: Engine, workflo
     store.upsert(spec(workflow_id), now=NOW)
     slots = store.claim_due(now=NOW, lease=LEASE, limit=10)
     taken_at = NOW + timedelta(seconds=1)
-    assert store.take_claim(workflow_id, "poll", slots[0].claim_token, now=taken_at, lease=LEASE)
+    assert store.take_claim(
+        workflow_id, "poll", slots[0].claim_token, **THE_SLOT, now=taken_at, lease=LEASE
+    )
     assert store.release_claims(slots) == 0
     assert store.get(workflow_id, "poll").claim_token == slots[0].claim_token  # type: ignore[union-attr]
 

@@ -20,19 +20,21 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from click.testing import CliRunner
 from rich.console import Console
+from sqlalchemy import Engine
 
 from models import migrate
 from models.db import default_database_url, make_engine
 from models.definitions import load_definition_files
-from models.records import RunRecord, ScheduleRecord
+from models.records import RunRecord, ScheduleRecord, SlotOutcome
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
 from models.schedules import Schedule
@@ -40,6 +42,8 @@ from models.workflow_store import WorkflowStore
 from tests.databases import schedule_spec
 from tests.e2e import utcnow, wait_until
 from workers.cli import live_view
+from workers.cli.context import when
+from workers.cli.main import cli
 from workers.cli.up import REPO_ROOT, Layout, find_examples, stop_orphaned_redis, stored_secret
 from workers.redis_server import RedisServer, free_port
 from workers.registry import ProducerContext, ProducerResult, get_producer, registered_names
@@ -311,7 +315,7 @@ def test_an_unwritable_data_dir_is_refused(tmp_path: Path) -> None:
     blocker.write_text("")
     code, output = run_up(tmp_path, "--no-flower", "--data-dir", str(blocker / "data"))
     assert code != 0
-    assert f"cannot write to the data dir {blocker / 'data'}" in output
+    assert f"cannot make the data dir {blocker / 'data'} private and writable" in output
 
 
 def test_a_port_in_use_is_refused_before_starting(tmp_path: Path) -> None:
@@ -325,8 +329,69 @@ def test_a_port_in_use_is_refused_before_starting(tmp_path: Path) -> None:
             assert code != 0
             assert f"port {port} on 127.0.0.1 is already in use" in output
             assert option in output
-    assert not (data / "redis").exists()
+    assert not data.exists()  # refused before anything was left behind
     assert not leftovers(data)
+
+
+def test_a_refused_up_keeps_a_data_dir_that_existed(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "notes.txt").write_text("mine")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, output = run_up(tmp_path, "--data-dir", str(data), "--flower-port", str(port))
+    assert code != 0 and f"port {port} on 127.0.0.1 is already in use" in output
+    assert (data / "notes.txt").read_text() == "mine"
+    assert not leftovers(data)
+
+
+def modes(root: Path) -> dict[str, int]:
+    """The permission bits of `root` and everything in it, by path relative to `root`."""
+    found = {".": root.stat().st_mode & 0o777}
+    for path in root.rglob("*"):
+        if not path.is_symlink():
+            found[str(path.relative_to(root))] = path.stat().st_mode & 0o777
+    return found
+
+
+def assert_private(root: Path) -> None:
+    """Directories 0700 and files 0600, among them the database with its WAL and shared
+    memory, Redis's append-only file, the secrets, the logs and run/."""
+    found = modes(root)
+    loose = {
+        path: oct(mode)
+        for path, mode in found.items()
+        if mode != (0o700 if (root / path).is_dir() else 0o600)
+    }
+    assert not loose, loose
+    names = {Path(path).name for path in found}
+    expected = {"drumline.db", "drumline.db-wal", "drumline.db-shm", "redis.password"}
+    expected |= {"flower.password", "up.lock", "broker-url", "redis.pid", "redis.log"}
+    expected |= {"worker1.log", "beat1.log", "flower.log"}
+    assert expected <= names, sorted(expected - names)
+    assert any(name.endswith(".aof") for name in names), sorted(names)
+
+
+def test_up_keeps_the_data_dir_private_even_when_it_was_loose(
+    tmp_path: Path, start_up: StartUp
+) -> None:
+    """A new data dir is private under any umask; a loose existing one is made private at start;
+    a clean stop leaves no pid file behind."""
+    data = tmp_path / "data"
+    for start in ("new", "loose"):
+        up = start_up(data, "--flower-port", str(free_port()))
+        up.wait_for_output("runs in the last minute", 60)
+        assert_private(data)
+        assert_stopped_cleanly(up, signal.SIGINT)
+        assert not (data / "run" / "redis.pid").exists()
+        assert not list((data / "run").glob("*.pid"))
+        if start == "new":
+            (data / "run" / "redis.pid").write_text("999999\n")  # a stale one, from a crash
+            for path in [data, *data.rglob("*")]:  # as a umask of 0o022 or a copy leaves them
+                path.chmod(0o755 if path.is_dir() else 0o644)
+            assert set(modes(data).values()) == {0o755, 0o644}
 
 
 def test_the_examples_validate_together_and_show_each_kind_of_schedule() -> None:
@@ -488,6 +553,110 @@ def test_the_view_shows_each_producer_with_its_recent_runs(tmp_path: Path) -> No
     console.print(live_view.render([view], ["Flower: off"], now))
     screen = console.export_text()
     assert "Flower: off" in screen and "in 30s" in screen and "every 30s" in screen
-    assert live_view.progress_line([view], now).endswith(
-        "2 runs in the last minute: shop/poll=2 (-)"
+    assert live_view.progress_line([view], now).endswith("2 runs in the last minute, 1 producer")
+
+
+def shop_with_a_due_failing_and_a_paused_producer(engine: Engine, now: datetime) -> None:
+    """`poll` due now, whose last run failed; `sleepy` paused, its stored next run earlier."""
+    workflow = WorkflowStore(engine).upsert("shop", {}, now=now)
+    schedules = ProducerScheduleStore(engine)
+    schedules.upsert(schedule_spec(workflow.id, "poll", next_run_at=now), now=now)
+    sleepy = schedule_spec(workflow.id, "sleepy", next_run_at=now - timedelta(seconds=9))
+    schedules.upsert(replace(sleepy, paused=True), now=now)
+    [slot] = schedules.claim_due(now=now, lease=timedelta(minutes=1), limit=10)
+    assert slot.producer_name == "poll"  # a paused producer is never claimed
+    run = RunStore(engine).begin(
+        workflow_id=workflow.id,
+        producer_name="poll",
+        scheduled_for=now,
+        trigger="schedule",
+        task_id="t1",
+        now=now,
     )
+    assert run is not None
+    error = "Traceback (most recent call last):\n  ...\nValueError: boom\x1b[31m [red]x[/red]"
+    RunStore(engine).finish(
+        run.id, status="failed", finished_at=now, duration_ms=1.0, error=error, result=None
+    )
+    outcome = SlotOutcome("failed", now, now, {})  # next run: now again, so it shows as due
+    assert schedules.commit_slot(slot.schedule_id, slot.claim_token, outcome, now=now)
+
+
+REASON = "ValueError: boom\\x1b[31m [red]x[/red]"  # escaped, and not read as markup
+
+
+def test_the_view_shows_paused_due_and_the_last_failure(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'view.db'}")
+    migrate.upgrade(engine)
+    now = utcnow()
+    shop_with_a_due_failing_and_a_paused_producer(engine, now)
+    views = live_view.snapshot(engine, now)
+    assert [(v.producer, v.paused, v.last_failure) for v in views] == [
+        ("poll", False, REASON),
+        ("sleepy", True, None),
+    ]
+    console = Console(record=True, width=160)
+    console.print(live_view.render(views, ["drumline up: data dir D"], now))
+    rows = {line.split()[0]: line for line in console.export_text().splitlines() if line.strip()}
+    assert rows["poll"].split()[3:5] == ["due", "now"] and REASON in rows["poll"]
+    assert rows["sleepy"].split()[3:5] == ["paused", "-"]
+    line = live_view.progress_line(views, now)
+    assert line.endswith(
+        f"1 runs in the last minute, 2 producers, 1 paused, 1 failing: shop/poll ({REASON})"
+    )
+    assert len(line) < 160
+
+
+def test_status_and_ls_show_paused_and_the_last_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    now = utcnow()
+    shop_with_a_due_failing_and_a_paused_producer(engine, now)
+    monkeypatch.setenv("DRUMLINE_DATABASE_URL", url)
+    runner = CliRunner()
+
+    shown = runner.invoke(cli, ["status", "shop"], terminal_width=250)
+    assert shown.exit_code == 0, shown.output
+    rows = {line.split()[1]: line for line in shown.output.splitlines() if "demo.noop" in line}
+    assert REASON in rows["poll"] and "paused" not in rows["poll"]
+    assert "paused" in rows["sleepy"] and when(now - timedelta(seconds=9)) not in rows["sleepy"]
+    data = json.loads(runner.invoke(cli, ["status", "shop", "--json"]).output)
+    by_name = {p["name"]: p for p in data["producers"]}
+    assert (by_name["sleepy"]["paused"], by_name["sleepy"]["next_run_at"]) == (True, None)
+    assert by_name["poll"]["last_failure"] == REASON
+
+    listed = json.loads(runner.invoke(cli, ["ls", "--json"]).output)
+    [shop] = listed["workflows"]
+    assert (shop["producers"], shop["paused"], shop["next_run_at"]) == (2, 1, now.isoformat())
+    ProducerScheduleStore(engine).set_paused(shop_id(engine), True, now=now)
+    table = runner.invoke(cli, ["ls"], terminal_width=250).output
+    [row] = [line for line in table.splitlines() if "shop" in line]
+    assert row.split()[-2] == "paused" and "2 (2 paused)" in row  # the last is a border
+
+
+def shop_id(engine: Engine) -> int:
+    workflow = WorkflowStore(engine).get("shop")
+    assert workflow is not None
+    return workflow.id
+
+
+def test_read_commands_create_nothing_and_name_the_data_dir_they_looked_at(
+    tmp_path: Path,
+) -> None:
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    command = [sys.executable, "-c", "from workers.cli.main import main; main()"]
+    for args in (["ls"], ["status", "shop"], ["runs", "shop"], ["-v", "ls", "--json"]):
+        result = subprocess.run(
+            [*command, *args], cwd=empty, env=up_env(), capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 1, result
+        expected = empty / ".drumline" / "drumline.db"
+        assert f"no drumline database at {expected} (data dir {expected.parent})" in result.stderr
+        assert "DRUMLINE_DATA_DIR" in result.stderr
+        assert list(empty.iterdir()) == [], args
+    # -v: drumline's own steps, in a format naming the logger.
+    assert " INFO drumline.cli: producer modules besides the built-ins: none" in result.stderr

@@ -9,6 +9,7 @@ from celery import Celery
 from kombu.entity import Exchange, Queue
 
 from beat.dispatch import PRODUCERS_QUEUE
+from workers.redis_transport import REDIS_TRANSPORT
 from workers.settings import Settings
 
 LIFECYCLE_QUEUE = "lifecycle"
@@ -18,6 +19,8 @@ LIFECYCLE_TASKS = (
     "drumline.resume_workflow",
     "drumline.delete_workflow",
 )
+PRUNE_RUNS = "drumline.prune_runs"
+PRUNE_RUNS_ENTRY = "drumline-prune-runs"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -51,15 +54,23 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             Queue(PRODUCERS_QUEUE, Exchange(PRODUCERS_QUEUE), routing_key=PRODUCERS_QUEUE),
         ),
         "task_default_queue": PRODUCERS_QUEUE,
-        "task_routes": {name: {"queue": LIFECYCLE_QUEUE} for name in LIFECYCLE_TASKS},
+        "task_routes": {
+            name: {"queue": LIFECYCLE_QUEUE} for name in (*LIFECYCLE_TASKS, PRUNE_RUNS)
+        },
+        "beat_schedule": _drumline_beat_schedule(settings),
         "beat_scheduler": "beat.scheduler:ProducerScheduler",
         "beat_max_loop_interval": settings.beat_max_interval.total_seconds(),
         # Read by the beat scheduler, which never imports workers/.
         "drumline_database_url": settings.database_url,
         "drumline_lease_seconds": settings.lease.total_seconds(),
         "drumline_beat_batch": settings.beat_batch,
+        # Where the workers' boundary keeps refused messages (`drumline dead-letters`).
+        "drumline_redis_url": settings.lock_redis_url,
         "drumline_test_crash_after_claim": settings.test_crash_after_claim,
     }
+    if settings.broker_url.startswith(("redis://", "rediss://")):
+        # kombu's Redis transport, dropping queue items it cannot decode instead of dying.
+        config["broker_transport"] = REDIS_TRANSPORT
     if settings.broker_url.startswith("rediss://"):
         config["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
     if settings.result_backend.startswith("rediss://"):
@@ -67,14 +78,41 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
+def _drumline_beat_schedule(settings: Settings) -> dict[str, Any]:
+    """The periodic prune pass, unless both retention rules are off.
+
+    Every beat sends it; passes that overlap are safe (see workers/retention_tasks.py). A pass
+    still queued when the next one is due is dropped (`expires`), so a backlog never builds up
+    while no worker is consuming.
+    """
+    if settings.run_max_age is None and settings.runs_kept_per_producer is None:
+        return {}
+    interval = settings.prune_interval.total_seconds()
+    return {
+        PRUNE_RUNS_ENTRY: {
+            "task": PRUNE_RUNS,
+            "schedule": interval,
+            "options": {"queue": LIFECYCLE_QUEUE, "expires": interval},
+        }
+    }
+
+
 def create_app(settings: Settings) -> Celery:
     """A Celery app for `settings`; clients (CLI, tests) build their own with this.
 
     `DRUMLINE_CELERY_CONFIG_MODULE` may add ordinary Celery settings (a `beat_schedule`, say);
-    drumline's own settings are applied over it, since its guarantees depend on them.
+    drumline's own settings are applied over it, since its guarantees depend on them. Its
+    `beat_schedule` entries are kept beside drumline's own.
     """
-    celery = Celery("drumline", include=["workers.lifecycle_tasks", "workers.run_tasks"])
+    celery = Celery(
+        "drumline",
+        include=["workers.lifecycle_tasks", "workers.run_tasks", "workers.retention_tasks"],
+        # Every task's messages are checked before they run (workers/message_boundary.py).
+        task_cls="workers.message_boundary:BoundedTask",
+    )
     if settings.celery_config_module:
         celery.config_from_object(settings.celery_config_module)
-    celery.conf.update(celery_config(settings))
+    config = celery_config(settings)
+    config["beat_schedule"] = {**(celery.conf.beat_schedule or {}), **config["beat_schedule"]}
+    celery.conf.update(config)
     return celery

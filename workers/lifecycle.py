@@ -15,7 +15,6 @@ No Celery here: the tasks in `workers/lifecycle_tasks.py` wire this to the app's
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -25,14 +24,12 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from models.definitions import (
-    MAX_DEFINITION_BYTES,
     ProducerDefinition,
     WorkflowDefinition,
     parse_definition,
 )
 from models.errors import (
     DefinitionError,
-    DefinitionProblem,
     InvalidDefinitionError,
     VersionConflictError,
     WorkflowNotFoundError,
@@ -151,9 +148,11 @@ class Lifecycle:
                 return _summary(current, changes, noop=True)
             _call(after_read)
             now = self.now()
+            # Schedule math before the transaction, never inside it (SQLite's write lock).
+            next_runs = _next_runs(definition.producers, now)
             with self.engine.begin() as conn:
                 record = self._write_definition(definition.name, current, stored, now, conn)
-                changes = self._apply_producers(record, definition.producers, now, conn)
+                changes = self._apply_producers(record, definition.producers, next_runs, now, conn)
         logger.info(
             "deployed workflow %r v%d: added %s; changed %s; removed %s; unchanged %s",
             record.name,
@@ -163,7 +162,10 @@ class Lifecycle:
         return _summary(record, changes, noop=False)
 
     def pause(self, name: str, *, after_read: AfterRead = None) -> ChangeSummary:
-        """Stop the workflow's producers from becoming due; runs in flight finish normally."""
+        """Stop the workflow's producers from becoming due; runs in flight finish normally.
+
+        Messages already queued are not run: the worker's start step sees `paused` on the row
+        and records the slot skipped (models.scheduled_runs)."""
         return self._set_status(name, WorkflowStatus.PAUSED, after_read)
 
     def resume(self, name: str, *, after_read: AfterRead = None) -> ChangeSummary:
@@ -199,6 +201,8 @@ class Lifecycle:
                 return _summary(current, changes, noop=True, status=status)
             _call(after_read)
             now = self.now()
+            # Schedule math before the transaction, never inside it (SQLite's write lock).
+            moves = self._missed_runs(current.id, now) if status == "active" else []
             with self.engine.begin() as conn:
                 record = self.workflows.update_fenced(
                     current.id, current.version, now=now, status=status, conn=conn
@@ -208,7 +212,13 @@ class Lifecycle:
                 paused = status == WorkflowStatus.PAUSED
                 self.schedules.set_paused(record.id, paused, now=now, conn=conn)
                 rows = self.schedules.list(record.id, conn=conn)
-                rescheduled = [] if paused else self._skip_missed(rows, now, conn)
+                rescheduled = sorted(
+                    producer
+                    for schedule_id, producer, read, next_run in moves
+                    if self.schedules.move_next_run(
+                        schedule_id, read=read, to=next_run, now=now, conn=conn
+                    )
+                )
         logger.info(
             "workflow %r v%d is now %s%s",
             name,
@@ -249,13 +259,14 @@ class Lifecycle:
         self,
         workflow: WorkflowRecord,
         producers: Mapping[str, ProducerDefinition],
+        next_runs: Mapping[str, datetime | None],
         now: datetime,
         conn: Connection,
     ) -> ProducerChanges:
         rows = {row.producer_name: row for row in self.schedules.list(workflow.id, conn=conn)}
         changes = ProducerChanges()
         for name, producer in producers.items():
-            spec = _spec(workflow, name, producer, now)
+            spec = _spec(workflow, name, producer, next_runs[name])
             row = rows.get(name)
             if row is None or _schedule_of(row) != _schedule_of(spec):
                 self.schedules.upsert(spec, now=now, conn=conn)
@@ -278,60 +289,34 @@ class Lifecycle:
             changes.removed.append(name)
         return changes
 
-    def _skip_missed(
-        self, rows: Sequence[ScheduleRecord], now: datetime, conn: Connection
-    ) -> list[str]:
-        """Move next runs that passed while paused to their next slot after `now`.
+    def _missed_runs(
+        self, workflow_id: int, now: datetime
+    ) -> list[tuple[int, str, datetime, datetime | None]]:
+        """Each producer whose next run passed while paused, and its next slot after `now`.
 
         Interval producers stay on their grid (anchored on the missed next run); cron ignores
-        the anchor. Returns the names of the producers moved.
+        the anchor. Applied in the transaction only where the next run is still the one read
+        here: a run that committed meanwhile has set a newer one.
         """
-        moved = []
-        for row in rows:
+        moves: list[tuple[int, str, datetime, datetime | None]] = []
+        for row in self.schedules.list(workflow_id):
             if row.next_run_at is None or row.next_run_at >= now:  # manual: never due
                 continue
             schedule = schedule_from_row(row.schedule_type, row.schedule_value, row.timezone)
             next_run = schedule.next_after(now, anchor=row.next_run_at)
-            self.schedules.set_next_run(row.id, next_run, now=now, conn=conn)
-            moved.append(row.producer_name)
-        return sorted(moved)
+            moves.append((row.id, row.producer_name, row.next_run_at, next_run))
+        return moves
 
 
 def _validate(data: object, max_timeout: timedelta | None) -> WorkflowDefinition:
+    """The same checks as `drumline validate` (one parse function, the same bounds), with the
+    workers' own timeout limit."""
     try:
-        _check_size(data)
-        definition = parse_definition(data, source=SOURCE, known_producers=registered_names())
-        _check_timeouts(definition, max_timeout)
+        return parse_definition(
+            data, source=SOURCE, known_producers=registered_names(), max_timeout=max_timeout
+        )
     except DefinitionError as error:
         raise _invalid(data, error) from None
-    return definition
-
-
-def _check_timeouts(definition: WorkflowDefinition, max_timeout: timedelta | None) -> None:
-    """A run must end before its claim's lease does, or its slot could be sent again."""
-    if max_timeout is None:
-        return
-    limit = max_timeout.total_seconds()
-    problems = [
-        DefinitionProblem(
-            SOURCE,
-            f"producers.{name}.timeout",
-            f"timeout {producer.timeout!r} is longer than {limit:g}s, the most these workers "
-            "allow (80% of DRUMLINE_LEASE_SECONDS)",
-        )
-        for name, producer in definition.producers.items()
-        if producer.timeout_seconds is not None and producer.timeout_seconds > limit
-    ]
-    if problems:
-        raise DefinitionError(problems)
-
-
-def _check_size(data: object) -> None:
-    """Files are size-checked when read; a definition sent as a task message is checked here."""
-    size = len(json.dumps(data, default=str).encode())
-    if size > MAX_DEFINITION_BYTES:
-        problem = f"definition is {size} bytes of JSON; the limit is {MAX_DEFINITION_BYTES}"
-        raise DefinitionError([DefinitionProblem(SOURCE, "", problem)])
 
 
 def _invalid(data: object, error: DefinitionError) -> InvalidDefinitionError:
@@ -361,8 +346,26 @@ def _call(hook: AfterRead) -> None:
         hook()
 
 
+def _next_runs(
+    producers: Mapping[str, ProducerDefinition], now: datetime
+) -> dict[str, datetime | None]:
+    """Each producer's first run after `now` (None: manual-only, or a cron that never fires).
+
+    Computed for every producer, changed or not, before the transaction opens: the version
+    fence makes a definition that changed meanwhile roll back, so these stay right.
+    """
+    next_runs: dict[str, datetime | None] = {}
+    for name, producer in producers.items():
+        schedule = producer.schedule
+        next_runs[name] = schedule.next_after(now) if schedule else None
+    return next_runs
+
+
 def _spec(
-    workflow: WorkflowRecord, name: str, producer: ProducerDefinition, now: datetime
+    workflow: WorkflowRecord,
+    name: str,
+    producer: ProducerDefinition,
+    next_run_at: datetime | None,
 ) -> ScheduleSpec:
     """The row a producer's definition calls for; no schedule means manual-only (never due)."""
     schedule = producer.schedule or ManualSchedule()
@@ -375,7 +378,7 @@ def _spec(
         schedule_type=schedule.kind,
         schedule_value=schedule.value,
         timezone=schedule.timezone,
-        next_run_at=schedule.next_after(now),
+        next_run_at=next_run_at,
         paused=workflow.status == WorkflowStatus.PAUSED,
     )
 

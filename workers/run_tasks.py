@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import Task
@@ -33,7 +33,10 @@ def run_producer(
     producer: str,
     scheduled_for: str,
     claim_token: str | None = None,
+    trigger_token: str | None = None,
 ) -> dict[str, Any]:
+    """Run one slot. Beat sends `claim_token`, `drumline trigger` sends `trigger_token`; the
+    runner refuses a message with neither and runs only what the database confirms."""
     slot = Slot(
         workflow_id=int(workflow_id),
         workflow=workflow,
@@ -41,6 +44,7 @@ def run_producer(
         scheduled_for=_parse_instant(scheduled_for),
         claim_token=claim_token,
         task_id=self.request.id,
+        trigger_token=trigger_token,
     )
     runner = SlotRunner(
         resources.engine(settings.database_url),
@@ -48,12 +52,18 @@ def run_producer(
         max_timeout=settings.max_timeout,
         default_timeout=settings.default_timeout,
         clock=utc_now,
+        result_bounds=settings.result_bounds,
+        state_bounds=settings.state_bounds,
     )
     return runner.run(slot)
 
 
 def _parse_instant(text: str) -> datetime:
+    """An aware instant, in UTC (so the database can store any slot a message names)."""
     instant = datetime.fromisoformat(text)
     if instant.tzinfo is None:
         raise ValueError(f"scheduled_for {text!r} has no time zone")
-    return instant
+    try:
+        return instant.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"scheduled_for {text!r} is out of range in UTC") from None

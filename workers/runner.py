@@ -1,8 +1,17 @@
 """The worker's run path: take a slot, run its producer, commit the outcome once.
 
-1. One transaction checks that the message's claim token still holds the slot and records the
-   run row (unique per slot). A stale message, or a slot that already finished, runs nothing.
-2. The producer runs under its time limit, outside any transaction.
+A message is trusted only as far as the database confirms it. A scheduled run carries the
+claim token beat wrote; a manual run carries the trigger token `drumline trigger` wrote into a
+pending run row. A message with neither (or both) is refused and writes nothing.
+
+1. One atomic step checks the message against the database and records the run row (unique
+   per slot): the claim token must hold the claim on exactly this slot (the row's next run) of
+   this workflow and producer, or the trigger token must match a pending request for it. A
+   stale, forged or replayed message, or a slot that already finished, runs nothing. A paused
+   producer's slot is recorded `skipped` (reason `paused`) in the same step, and not run.
+2. The producer runs under its time limit, outside any transaction. A run that outlived its
+   limit is a failure whatever it returned; its result and state must be plain JSON within
+   their bounds, or the run fails and nothing of them is stored.
 3. One transaction finishes the run row and writes the schedule (next run, last status,
    failures, state) only `WHERE claim_token = :token`. If the claim was lost meanwhile
    (lease expired and re-sent, or the schedule was changed), the schedule is left alone and
@@ -11,7 +20,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import traceback
@@ -22,6 +30,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from models.log_text import loggable
+from models.plain_json import JsonBounds, PlainJsonError, check_plain_json
 from models.records import RunRecord, ScheduleRecord, SlotOutcome
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
@@ -29,10 +39,13 @@ from models.scheduled_runs import ScheduledRunStore
 from models.schedules import schedule_from_row
 from models.vocabulary import RunStatus, SkipReason, Trigger
 from workers.registry import ProducerContext, ProducerResult, get_producer
-from workers.time_limit import time_limit
+from workers.time_limit import ProducerTimeoutError, TimeLimit
 
 logger = logging.getLogger("drumline.run")
 MAX_ERROR_CHARS = 4000
+# A producer that catches its time-limit exception gets it again this often (at most 2% of
+# the lease, so several tries fit between the longest limit, 80%, and Celery's hard one, 90%).
+MAX_AGAIN_EVERY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -45,19 +58,29 @@ class Slot:
     scheduled_for: datetime
     claim_token: str | None
     task_id: str | None
+    trigger_token: str | None = None
 
     @property
     def trigger(self) -> Trigger:
-        return Trigger.SCHEDULE if self.claim_token else Trigger.MANUAL
+        return Trigger.SCHEDULE if self.claim_token is not None else Trigger.MANUAL
 
     @property
     def label(self) -> str:
-        return f"{self.workflow}.{self.producer}@{self.scheduled_for.isoformat()}"
+        """The slot for a log line: escaped and bounded, since the names come from a message."""
+        return loggable(f"{self.workflow}.{self.producer}@{self.scheduled_for.isoformat()}")
+
+    def refusal(self) -> str | None:
+        """Why the message cannot name a run at all, or None."""
+        if self.claim_token is None and self.trigger_token is None:
+            return "no claim_token or trigger_token: it matches no claimed slot or trigger request"
+        if self.claim_token is not None and self.trigger_token is not None:
+            return "both claim_token and trigger_token: a run is scheduled or triggered, not both"
+        return None
 
 
 @dataclass(frozen=True)
 class Execution:
-    status: RunStatus
+    status: str
     result: Any
     state: dict[str, Any]
     error: str | None
@@ -79,6 +102,8 @@ class SlotRunner:
         max_timeout: timedelta,
         default_timeout: timedelta,
         clock: Clock,
+        result_bounds: JsonBounds,
+        state_bounds: JsonBounds,
     ) -> None:
         self.engine = engine
         self.lease = lease
@@ -88,9 +113,16 @@ class SlotRunner:
         self.max_timeout = max_timeout
         self.default_timeout = default_timeout
         self.clock = clock
+        self.result_bounds = result_bounds
+        self.state_bounds = state_bounds
+        self.again_every = min(MAX_AGAIN_EVERY_S, lease.total_seconds() * 0.02)
 
     def run(self, slot: Slot) -> dict[str, Any]:
         """Run one slot; returns a summary for the task result (and Flower)."""
+        refusal = slot.refusal()
+        if refusal is not None:
+            logger.warning("%s refused (task %s): %s", slot.label, loggable(slot.task_id), refusal)
+            return {"slot": slot.label, "status": f"refused: {refusal}"}
         started = self._start(slot)
         if isinstance(started, SkipReason):
             logger.info("%s skipped: %s: not run", slot.label, started)
@@ -99,14 +131,13 @@ class SlotRunner:
         execution = self._execute(slot, schedule)
         status = self._commit(slot, schedule, run, execution)
         logger.info(
-            "%s %s in %.1f ms (workflow=%s producer=%s attempt=%d)%s",
+            "%s %s in %.1f ms (trigger=%s attempt=%d)%s",
             slot.label,
             status,
             execution.duration_ms,
-            slot.workflow,
-            slot.producer,
+            slot.trigger,
             run.attempt,
-            f": {execution.error.splitlines()[-1]}" if execution.error else "",
+            f": {loggable(execution.error.splitlines()[-1])}" if execution.error else "",
         )
         return {
             "slot": slot.label,
@@ -116,12 +147,13 @@ class SlotRunner:
         }
 
     def _start(self, slot: Slot) -> tuple[ScheduleRecord, RunRecord] | SkipReason:
-        """Check the claim and record the run row, in one atomic step."""
+        """Check the message against the database and record the run row, in one atomic step."""
         now = self.clock()
         if slot.claim_token is None:
-            return self._start_manual(slot, now)
+            return self._start_triggered(slot, now)
         started = self.scheduled.start(
             workflow_id=slot.workflow_id,
+            workflow_name=slot.workflow,
             producer_name=slot.producer,
             scheduled_for=slot.scheduled_for,
             claim_token=slot.claim_token,
@@ -132,28 +164,44 @@ class SlotRunner:
         if started is None:
             return SkipReason.STALE_MESSAGE
         if started.run is None:
-            self._advance_finished_slot(slot.claim_token, started.schedule, slot, now)
+            if not started.schedule.paused:
+                self._advance_finished_slot(slot.claim_token, started.schedule, slot, now)
             return SkipReason.ALREADY_FINISHED
+        if started.run.status == RunStatus.SKIPPED:
+            return SkipReason.PAUSED
         return started.schedule, started.run
 
-    def _start_manual(
+    def _start_triggered(
         self, slot: Slot, now: datetime
     ) -> tuple[ScheduleRecord, RunRecord] | SkipReason:
+        """Start the trigger request the message names; a paused or deleted producer's request
+        is finished as skipped instead."""
+        assert slot.trigger_token is not None  # refused before, see Slot.refusal
         with self.engine.begin() as conn:
             schedule = self.schedules.get(slot.workflow_id, slot.producer, conn=conn)
-            if schedule is None:
-                return SkipReason.PRODUCER_GONE
-            run = self.runs.begin(
+            skipped = (
+                SkipReason.PRODUCER_GONE
+                if schedule is None
+                else SkipReason.PAUSED
+                if schedule.paused
+                else None
+            )
+            run = self.runs.start_triggered(
                 workflow_id=slot.workflow_id,
+                workflow_name=slot.workflow,
                 producer_name=slot.producer,
                 scheduled_for=slot.scheduled_for,
-                trigger=slot.trigger,
+                trigger_token=slot.trigger_token,
                 task_id=slot.task_id,
                 now=now,
+                skipped=skipped,
                 conn=conn,
             )
         if run is None:
-            return SkipReason.ALREADY_FINISHED
+            return SkipReason.NO_TRIGGER_REQUEST
+        if schedule is None or run.status == RunStatus.SKIPPED:
+            assert skipped is not None  # a request is finished as skipped only for a reason
+            return skipped
         return schedule, run
 
     def _advance_finished_slot(
@@ -164,7 +212,7 @@ class SlotRunner:
         Its own step, after the claim was renewed by this run: the token still holds it.
         """
         outcome = SlotOutcome(
-            status=schedule.last_status or RunStatus.SKIPPED,
+            status=schedule.last_status or "skipped",
             ran_at=schedule.last_run_at or slot.scheduled_for,
             next_run_at=self._next_run(schedule, slot.scheduled_for, now),
             state=schedule.state,
@@ -172,7 +220,7 @@ class SlotRunner:
         self.schedules.commit_slot(schedule.id, claim_token, outcome, now=now)
 
     def _execute(self, slot: Slot, schedule: ScheduleRecord) -> Execution:
-        timeout = self._timeout(schedule)
+        limit = self._timeout(schedule).total_seconds()
         context = ProducerContext(
             workflow=slot.workflow,
             producer=slot.producer,
@@ -185,23 +233,41 @@ class SlotRunner:
         began = time.perf_counter()
         try:
             function = get_producer(schedule.run)
-            with time_limit(timeout.total_seconds()):
+            with TimeLimit(limit, again_every=self.again_every):
                 returned = function(context)
-            result, state = _unpack(returned, schedule.state)
-            json.dumps([result, state])
         except Exception as exc:  # any producer failure is recorded, not raised
-            return Execution(
-                status=RunStatus.FAILED,
-                result=None,
-                state=schedule.state,
-                error=_error_text(exc),
-                duration_ms=(time.perf_counter() - began) * 1000,
-            )
+            elapsed = time.perf_counter() - began
+            error = _error_text(exc)
+            if elapsed > limit and not isinstance(exc, ProducerTimeoutError):
+                error += f"\n{_timed_out(limit, elapsed, 'raised')}"
+            return self._failed(schedule, error, began)
+        elapsed = time.perf_counter() - began
+        if elapsed > limit:
+            # It caught the time limit (perhaps more than once) and returned: not a success.
+            return self._failed(schedule, _timed_out(limit, elapsed, "returned"), began)
+        try:
+            result, state = _unpack(returned, schedule.state)
+            check_plain_json(result, self.result_bounds, path="result")
+            check_plain_json(state, self.state_bounds, path="state")
+        except (TypeError, PlainJsonError) as exc:
+            error = f"{type(exc).__name__}: the producer's output was not stored: {exc}"
+            return self._failed(schedule, error, began)
         return Execution(
             status=RunStatus.SUCCEEDED,
             result=result,
             state=state,
             error=None,
+            duration_ms=(time.perf_counter() - began) * 1000,
+        )
+
+    @staticmethod
+    def _failed(schedule: ScheduleRecord, error: str, began: float) -> Execution:
+        """A failed run keeps no result and leaves the state as it was."""
+        return Execution(
+            status=RunStatus.FAILED,
+            result=None,
+            state=schedule.state,
+            error=error,
             duration_ms=(time.perf_counter() - began) * 1000,
         )
 
@@ -211,7 +277,7 @@ class SlotRunner:
         """Finish the run row and write the schedule back, in one atomic step."""
         now = self.clock()
         if slot.claim_token is None:
-            return self._commit_manual(schedule, run, execution, now)
+            return self._commit_triggered(schedule, run, execution, now)
         return self.scheduled.finish(
             schedule_id=schedule.id,
             claim_token=slot.claim_token,
@@ -228,7 +294,7 @@ class SlotRunner:
             now=now,
         )
 
-    def _commit_manual(
+    def _commit_triggered(
         self, schedule: ScheduleRecord, run: RunRecord, execution: Execution, now: datetime
     ) -> str:
         """A triggered run leaves the schedule's next run and claim alone."""
@@ -252,6 +318,8 @@ class SlotRunner:
         self, schedule: ScheduleRecord, scheduled_for: datetime, now: datetime
     ) -> datetime | None:
         """The next slot after max(scheduled_for, now), on the producer's grid."""
+        if schedule.schedule_type == "manual":
+            return None
         compiled = schedule_from_row(
             schedule.schedule_type, schedule.schedule_value, schedule.timezone
         )
@@ -283,6 +351,14 @@ def _unpack(returned: Any, previous_state: dict[str, Any]) -> tuple[Any, dict[st
         kind = type(returned.state).__name__
         raise TypeError(f"ProducerResult.state must be a dict (a JSON object), not {kind}")
     return returned.result, returned.state
+
+
+def _timed_out(limit: float, elapsed: float, then: str) -> str:
+    """The error of a run that outlived its limit: it caught the exception, then `then`."""
+    return (
+        f"ProducerTimeoutError: timed out after {limit:g}s (the producer caught its time limit"
+        f" and {then} after {elapsed:.3g}s)"
+    )
 
 
 def _error_text(exc: BaseException) -> str:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 from celery import Celery
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from models import migrate as migrations
@@ -23,15 +26,60 @@ from models.workflow_store import WorkflowStore
 from workers.celery_config import create_app
 from workers.settings import Settings
 
+FC = TypeVar("FC", bound=Callable[..., Any] | click.Command)
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+logger = logging.getLogger("drumline.cli")
+
+MAX_WAIT_SECONDS = 3600.0
+
+
+class SecondsType(click.ParamType[float]):
+    """A finite number of seconds within bounds: `nan`, `inf` and negatives are refused
+    (click's FloatRange lets `nan` through, since every comparison with it is false)."""
+
+    name = "SECONDS"
+
+    def __init__(self, minimum: float, maximum: float) -> None:
+        self.minimum, self.maximum = minimum, maximum
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{str(value)[:40]!r} is not a number of seconds", param, ctx)
+        if not self.minimum <= seconds <= self.maximum:  # also false for nan
+            self.fail(
+                f"{str(value)[:40]!r} is not a number of seconds from {self.minimum:g} "
+                f"to {self.maximum:g}",
+                param,
+                ctx,
+            )
+        return seconds
+
+
+def timeout_option(default: float, help: str) -> Callable[[FC], FC]:
+    """`--timeout S`: how long a command waits, from 0.1 s to an hour."""
+    return click.option(
+        "--timeout",
+        type=SecondsType(0.1, MAX_WAIT_SECONDS),
+        default=default,
+        show_default=True,
+        help=f"{help} (0.1 to {MAX_WAIT_SECONDS:g}).",
+    )
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """The settings (of `os.environ` by default); a bad DRUMLINE_* value exits 1 naming it."""
     try:
-        return Settings.from_env(environ)
+        settings = Settings.from_env(environ)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from None
+    modules = ", ".join(settings.producer_modules) or "none (DRUMLINE_PRODUCER_MODULES is unset)"
+    logger.info("producer modules besides the built-ins: %s", modules)
+    return settings
 
 
 @dataclass
@@ -44,9 +92,21 @@ class CliContext:
 
     @cached_property
     def engine(self) -> Engine:
-        """The database, refused with a clear message if unreachable or not migrated."""
-        engine = make_engine(self.settings.database_url)
+        """The database, refused with a clear message if missing, unreachable or not migrated.
+
+        A missing SQLite file is refused before anything is opened: commands that only read
+        must never leave a new, empty database (and its directory) behind.
+        """
         where = redact_url(self.settings.database_url)
+        sqlite_file = _sqlite_file(self.settings.database_url)
+        if sqlite_file is not None and not sqlite_file.is_file():
+            raise click.ClickException(
+                f"no drumline database at {sqlite_file} (data dir {sqlite_file.parent}): run "
+                "`drumline up` or `drumline migrate` there first, or point at another data dir "
+                "with DRUMLINE_DATA_DIR=DIR (or at a database with DRUMLINE_DATABASE_URL=URL)"
+            )
+        logger.info("database: %s", where)
+        engine = make_engine(self.settings.database_url)
         try:
             current = migrations.current_revision(engine)
         except SQLAlchemyError as exc:
@@ -57,11 +117,21 @@ class CliContext:
                 f"the database {where} is at schema revision {current or 'none'}, not "
                 f"{migrations.head_revision()}: run `drumline migrate`"
             )
+        logger.debug("database %s at schema revision %s", where, current)
         return engine
 
     @cached_property
     def celery(self) -> Celery:
+        logger.info("broker: %s", redact_url(self.settings.broker_url))
         return create_app(self.settings)
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for another database or an in-memory one)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).resolve()
 
 
 pass_context = click.make_pass_decorator(CliContext, ensure=True)

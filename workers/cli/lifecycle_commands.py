@@ -10,26 +10,26 @@ import click
 
 from models.definitions import load_definition_files
 from models.errors import DefinitionError
-from workers.cli.context import CliContext, json_option, pass_context, print_json
+from workers.cli.context import (
+    CliContext,
+    json_option,
+    pass_context,
+    print_json,
+    timeout_option,
+)
 from workers.cli.tasks_client import enqueue, wait_for
 from workers.lifecycle import ChangeSummary
 
 wait_option = click.option(
     "--wait/--no-wait", default=True, show_default=True, help="Wait for the workers' answer."
 )
-timeout_option = click.option(
-    "--timeout",
-    type=click.FloatRange(min=0.1),
-    default=30.0,
-    show_default=True,
-    help="Seconds to wait for the answer.",
-)
+wait_timeout_option = timeout_option(30.0, "Seconds to wait for the answer")
 
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @wait_option
-@timeout_option
+@wait_timeout_option
 @json_option
 @pass_context
 def deploy(
@@ -37,7 +37,7 @@ def deploy(
 ) -> None:
     """Create or update workflows from definition FILES (YAML or JSON)."""
     try:
-        definitions = load_definition_files(files)
+        definitions = load_definition_files(files, max_timeout=ctx.settings.max_timeout)
     except DefinitionError as error:
         for problem in error.problems:
             click.echo(f"{problem.file}: {problem.path}: {problem.message}", err=True)
@@ -45,7 +45,12 @@ def deploy(
     pending = [
         (
             definition.name,
-            enqueue(ctx, "drumline.deploy_workflow", definition.model_dump(mode="json")),
+            # Only what the file set: never larger than what `validate` checked.
+            enqueue(
+                ctx,
+                "drumline.deploy_workflow",
+                definition.model_dump(mode="json", exclude_defaults=True),
+            ),
         )
         for definition in definitions
     ]
@@ -56,7 +61,7 @@ def _name_command(task: str, verb: str) -> click.Command:
     @click.command(name=verb, help=f"{verb.capitalize()} the workflow NAME.")
     @click.argument("name")
     @wait_option
-    @timeout_option
+    @wait_timeout_option
     @json_option
     @pass_context
     def command(ctx: CliContext, name: str, wait: bool, timeout: float, as_json: bool) -> None:

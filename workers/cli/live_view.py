@@ -2,7 +2,8 @@
 
 The database is the record of what ran (workers commit every run there), so the view needs no
 connection to the workers. On a terminal it is a table redrawn in place; otherwise (output sent to
-a file or a pipe) it is one plain line every few seconds, so logs stay readable.
+a file or a pipe) the data dir and log paths come once, then one short line every few seconds,
+so logs stay readable.
 """
 
 from __future__ import annotations
@@ -19,16 +20,18 @@ from rich.table import Column, Table
 from rich.text import Text
 from sqlalchemy import Engine
 
+from models.log_text import loggable
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
 from models.types import utc_now
 from models.vocabulary import RunStatus
 from models.workflow_store import WorkflowStore
-from workers.cli.read_commands import describe_schedule
+from workers.cli.read_commands import RECENT_RUNS, describe_schedule, last_failure
 
 RECENT = timedelta(minutes=1)
-# Runs read per producer to count the recent ones: more than a 1s schedule makes in a minute.
-RECENT_LIMIT = 200
+# The log line names at most this many failing producers, each reason cut to REASON_CHARS.
+FAILING_NAMED = 3
+REASON_CHARS = 60
 LIVE_REFRESH_S = 1.0
 PLAIN_REFRESH_S = 5.0
 STATUS_STYLES: dict[str, str] = {
@@ -47,6 +50,13 @@ class ProducerView:
     last_run_at: datetime | None
     last_status: str | None
     recent_runs: int
+    paused: bool = False
+    consecutive_failures: int = 0
+    last_failure: str | None = None
+
+    @property
+    def label(self) -> str:
+        return loggable(f"{self.workflow}/{self.producer}")
 
 
 def snapshot(engine: Engine, now: datetime) -> list[ProducerView]:
@@ -57,17 +67,20 @@ def snapshot(engine: Engine, now: datetime) -> list[ProducerView]:
     for row in ProducerScheduleStore(engine).list():
         if row.workflow_id not in names:
             continue  # deployed between the two reads; shown on the next refresh
-        recent = runs.list(row.workflow_id, producer_name=row.producer_name, limit=RECENT_LIMIT)
-        schedule = describe_schedule(row)
+        # More runs than a 1s schedule makes in a minute, so the recent ones are all counted.
+        recent = runs.list(row.workflow_id, producer_name=row.producer_name, limit=RECENT_RUNS)
         views.append(
             ProducerView(
                 workflow=names[row.workflow_id],
                 producer=row.producer_name,
-                schedule=f"{schedule} (paused)" if row.paused else schedule,
+                schedule=describe_schedule(row),
                 next_run_at=row.next_run_at,
                 last_run_at=row.last_run_at,
                 last_status=row.last_status,
                 recent_runs=sum(1 for run in recent if run.started_at >= now - RECENT),
+                paused=row.paused,
+                consecutive_failures=row.consecutive_failures,
+                last_failure=last_failure(recent),
             )
         )
     return sorted(views, key=lambda view: (view.workflow, view.producer))
@@ -79,6 +92,7 @@ def render(views: Sequence[ProducerView], header: Sequence[str], now: datetime) 
         Column("producer", no_wrap=True),
         Column("schedule", ratio=1),
         *(Column(name, no_wrap=True) for name in ("next run", "last run", "status", "runs/min")),
+        Column("last failure", ratio=1),
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         collapse_padding=True,
@@ -88,14 +102,15 @@ def render(views: Sequence[ProducerView], header: Sequence[str], now: datetime) 
     for view in views:
         if view.workflow != workflow:
             workflow = view.workflow
-            table.add_row(Text(workflow, style="bold"))
+            table.add_row(Text(loggable(workflow), style="bold"))
         table.add_row(
-            f" {view.producer}",
+            Text(f" {loggable(view.producer)}"),
             view.schedule,
-            relative(view.next_run_at, now, never="never"),
+            next_run(view, now),
             relative(view.last_run_at, now),
             Text(view.last_status or "-", style=STATUS_STYLES.get(view.last_status or "", "")),
             str(view.recent_runs),
+            Text(view.last_failure or "-", style="red" if view.consecutive_failures else ""),
         )
     if not views:
         table.add_row("(no workflows deployed)")
@@ -103,19 +118,40 @@ def render(views: Sequence[ProducerView], header: Sequence[str], now: datetime) 
 
 
 def progress_line(views: Sequence[ProducerView], now: datetime) -> str:
-    """One line for logs: the runs in the last minute and the last status of each producer."""
+    """One short line for logs: runs in the last minute, and which producers are failing."""
     total = sum(view.recent_runs for view in views)
-    parts = [
-        f"{view.workflow}/{view.producer}={view.recent_runs} ({view.last_status or '-'})"
-        for view in views
-    ]
-    return f"{now:%H:%M:%S}Z {total} runs in the last minute: {', '.join(parts) or 'no producers'}"
+    paused = sum(view.paused for view in views)
+    failing = [view for view in views if view.consecutive_failures]
+    producers = f"{len(views)} producer{'' if len(views) == 1 else 's'}"
+    line = f"{now:%H:%M:%S}Z {total} runs in the last minute, {producers}"
+    if paused:
+        line += f", {paused} paused"
+    if failing:
+        named = [
+            f"{view.label} ({loggable(view.last_failure or view.last_status, REASON_CHARS)})"
+            for view in failing[:FAILING_NAMED]
+        ]
+        more = f" and {len(failing) - FAILING_NAMED} more" if len(failing) > FAILING_NAMED else ""
+        line += f", {len(failing)} failing: {', '.join(named)}{more}"
+    return line
+
+
+def next_run(view: ProducerView, now: datetime) -> str:
+    """When the producer runs next: `paused` (its stored next run will pass without a run),
+    `due` (now, or overdue and about to be sent), `in 5s`, or `never`."""
+    if view.paused:
+        return "paused"
+    if view.next_run_at is None:
+        return "never"
+    return "due" if view.next_run_at <= now else relative(view.next_run_at, now)
 
 
 def relative(moment: datetime | None, now: datetime, never: str = "-") -> str:
     if moment is None:
         return never
     seconds = round((moment - now).total_seconds())
+    if seconds == 0:
+        return "now"
     return f"in {_duration(seconds)}" if seconds > 0 else f"{_duration(-seconds)} ago"
 
 
@@ -136,7 +172,7 @@ def watch(
     if console.is_terminal:
         _watch_live(engine, header, check, console)
     else:
-        _watch_plain(engine, check, console)
+        _watch_plain(engine, header, check, console)
 
 
 def _watch_live(
@@ -150,12 +186,17 @@ def _watch_live(
             time.sleep(LIVE_REFRESH_S)
 
 
-def _watch_plain(engine: Engine, check: Callable[[], None], console: Console) -> None:
+def _watch_plain(
+    engine: Engine, header: Sequence[str], check: Callable[[], None], console: Console
+) -> None:
+    for line in header:
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
     next_line = time.monotonic()
     while True:
         check()
         if time.monotonic() >= next_line:
             now = utc_now()
-            console.print(progress_line(snapshot(engine, now), now), soft_wrap=True)
+            line = progress_line(snapshot(engine, now), now)
+            console.print(line, soft_wrap=True, markup=False, highlight=False)
             next_line += PLAIN_REFRESH_S
         time.sleep(LIVE_REFRESH_S)

@@ -7,6 +7,8 @@ import sys
 
 import click
 
+from workers.cli.dead_letters_command import dead_letters
+from workers.cli.flower_command import flower
 from workers.cli.lifecycle_commands import delete, deploy, pause, resume
 from workers.cli.migrate import migrate
 from workers.cli.read_commands import ls, runs, status
@@ -14,18 +16,46 @@ from workers.cli.trigger import trigger
 from workers.cli.up import up
 from workers.cli.validate_command import validate
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", is_flag=True, help="Log what drumline does.")
-def cli(verbose: bool) -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Log what drumline does (to stderr); -vv: in detail, with the libraries' logs.",
+)
+def cli(verbose: int) -> None:
     """Run producers on per-producer schedules across Celery workers."""
+    configure_logging(verbose)
+
+
+def configure_logging(verbosity: int) -> None:
+    """drumline's loggers (`drumline.*`) at INFO with -v, DEBUG with -vv; other libraries'
+    (Alembic, Celery, kombu) stay at WARNING unless -vv, so -v shows drumline's own steps."""
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if verbosity >= 2 else logging.WARNING, format=LOG_FORMAT
     )
+    levels = {0: logging.WARNING, 1: logging.INFO}
+    logging.getLogger("drumline").setLevel(levels.get(verbosity, logging.DEBUG))
 
 
-for command in (validate, migrate, deploy, pause, resume, delete, ls, status, runs, trigger, up):
+for command in (
+    validate,
+    migrate,
+    deploy,
+    pause,
+    resume,
+    delete,
+    ls,
+    status,
+    runs,
+    trigger,
+    dead_letters,
+    up,
+    flower,
+):
     cli.add_command(command)
 
 

@@ -6,13 +6,15 @@ import click
 
 from models import migrate as migrations
 from models.db import make_engine, redact_url
+from models.sqlite_space import enable_incremental_vacuum
 from workers.cli.context import CliContext, pass_context
 
 
 @click.command()
 @pass_context
 def migrate(ctx: CliContext) -> None:
-    """Apply the database migrations (idempotent)."""
+    """Apply the database migrations (idempotent); switch an old SQLite file to incremental
+    auto-vacuum, so that pruned run history gives its space back."""
     engine = make_engine(ctx.settings.database_url)
     before = migrations.current_revision(engine)
     migrations.upgrade(engine)
@@ -22,3 +24,5 @@ def migrate(ctx: CliContext) -> None:
         click.echo(f"{where}: already at revision {after}")
     else:
         click.echo(f"{where}: migrated {before or 'empty'} -> {after}")
+    if enable_incremental_vacuum(engine):
+        click.echo(f"{where}: rewrote the file once (VACUUM) to turn on incremental auto-vacuum")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from models.log_text import loggable
 from models.records import RunRecord, ScheduleRecord
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
@@ -26,6 +29,11 @@ from workers.cli.context import (
     when,
 )
 
+# How many of a producer's newest runs are searched for its last failure.
+RECENT_RUNS = 200
+FAILURE_CHARS = 80
+PAUSED = "paused"
+
 
 @click.command()
 @json_option
@@ -36,13 +44,15 @@ def ls(ctx: CliContext, as_json: bool) -> None:
     rows: list[dict[str, Any]] = []
     for workflow in WorkflowStore(ctx.engine).list():
         producers = schedules.list(workflow.id)
-        upcoming = [p.next_run_at for p in producers if p.next_run_at is not None]
+        upcoming = [p.next_run_at for p in producers if p.next_run_at is not None and not p.paused]
         rows.append(
             {
                 "name": workflow.name,
                 "status": workflow.status,
                 "version": workflow.version,
                 "producers": len(producers),
+                "paused": sum(p.paused for p in producers),
+                # A paused producer's stored next run passes without a run: it is not shown.
                 "next_run_at": min(upcoming) if upcoming else None,
             }
         )
@@ -51,14 +61,15 @@ def ls(ctx: CliContext, as_json: bool) -> None:
         return
     table = Table("workflow", "status", "version", "producers", "next run (UTC)")
     for row in rows:
+        all_paused = row["producers"] and row["paused"] == row["producers"]
         table.add_row(
-            row["name"],
+            shown(row["name"]),
             row["status"],
             str(row["version"]),
-            str(row["producers"]),
-            when(row["next_run_at"]),
+            str(row["producers"]) + (f" ({row['paused']} paused)" if row["paused"] else ""),
+            PAUSED if all_paused else when(row["next_run_at"]),
         )
-    _console().print(table)
+    console().print(table)
 
 
 @click.command()
@@ -68,7 +79,13 @@ def ls(ctx: CliContext, as_json: bool) -> None:
 def status(ctx: CliContext, name: str, as_json: bool) -> None:
     """Show each producer of workflow NAME: schedule, next and last run, failures."""
     workflow = require_workflow(ctx, name)
-    producers = [_producer_view(row) for row in ProducerScheduleStore(ctx.engine).list(workflow.id)]
+    run_store = RunStore(ctx.engine)
+    producers = [
+        _producer_view(
+            row, run_store.list(workflow.id, producer_name=row.producer_name, limit=RECENT_RUNS)
+        )
+        for row in ProducerScheduleStore(ctx.engine).list(workflow.id)
+    ]
     if as_json:
         print_json(
             {
@@ -87,19 +104,21 @@ def status(ctx: CliContext, name: str, as_json: bool) -> None:
         "last run (UTC)",
         "last status",
         "failures",
-        title=f"{workflow.name} (v{workflow.version}, {workflow.status})",
+        "last failure",
+        title=shown(f"{workflow.name} (v{workflow.version}, {workflow.status})"),
     )
     for view in producers:
         table.add_row(
-            view["name"],
-            view["run"],
+            shown(view["name"]),
+            shown(view["run"]),
             view["schedule"],
-            when(view["next_run_at"], never="never"),
+            PAUSED if view["paused"] else when(view["next_run_at"], never="never"),
             when(view["last_run_at"]),
             view["last_status"] or "-",
             str(view["consecutive_failures"]),
+            Text(view["last_failure"] or "-"),
         )
-    _console().print(table)
+    console().print(table)
 
 
 @click.command()
@@ -143,13 +162,18 @@ def runs(ctx: CliContext, name: str, producer: str | None, limit: int, as_json: 
             run.status,
             milliseconds(run.duration_ms),
             str(run.attempt),
-            run.task_id or "-",
-            last_line(run.error),
+            shown(run.task_id or "-"),
+            shown(last_line(run.error)),
         )
-    _console().print(table)
+    console().print(table)
 
 
-def _console() -> Console:
+def shown(text: str) -> Text:
+    """Text from the database as a table cell: escaped, and never read as rich markup."""
+    return Text(loggable(text))
+
+
+def console() -> Console:
     """Full-width tables when piped: rich would squeeze them to 80 columns."""
     return Console() if sys.stdout.isatty() else Console(width=220)
 
@@ -159,16 +183,24 @@ def describe_schedule(row: ScheduleRecord) -> str:
     return schedule.describe(exhausted=row.next_run_at is None)
 
 
-def _producer_view(row: ScheduleRecord) -> dict[str, Any]:
+def last_failure(runs: Sequence[RunRecord]) -> str | None:
+    """The reason of the newest run that ended with an error, as one short, escaped line."""
+    failed = next((run for run in runs if run.error), None)
+    return None if failed is None else loggable(last_line(failed.error), FAILURE_CHARS)
+
+
+def _producer_view(row: ScheduleRecord, runs: Sequence[RunRecord]) -> dict[str, Any]:
     return {
         "name": row.producer_name,
         "run": row.run,
         "schedule": describe_schedule(row),
         "paused": row.paused,
-        "next_run_at": row.next_run_at,
+        # A paused producer's stored next run passes without a run: it has none.
+        "next_run_at": None if row.paused else row.next_run_at,
         "last_run_at": row.last_run_at,
         "last_status": row.last_status,
         "consecutive_failures": row.consecutive_failures,
+        "last_failure": last_failure(runs),
         "state": row.state,
     }
 

@@ -11,7 +11,7 @@ from kombu.exceptions import OperationalError
 
 import models.errors  # noqa: F401 - lets Celery rebuild lifecycle errors as their own class
 from models.db import redact_url
-from workers.cli.context import CliContext
+from workers.cli.context import CliContext, logger
 
 PUBLISH_RETRY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1}
 
@@ -32,9 +32,11 @@ def enqueue(ctx: CliContext, task: str, *args: Any, **options: Any) -> Any:
     try:
         with ctx.celery.connection_for_write() as connection:
             connection.ensure_connection(**PUBLISH_RETRY)
-        return ctx.celery.send_task(
+        result = ctx.celery.send_task(
             task, args=args, retry=True, retry_policy=PUBLISH_RETRY, **options
         )
+        logger.info("sent %s as task %s", task, result.id)
+        return result
     except OperationalError as exc:
         where = redact_url(ctx.settings.broker_url)
         raise click.ClickException(

