@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from models.schedule_store import ProducerScheduleStore
 from models.workflow_store import WorkflowStore
+from tests.crashing_beat import crashing_beat_args
 from tests.e2e import (
     deploy,
     executions,
@@ -23,7 +24,7 @@ from tests.e2e import (
     utcnow,
     wait_until,
 )
-from tests.processes import CeleryProcess, beat_args, running_beat, running_worker, worker_args
+from tests.processes import CeleryProcess, running_beat, running_worker, worker_args
 from workers.redis_server import RedisServer
 
 
@@ -138,8 +139,8 @@ def test_a_beat_killed_between_claim_and_send_loses_nothing(
     with running_worker(env, tmp_path):
         deploy(env, definition)
         doomed = CeleryProcess(
-            beat_args(tmp_path, "doomed"),
-            {**env, "DRUMLINE_TEST_CRASH_AFTER_CLAIM": "1"},
+            crashing_beat_args(tmp_path, "doomed"),
+            env,
             tmp_path / "doomed.log",
         ).start()
         try:

@@ -26,9 +26,10 @@ from beat.scheduler import ProducerScheduler
 from models.schedule_store import ProducerScheduleStore
 from models.tables import producer_schedules
 from models.workflow_store import WorkflowStore
+from tests.crashing_beat import crashing_beat_args
 from tests.databases import schedule_spec
 from tests.e2e import utcnow
-from tests.processes import CeleryProcess, beat_args, client_app, running_beat
+from tests.processes import CeleryProcess, client_app, running_beat
 from workers.redis_server import RedisServer, free_port
 
 LEASE = timedelta(seconds=6)  # DRUMLINE_LEASE_SECONDS in the drumline_env fixture
@@ -368,8 +369,8 @@ def test_the_crash_hook_kills_beat_after_claiming_and_before_sending(
 ) -> None:
     workflow_id = add_workflow(engine, "doomed", {"p": utcnow()})
     doomed = CeleryProcess(
-        beat_args(tmp_path, "doomed"),
-        {**drumline_env, "DRUMLINE_TEST_CRASH_AFTER_CLAIM": "1"},
+        crashing_beat_args(tmp_path, "doomed"),
+        drumline_env,
         tmp_path / "doomed.log",
     ).start()
     assert doomed.process is not None
