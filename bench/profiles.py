@@ -91,7 +91,7 @@ def profile_beat(infra: Infra, store: str, producers: int, seconds: float) -> st
     from datetime import timedelta
 
     from bench.procs import beat_args
-    from bench.seed import utcnow
+    from models.types import utc_now
 
     py_spy = shutil.which("py-spy")
     if py_spy is None:
@@ -99,7 +99,7 @@ def profile_beat(infra: Infra, store: str, producers: int, seconds: float) -> st
     with infra.database(store) as url:
         env = drumline_env(infra, url, infra.scratch("data"))
         engine = make_engine(url)
-        first = utcnow() + timedelta(seconds=4)
+        first = utc_now() + timedelta(seconds=4)
         spacing = timedelta(seconds=seconds / producers)
         ScheduleSeeder(engine, every=f"{int(seconds)}s").add(
             producers, lambda i: first + i * spacing
@@ -109,7 +109,7 @@ def profile_beat(infra: Infra, store: str, producers: int, seconds: float) -> st
         command = beat_args("workers.app", "beat.scheduler:ProducerScheduler", workdir)
         with running(command, env, workdir / "beat.log") as beat:
             beat.wait_for_log("beat: Starting...", 30)
-            time.sleep(max(0.0, (first - utcnow()).total_seconds()))
+            time.sleep(max(0.0, (first - utc_now()).total_seconds()))
             _py_spy_record(py_spy, beat.pid, seconds, out, idle=True)
         engine.dispose()
         return summarise_raw(out) if out.exists() else "py-spy produced no profile"

@@ -14,8 +14,9 @@ from sqlalchemy import Engine, func, insert, select
 from models.errors import SettingsError
 from models.run_pruning import ProducerKey
 from models.tables import producer_runs
+from models.types import utc_now
 from models.workflow_store import WorkflowStore
-from tests.e2e import utcnow, wait_until
+from tests.e2e import wait_until
 from tests.processes import running_beat, running_worker
 from workers.celery_config import PRUNE_RUNS, PRUNE_RUNS_ENTRY, create_app
 from workers.prune_cursor import CURSOR_KEY, PruneCursor
@@ -107,7 +108,7 @@ def logged_deletions(log: str) -> tuple[int, int]:
 def test_a_real_beat_and_worker_prune_a_seeded_history(
     drumline_env: dict[str, str], engine: Engine, tmp_path: Path
 ) -> None:
-    now = utcnow()
+    now = utc_now()
     workflow_id = WorkflowStore(engine).upsert("history", {"name": "history"}, now=now).id
     rows = []
     for producer in ("a", "b", "c"):
