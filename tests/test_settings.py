@@ -12,6 +12,7 @@ from celery.exceptions import ImproperlyConfigured
 
 from beat.scheduler import BeatSettings
 from models.errors import SettingsError
+from models.plain_json import JsonBounds
 from workers.celery_config import celery_config
 from workers.settings import FIELDS, Settings, setting
 
@@ -62,9 +63,51 @@ def test_an_empty_lock_redis_url_is_read_as_given_and_refused() -> None:
         Settings.from_env({**NOWHERE, "DRUMLINE_REDIS_URL": ""})
 
 
-def test_a_fractional_beat_batch_is_refused_not_truncated() -> None:
-    with pytest.raises(SettingsError, match=r"^DRUMLINE_BEAT_BATCH='1\.5' must be a whole number"):
-        Settings.from_env({**NOWHERE, "DRUMLINE_BEAT_BATCH": "1.5"})
+def test_the_output_bounds_default_to_64_kib_and_32_levels() -> None:
+    settings = Settings.from_env(NOWHERE)
+    expected = JsonBounds(max_depth=32, max_bytes=64 * 1024)
+    assert (settings.result_bounds, settings.state_bounds) == (expected, expected)
+
+
+def test_each_output_bound_has_its_own_variable() -> None:
+    settings = Settings.from_env(
+        {
+            **NOWHERE,
+            "DRUMLINE_RESULT_MAX_BYTES": "1000",
+            "DRUMLINE_STATE_MAX_BYTES": "2000",
+            "DRUMLINE_OUTPUT_MAX_DEPTH": "5",
+        }
+    )
+    assert settings.result_bounds == JsonBounds(max_depth=5, max_bytes=1000)
+    assert settings.state_bounds == JsonBounds(max_depth=5, max_bytes=2000)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("DRUMLINE_RUN_RETENTION_DAYS", "-1", "must be at least 0"),
+        ("DRUMLINE_RUN_RETENTION_DAYS", "nan", "must be at least 0"),
+        ("DRUMLINE_RUN_RETENTION_DAYS", "36501", "must be at most 36500"),
+        ("DRUMLINE_RUN_RETENTION_DAYS", "a month", "is not a number"),
+        ("DRUMLINE_RUN_RETENTION_PER_PRODUCER", "1.5", "must be a whole number"),
+        ("DRUMLINE_RUN_RETENTION_PER_PRODUCER", "1e8", "must be at most 10000000"),
+        ("DRUMLINE_PRUNE_INTERVAL_SECONDS", "0", "must be at least 0.1"),
+        ("DRUMLINE_PRUNE_INTERVAL_SECONDS", "inf", "must be at most 86400"),
+        ("DRUMLINE_RESULT_MAX_BYTES", "1.5e3x", "is not a number"),
+        ("DRUMLINE_RESULT_MAX_BYTES", "10", "must be at least 64"),
+        ("DRUMLINE_STATE_MAX_BYTES", "100.5", "must be a whole number"),
+        ("DRUMLINE_STATE_MAX_BYTES", "inf", "must be at most 16777216"),
+        ("DRUMLINE_OUTPUT_MAX_DEPTH", "nan", "must be at least 1"),
+        ("DRUMLINE_OUTPUT_MAX_DEPTH", "1000", "must be at most 256"),
+        # Refused, not truncated to 1.
+        ("DRUMLINE_BEAT_BATCH", "1.5", "must be a whole number"),
+    ],
+)
+def test_a_bad_value_is_refused_naming_its_variable(
+    variable: str, value: str, message: str
+) -> None:
+    with pytest.raises(SettingsError, match=f"^{variable}='{re.escape(value)}' {message}$"):
+        Settings.from_env({**NOWHERE, variable: value})
 
 
 @pytest.mark.parametrize(
