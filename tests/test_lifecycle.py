@@ -6,6 +6,7 @@ import copy
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,22 +25,13 @@ from models.records import ScheduleRecord, SlotOutcome
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
 from models.workflow_store import WorkflowStore
+from tests.clock import Clock
 from tests.databases import table_dump
 from workers.lifecycle import Lifecycle
 from workers.locks import WorkflowLocks, lock_key
 
 NOW = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=1)
-
-
-class Clock:
-    """A settable `now` for the lifecycle."""
-
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def definition(**producers: dict[str, Any]) -> dict[str, Any]:
@@ -58,15 +50,33 @@ BASE = definition(
 
 
 def make_lifecycle(
-    engine: Engine, client: redis.Redis, clock: Clock, *, timeout: float = 5, wait: float = 2
+    engine: Engine,
+    client: redis.Redis,
+    clock: Callable[[], datetime],
+    *,
+    timeout: float = 5,
+    wait: float = 2,
 ) -> Lifecycle:
     locks = WorkflowLocks(client, timeout=timedelta(seconds=timeout), wait=timedelta(seconds=wait))
     return Lifecycle(engine, locks, now=clock)
 
 
+def after_first_reading(action: Callable[[], None], clock: Clock) -> Callable[[], datetime]:
+    """`clock`, running `action` before its first reading. A change reads its clock first just
+    after reading the workflow's version, before its transaction: `action` runs in between."""
+    pending = [action]
+
+    def now() -> datetime:
+        while pending:
+            pending.pop()()
+        return clock()
+
+    return now
+
+
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(NOW)
 
 
 @pytest.fixture
@@ -322,7 +332,6 @@ def test_a_change_whose_lock_expired_is_fenced_out(
     existing: bool,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    slow = make_lifecycle(engine, redis_client, clock, timeout=1, wait=0)
     fast = make_lifecycle(engine, redis_client, clock, timeout=5, wait=0)
     if existing:
         fast.deploy(BASE)
@@ -333,8 +342,11 @@ def test_a_change_whose_lock_expired_is_fenced_out(
         time.sleep(1.3)  # the slow change's lock expires...
         fast.deploy(theirs)  # ...and another change takes the lock and commits
 
+    slow = make_lifecycle(
+        engine, redis_client, after_first_reading(meanwhile, clock), timeout=1, wait=0
+    )
     with pytest.raises(VersionConflictError) as caught:
-        slow.deploy(mine, after_read=meanwhile)
+        slow.deploy(mine)
 
     assert caught.value.code == "conflict"
     assert "prices" in str(caught.value)

@@ -15,6 +15,7 @@ from models.plain_json import JsonBounds
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
 from models.workflow_store import WorkflowStore
+from tests.clock import Clock
 from tests.databases import schedule_spec, table_dump
 from workers.registry import ProducerContext, ProducerResult, producer
 from workers.runner import Slot, SlotRunner
@@ -24,14 +25,6 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)
 BOUNDS = JsonBounds(max_depth=8, max_bytes=1024)
 FAR_FUTURE = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @producer("test.record")

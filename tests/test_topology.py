@@ -24,8 +24,9 @@ from sqlalchemy import Engine
 
 from models.records import RunRecord, ScheduleRecord
 from models.schedule_store import ProducerScheduleStore
+from models.types import utc_now
 from models.workflow_store import WorkflowStore
-from tests.e2e import deploy, journal_producer, runs_of, utcnow, wait_until
+from tests.e2e import deploy, journal_producer, runs_of, wait_until
 from tests.e2e_producers import read_journal
 from tests.processes import CeleryProcess, beat_args, worker_args
 
@@ -264,11 +265,11 @@ def test_two_beats_three_workers_and_a_killed_worker_run_every_slot_once(
         start_together(stack, [restarted])
 
         time.sleep(max(0.0, RUN_FOR_S - STUCK_RECHECK_S - (time.monotonic() - began)))
-        suspects = stuck_rows(schedules.list(workflow.id), utcnow())
+        suspects = stuck_rows(schedules.list(workflow.id), utc_now())
         time.sleep(STUCK_RECHECK_S)
-        again = stuck_rows(schedules.list(workflow.id), utcnow())
+        again = stuck_rows(schedules.list(workflow.id), utc_now())
         stuck = {p: at for p, at in again.items() if suspects.get(p) == at}
-        stop = utcnow()
+        stop = utc_now()
         for beat in beats:
             beat.stop()
         wait_until(

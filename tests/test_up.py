@@ -38,9 +38,10 @@ from models.records import RunRecord, ScheduleRecord, SlotOutcome
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
 from models.schedules import Schedule
+from models.types import utc_now
 from models.workflow_store import WorkflowStore
 from tests.databases import schedule_spec
-from tests.e2e import utcnow, wait_until
+from tests.e2e import wait_until
 from workers.cli import live_view
 from workers.cli.context import when
 from workers.cli.main import cli
@@ -111,7 +112,7 @@ def start_up(tmp_path: Path) -> Iterator[StartUp]:
                 stdout=sink,
                 stderr=subprocess.STDOUT,
             )
-        started.append(Up(process, output, data_dir, utcnow()))
+        started.append(Up(process, output, data_dir, utc_now()))
         return started[-1]
 
     yield start
@@ -197,7 +198,7 @@ def frequent_examples() -> dict[str, timedelta]:
 
 def spacing(schedule: Schedule | None) -> timedelta:
     """The time between a schedule's next two slots (forever for a manual producer)."""
-    first = schedule.next_after(utcnow()) if schedule else None
+    first = schedule.next_after(utc_now()) if schedule else None
     second = schedule.next_after(first, anchor=first) if schedule and first else None
     return second - first if first and second else timedelta.max
 
@@ -261,7 +262,7 @@ def test_up_runs_the_examples_stops_cleanly_and_resumes_without_a_burst(
         assert password not in log.read_text(errors="replace"), log
     tail = schedules(data)["example-log-tail/count-finished-tasks"]
     assert tail.state["offset"] > 0  # the cursor reached is kept between runs
-    stopped_at = utcnow()
+    stopped_at = utc_now()
 
     time.sleep(DOWN_S)
     port = free_port()
@@ -272,7 +273,7 @@ def test_up_runs_the_examples_stops_cleanly_and_resumes_without_a_burst(
     assert (flower_status(port, None), flower_status(port, flower_password)) == (401, 200)
     refused_code, message = run_up(tmp_path, "--no-flower", "--data-dir", str(data))
     assert refused_code != 0 and "another `drumline up` is running" in message
-    time.sleep(max(0.0, WINDOW_S - (utcnow() - second.started).total_seconds()))
+    time.sleep(max(0.0, WINDOW_S - (utc_now() - second.started).total_seconds()))
     assert_stopped_cleanly(second, signal.SIGTERM)
     assert (data / "redis.password").read_text().strip() == password
 
@@ -396,7 +397,7 @@ def test_up_keeps_the_data_dir_private_even_when_it_was_loose(
 
 def test_the_examples_validate_together_and_show_each_kind_of_schedule() -> None:
     assert find_examples(REPO_ROOT) == REPO_ROOT / "examples"
-    import examples.producers  # noqa: F401 - registers the example producers
+    import workers.example_producers  # noqa: F401 - registers the example producers
 
     definitions = load_definition_files(EXAMPLES, known_producers=registered_names())
     producers = [p for d in definitions for p in d.producers.values()]
@@ -409,13 +410,13 @@ def test_the_examples_validate_together_and_show_each_kind_of_schedule() -> None
 def run_example(
     name: str, params: dict[str, Any], state: dict[str, Any] | None = None
 ) -> ProducerResult:
-    import examples.producers  # noqa: F401 - registers the example producers
+    import workers.example_producers  # noqa: F401 - registers the example producers
 
     result = get_producer(name)(
         ProducerContext(
             workflow="wf",
             producer="p",
-            scheduled_for=utcnow(),
+            scheduled_for=utc_now(),
             trigger="schedule",
             params=params,
             state=state or {},
@@ -529,7 +530,7 @@ def _pgid(pid: int) -> int | None:
 def test_the_view_shows_each_producer_with_its_recent_runs(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'view.db'}")
     migrate.upgrade(engine)
-    now = utcnow()
+    now = utc_now()
     workflow = WorkflowStore(engine).upsert("shop", {}, now=now)
     spec = schedule_spec(workflow.id, "poll", next_run_at=now + timedelta(seconds=30))
     ProducerScheduleStore(engine).upsert(spec, now=now)
@@ -588,7 +589,7 @@ REASON = "ValueError: boom\\x1b[31m [red]x[/red]"  # escaped, and not read as ma
 def test_the_view_shows_paused_due_and_the_last_failure(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'view.db'}")
     migrate.upgrade(engine)
-    now = utcnow()
+    now = utc_now()
     shop_with_a_due_failing_and_a_paused_producer(engine, now)
     views = live_view.snapshot(engine, now)
     assert [(v.producer, v.paused, v.last_failure) for v in views] == [
@@ -613,7 +614,7 @@ def test_status_and_ls_show_paused_and_the_last_failure(
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     engine = make_engine(url)
     migrate.upgrade(engine)
-    now = utcnow()
+    now = utc_now()
     shop_with_a_due_failing_and_a_paused_producer(engine, now)
     monkeypatch.setenv("DRUMLINE_DATABASE_URL", url)
     runner = CliRunner()

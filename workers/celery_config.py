@@ -66,7 +66,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "drumline_beat_batch": settings.beat_batch,
         # Where the workers' boundary keeps refused messages (`drumline dead-letters`).
         "drumline_redis_url": settings.lock_redis_url,
-        "drumline_test_crash_after_claim": settings.test_crash_after_claim,
     }
     if settings.broker_url.startswith(("redis://", "rediss://")):
         # kombu's Redis transport, dropping queue items it cannot decode instead of dying.

@@ -45,8 +45,6 @@ from workers.registry import registered_names
 
 logger = logging.getLogger("drumline.lifecycle")
 
-AfterRead = Callable[[], None] | None
-
 # Where problems say they are: a definition sent to the workers has no file name.
 SOURCE = "<definition>"
 
@@ -110,11 +108,7 @@ _CHANGE_KINDS = tuple(kind.name for kind in fields(ProducerChanges))
 
 
 class Lifecycle:
-    """The four lifecycle changes against one database, with one lock service and clock.
-
-    Each takes an optional `after_read` hook, called between reading the version and the
-    transaction: tests use it to let the lock expire while another change commits.
-    """
+    """The four lifecycle changes against one database, with one lock service and clock."""
 
     def __init__(
         self,
@@ -131,7 +125,7 @@ class Lifecycle:
         self.workflows = WorkflowStore(engine)
         self.schedules = ProducerScheduleStore(engine)
 
-    def deploy(self, data: object, *, after_read: AfterRead = None) -> ChangeSummary:
+    def deploy(self, data: object) -> ChangeSummary:
         """Create the workflow or bring it to `data`, touching only the producers that changed.
 
         A producer whose schedule changed gets a fresh next run and loses any claim (a run in
@@ -146,7 +140,6 @@ class Lifecycle:
                 logger.info("workflow %r v%d redeployed unchanged", current.name, current.version)
                 changes = ProducerChanges(unchanged=list(definition.producers))
                 return _summary(current, changes, noop=True)
-            _call(after_read)
             now = self.now()
             # Schedule math before the transaction, never inside it (SQLite's write lock).
             next_runs = _next_runs(definition.producers, now)
@@ -161,25 +154,24 @@ class Lifecycle:
         )
         return _summary(record, changes, noop=False)
 
-    def pause(self, name: str, *, after_read: AfterRead = None) -> ChangeSummary:
+    def pause(self, name: str) -> ChangeSummary:
         """Stop the workflow's producers from becoming due; runs in flight finish normally.
 
         Messages already queued are not run: the worker's start step sees `paused` on the row
         and records the slot skipped (models.scheduled_runs)."""
-        return self._set_status(name, WorkflowStatus.PAUSED, after_read)
+        return self._set_status(name, WorkflowStatus.PAUSED)
 
-    def resume(self, name: str, *, after_read: AfterRead = None) -> ChangeSummary:
+    def resume(self, name: str) -> ChangeSummary:
         """Let the producers run again, from their next slot after now: no burst of missed runs.
 
         The summary's `rescheduled` lists the producers whose next run passed while paused.
         """
-        return self._set_status(name, WorkflowStatus.ACTIVE, after_read)
+        return self._set_status(name, WorkflowStatus.ACTIVE)
 
-    def delete(self, name: str, *, after_read: AfterRead = None) -> ChangeSummary:
+    def delete(self, name: str) -> ChangeSummary:
         """Delete the workflow; its schedules and run history go with it (ON DELETE CASCADE)."""
         with self.locks.hold(name):
             current = self._require(name)
-            _call(after_read)
             with self.engine.begin() as conn:
                 producers = _names(self.schedules.list(current.id, conn=conn))
                 if not self.workflows.delete_fenced(current.id, current.version, conn=conn):
@@ -189,9 +181,7 @@ class Lifecycle:
         )
         return _summary(current, ProducerChanges(removed=producers), noop=False, deleted=True)
 
-    def _set_status(
-        self, name: str, status: WorkflowStatus, after_read: AfterRead
-    ) -> ChangeSummary:
+    def _set_status(self, name: str, status: WorkflowStatus) -> ChangeSummary:
         with self.locks.hold(name):
             current = self._require(name)
             if current.status == status:
@@ -199,7 +189,6 @@ class Lifecycle:
                 producers = _names(self.schedules.list(current.id))
                 changes = ProducerChanges(unchanged=producers)
                 return _summary(current, changes, noop=True, status=status)
-            _call(after_read)
             now = self.now()
             # Schedule math before the transaction, never inside it (SQLite's write lock).
             moves = self._missed_runs(current.id, now) if status == "active" else []
@@ -339,11 +328,6 @@ def _conflict(name: str, read_version: int | None) -> VersionConflictError:
     message = f"workflow {name!r} {what} by another change meanwhile; nothing was written; retry"
     logger.warning("%s", message)
     return VersionConflictError(message, {"workflow": name, "read_version": read_version})
-
-
-def _call(hook: AfterRead) -> None:
-    if hook is not None:
-        hook()
 
 
 def _next_runs(

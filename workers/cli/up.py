@@ -46,7 +46,7 @@ from workers.supervisor import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES_MODULE = "examples.producers"
+EXAMPLES_MODULE = "workers.example_producers"
 CELERY = (sys.executable, "-m", "celery", "-A", "workers.app")
 DRUMLINE = (sys.executable, "-m", "workers.cli.main")
 FLOWER_USER = "drumline"
@@ -288,7 +288,7 @@ def running(pid: int) -> bool:
 def find_examples(cwd: Path) -> Path | None:
     """The `examples/` of the current directory first, else those of drumline's repository."""
     for base in (cwd, REPO_ROOT):
-        if (base / "examples" / "producers.py").is_file():
+        if (base / "examples" / "demo-schedules.yaml").is_file():
             return base / "examples"
     return None
 
