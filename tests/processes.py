@@ -13,8 +13,8 @@ from pathlib import Path
 
 from celery import Celery
 
-from workers.celery_config import create_app
 from workers.settings import Settings
+from workers.tasks.celery_config import create_app
 
 READY_TIMEOUT_S = 60.0
 

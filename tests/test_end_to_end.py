@@ -24,7 +24,7 @@ from tests.e2e import (
     wait_until,
 )
 from tests.processes import CeleryProcess, beat_args, running_beat, running_worker, worker_args
-from workers.redis_server import RedisServer
+from workers.local.redis_server import RedisServer
 
 
 @pytest.fixture

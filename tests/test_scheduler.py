@@ -29,7 +29,7 @@ from models.workflow_store import WorkflowStore
 from tests.databases import schedule_spec
 from tests.e2e import utcnow
 from tests.processes import CeleryProcess, beat_args, client_app, running_beat
-from workers.redis_server import RedisServer, free_port
+from workers.local.redis_server import RedisServer, free_port
 
 LEASE = timedelta(seconds=6)  # DRUMLINE_LEASE_SECONDS in the drumline_env fixture
 MAX_INTERVAL_S = 0.5  # DRUMLINE_BEAT_MAX_INTERVAL_SECONDS in the drumline_env fixture

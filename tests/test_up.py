@@ -45,9 +45,9 @@ from workers.cli import live_view
 from workers.cli.context import when
 from workers.cli.main import cli
 from workers.cli.up import REPO_ROOT, Layout, find_examples, stop_orphaned_redis, stored_secret
-from workers.redis_server import RedisServer, free_port
+from workers.local.redis_server import RedisServer, free_port
+from workers.local.supervisor import ChildExitedError, Interrupts, Supervisor
 from workers.registry import ProducerContext, ProducerResult, get_producer, registered_names
-from workers.supervisor import ChildExitedError, Interrupts, Supervisor
 
 UP = [sys.executable, "-c", "from workers.cli.main import main; main()", "up"]
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))

@@ -18,7 +18,7 @@ from workers.cli.context import (
     timeout_option,
 )
 from workers.cli.tasks_client import enqueue, wait_for
-from workers.lifecycle import ChangeSummary
+from workers.services.lifecycle import ChangeSummary
 
 wait_option = click.option(
     "--wait/--no-wait", default=True, show_default=True, help="Wait for the workers' answer."

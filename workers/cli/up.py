@@ -5,7 +5,7 @@ Flower, all as child processes whose state lives in one data dir; then the examp
 the `--deploy` files) are deployed through the lifecycle task, exactly as `drumline deploy` does.
 Everything that can be refused (the data dir, the definitions, the ports) is checked before
 anything starts, so a refusal leaves nothing running, and no data dir it had to create. The data
-dir and all in it are private to its owner (`workers/cli/data_dir.py`).
+dir and all in it are private to its owner (`workers/local/data_dir.py`).
 """
 
 from __future__ import annotations
@@ -31,19 +31,19 @@ from models.definitions import load_definition_files
 from models.errors import DefinitionError
 from workers.cli import live_view
 from workers.cli.context import CliContext, load_settings
-from workers.cli.data_dir import PRIVATE_UMASK, make_private, removed_if_refused
 from workers.cli.lifecycle_commands import deploy
 from workers.cli.migrate import migrate
-from workers.local_broker import announce, run_dir, withdraw, write_private
-from workers.redis_server import RedisServer, port_in_use
-from workers.registry import load_producer_modules, registered_names
-from workers.supervisor import (
+from workers.local.data_dir import PRIVATE_UMASK, make_private, removed_if_refused
+from workers.local.redis_server import RedisServer, port_in_use
+from workers.local.supervisor import (
     Child,
     ChildExitedError,
     Interrupts,
     StartupError,
     Supervisor,
 )
+from workers.local_broker import announce, run_dir, withdraw, write_private
+from workers.registry import load_producer_modules, registered_names
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES_MODULE = "examples.producers"

@@ -1,4 +1,4 @@
-"""The Celery app: `celery -A workers.app worker` / `celery -A workers.app beat`."""
+"""The Celery app behind `celery -A workers.app worker | beat` (`workers/app.py` names it)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from celery.concurrency import get_implementation
 from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.concurrency.solo import TaskPool as SoloPool
 
-from workers.celery_config import create_app
 from workers.registry import load_producer_modules
-from workers.resources import resources
 from workers.settings import Settings
+from workers.tasks.celery_config import create_app
+from workers.tasks.resources import resources
 
 settings = Settings.from_env()
 app = create_app(settings)
