@@ -23,7 +23,8 @@ from tests.e2e import (
     utcnow,
     wait_until,
 )
-from tests.processes import CeleryProcess, beat_args, running_beat, running_worker, worker_args
+from tests.processes import CeleryProcess, running_beat, running_worker
+from workers.local.celery_argv import beat_argv, worker_argv
 from workers.local.redis_server import RedisServer
 
 
@@ -138,7 +139,7 @@ def test_a_beat_killed_between_claim_and_send_loses_nothing(
     with running_worker(env, tmp_path):
         deploy(env, definition)
         doomed = CeleryProcess(
-            beat_args(tmp_path, "doomed"),
+            beat_argv(tmp_path, "doomed"),
             {**env, "DRUMLINE_TEST_CRASH_AFTER_CLAIM": "1"},
             tmp_path / "doomed.log",
         ).start()
@@ -278,7 +279,7 @@ def test_runs_resume_after_a_redis_restart_and_no_slot_is_lost(
         "DRUMLINE_PRODUCER_MODULES": "tests.e2e_producers",
     }
     producers = {f"p{n}": journal_producer(journal, interval="1s") for n in range(3)}
-    worker = CeleryProcess(worker_args("w1"), env, tmp_path / "worker-w1.log").start()
+    worker = CeleryProcess(worker_argv("w1", peers=False), env, tmp_path / "worker-w1.log").start()
     try:
         worker.wait_for_log("ready.")
         with running_beat(env, tmp_path):
@@ -295,7 +296,9 @@ def test_runs_resume_after_a_redis_restart_and_no_slot_is_lost(
             if worker.process.poll() is not None:
                 # kombu 5.7 can die with "Unrecoverable error" when Redis vanishes mid-ack;
                 # in production the process supervisor (compose `restart:`) starts it again.
-                worker = CeleryProcess(worker_args("w1b"), env, tmp_path / "worker-w1b.log")
+                worker = CeleryProcess(
+                    worker_argv("w1b", peers=False), env, tmp_path / "worker-w1b.log"
+                )
                 worker.start().wait_for_log("ready.")
 
             def resumed() -> bool:

@@ -28,7 +28,8 @@ from models.tables import producer_schedules
 from models.workflow_store import WorkflowStore
 from tests.databases import schedule_spec
 from tests.e2e import utcnow
-from tests.processes import CeleryProcess, beat_args, client_app, running_beat
+from tests.processes import CeleryProcess, client_app, running_beat
+from workers.local.celery_argv import beat_argv
 from workers.local.redis_server import RedisServer, free_port
 
 LEASE = timedelta(seconds=6)  # DRUMLINE_LEASE_SECONDS in the drumline_env fixture
@@ -368,7 +369,7 @@ def test_the_crash_hook_kills_beat_after_claiming_and_before_sending(
 ) -> None:
     workflow_id = add_workflow(engine, "doomed", {"p": utcnow()})
     doomed = CeleryProcess(
-        beat_args(tmp_path, "doomed"),
+        beat_argv(tmp_path, "doomed"),
         {**drumline_env, "DRUMLINE_TEST_CRASH_AFTER_CLAIM": "1"},
         tmp_path / "doomed.log",
     ).start()
