@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
+from dataclasses import KW_ONLY, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Self
@@ -35,6 +36,7 @@ class ChildExitedError(RuntimeError):
     """A child that should be running has exited."""
 
 
+@dataclass(eq=False)
 class ChildProcess:
     """`argv` in a new session, its output appended to `log_path`.
 
@@ -43,33 +45,23 @@ class ChildProcess:
     thread that started it dies, even by SIGKILL.
     """
 
-    def __init__(
-        self,
-        name: str,
-        argv: Sequence[str],
-        *,
-        env: Mapping[str, str],
-        log_path: Path,
-        cwd: Path | None = None,
-        stdin_text: str | None = None,
-        die_with_parent: bool = False,
-    ) -> None:
-        self.name = name
-        self.argv = list(argv)
-        self.env = dict(env)
-        self.log_path = log_path
-        self.cwd = cwd
-        self.stdin_text = stdin_text
-        self.die_with_parent = die_with_parent
-        self.log_start = 0
-        self._process: subprocess.Popen[bytes] | None = None
+    name: str
+    argv: Sequence[str]
+    _: KW_ONLY
+    env: Mapping[str, str]
+    log_path: Path
+    cwd: Path | None = None
+    stdin_text: str | None = None
+    die_with_parent: bool = False
+    log_start: int = field(default=0, init=False)
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     def start(self) -> Self:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.log_start = log.tell()  # before the child shares, and moves, the file offset
             self._process = subprocess.Popen(
-                self.argv,
+                list(self.argv),
                 env=self.env,
                 cwd=self.cwd,
                 stdin=subprocess.DEVNULL if self.stdin_text is None else subprocess.PIPE,
