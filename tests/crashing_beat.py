@@ -12,7 +12,7 @@ from pathlib import Path
 
 from beat.scheduler import ProducerScheduler
 from models.records import ClaimedSlot
-from tests.processes import beat_args
+from workers.local.celery_argv import beat_argv
 
 
 class CrashingScheduler(ProducerScheduler):
@@ -23,5 +23,5 @@ class CrashingScheduler(ProducerScheduler):
 
 
 def crashing_beat_args(log_dir: Path, name: str) -> list[str]:
-    """`beat_args` with this scheduler: click keeps the last `--scheduler` given."""
-    return [*beat_args(log_dir, name), f"--scheduler={__name__}:CrashingScheduler"]
+    """Beat's command line with this scheduler instead of drumline's."""
+    return beat_argv(log_dir, name, scheduler=f"{__name__}:CrashingScheduler")

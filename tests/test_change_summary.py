@@ -8,7 +8,7 @@ import pytest
 
 from models.vocabulary import WorkflowStatus
 from workers.cli.lifecycle_commands import describe_summary
-from workers.lifecycle import ChangeSummary, ProducerChanges
+from workers.services.lifecycle import ChangeSummary, ProducerChanges
 
 CASES = [
     (ChangeSummary("w", 1, ProducerChanges(added=["b", "a"]), False), "w v1: added a, b"),

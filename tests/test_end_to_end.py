@@ -24,8 +24,9 @@ from tests.e2e import (
     runs_of,
     wait_until,
 )
-from tests.processes import CeleryProcess, running_beat, running_worker, worker_args
-from workers.redis_server import RedisServer
+from tests.processes import CeleryProcess, running_beat, running_worker
+from workers.local.celery_argv import worker_argv
+from workers.local.redis_server import RedisServer
 
 
 @pytest.fixture
@@ -279,7 +280,7 @@ def test_runs_resume_after_a_redis_restart_and_no_slot_is_lost(
         "DRUMLINE_PRODUCER_MODULES": "tests.e2e_producers",
     }
     producers = {f"p{n}": journal_producer(journal, interval="1s") for n in range(3)}
-    worker = CeleryProcess(worker_args("w1"), env, tmp_path / "worker-w1.log").start()
+    worker = CeleryProcess(worker_argv("w1", peers=False), env, tmp_path / "worker-w1.log").start()
     try:
         worker.wait_for_log("ready.")
         with running_beat(env, tmp_path):
@@ -296,7 +297,9 @@ def test_runs_resume_after_a_redis_restart_and_no_slot_is_lost(
             if worker.process.poll() is not None:
                 # kombu 5.7 can die with "Unrecoverable error" when Redis vanishes mid-ack;
                 # in production the process supervisor (compose `restart:`) starts it again.
-                worker = CeleryProcess(worker_args("w1b"), env, tmp_path / "worker-w1b.log")
+                worker = CeleryProcess(
+                    worker_argv("w1b", peers=False), env, tmp_path / "worker-w1b.log"
+                )
                 worker.start().wait_for_log("ready.")
 
             def resumed() -> bool:

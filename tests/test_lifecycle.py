@@ -1,4 +1,4 @@
-"""workers/lifecycle.py in-process, against real Redis and real SQLite and PostgreSQL."""
+"""workers/services/lifecycle.py in-process, against real Redis and real SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from models.schedule_store import ProducerScheduleStore
 from models.workflow_store import WorkflowStore
 from tests.clock import Clock
 from tests.databases import table_dump
-from workers.lifecycle import Lifecycle
-from workers.locks import WorkflowLocks, lock_key
+from workers.services.lifecycle import Lifecycle
+from workers.services.locks import WorkflowLocks, lock_key
 
 NOW = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=1)

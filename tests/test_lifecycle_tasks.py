@@ -23,7 +23,7 @@ from models.errors import (
 from models.schedule_store import ProducerScheduleStore
 from models.workflow_store import WorkflowStore
 from tests.processes import client_app, running_worker
-from workers.locks import WorkflowLocks
+from workers.services.locks import WorkflowLocks
 
 TIMEOUT_S = 30
 CONCURRENT_DEPLOYS = 30

@@ -29,8 +29,8 @@ from models.workflow_store import WorkflowStore
 from tests.databases import table_dump
 from tests.malformed_definitions import LEASE_SECONDS, write_corpus
 from workers.cli.validate_command import validate
-from workers.lifecycle import Lifecycle
-from workers.locks import WorkflowLocks
+from workers.services.lifecycle import Lifecycle
+from workers.services.locks import WorkflowLocks
 
 PER_FILE_SECONDS = 3.0
 ALL_FILES_SECONDS = 120.0

@@ -34,10 +34,10 @@ from tests.conftest import BACKENDS
 from tests.databases import fresh_postgres_database, table_dump
 from tests.e2e import deploy, wait_until
 from tests.processes import CeleryProcess, client_app, running_worker
-from workers.celery_config import LIFECYCLE_QUEUE
 from workers.cli.main import cli
-from workers.message_contracts import RefusedMessage
-from workers.redis_server import RedisServer
+from workers.local.redis_server import RedisServer
+from workers.tasks.celery_config import LIFECYCLE_QUEUE
+from workers.tasks.message_contracts import RefusedMessage
 
 DEPLOY = "drumline.deploy_workflow"
 TIMEOUT_S = 20

@@ -17,9 +17,9 @@ from models.types import utc_now
 from models.workflow_store import WorkflowStore
 from tests.e2e import wait_until
 from tests.processes import running_beat, running_worker
-from workers.celery_config import PRUNE_RUNS, PRUNE_RUNS_ENTRY, create_app
-from workers.prune_cursor import CURSOR_KEY, PruneCursor
+from workers.services.prune_cursor import CURSOR_KEY, PruneCursor
 from workers.settings import Settings
+from workers.tasks.celery_config import PRUNE_RUNS, PRUNE_RUNS_ENTRY, create_app
 
 BASE_ENV = {"DRUMLINE_BROKER_URL": "redis://127.0.0.1:1/0", "DRUMLINE_DATA_DIR": "/nonexistent"}
 

@@ -18,8 +18,8 @@ from models.workflow_store import WorkflowStore
 from tests.clock import Clock
 from tests.databases import schedule_spec, table_dump
 from workers.registry import ProducerContext, ProducerResult, producer
-from workers.runner import Slot, SlotRunner
-from workers.time_limit import ProducerTimeoutError
+from workers.services.runner import Slot, SlotRunner
+from workers.services.time_limit import ProducerTimeoutError
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)

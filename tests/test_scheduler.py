@@ -30,7 +30,7 @@ from models.workflow_store import WorkflowStore
 from tests.crashing_beat import crashing_beat_args
 from tests.databases import schedule_spec
 from tests.processes import CeleryProcess, client_app, running_beat
-from workers.redis_server import RedisServer, free_port
+from workers.local.redis_server import RedisServer, free_port
 
 LEASE = timedelta(seconds=6)  # DRUMLINE_LEASE_SECONDS in the drumline_env fixture
 MAX_INTERVAL_S = 0.5  # DRUMLINE_BEAT_MAX_INTERVAL_SECONDS in the drumline_env fixture

@@ -13,8 +13,8 @@ from celery.exceptions import ImproperlyConfigured
 from beat.scheduler import BeatSettings
 from models.errors import SettingsError
 from models.plain_json import JsonBounds
-from workers.celery_config import celery_config
 from workers.settings import FIELDS, Settings, setting
+from workers.tasks.celery_config import celery_config
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 NOWHERE = {"DRUMLINE_DATA_DIR": "/nonexistent"}  # no `drumline up` announces a broker there

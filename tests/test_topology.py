@@ -28,7 +28,8 @@ from models.types import utc_now
 from models.workflow_store import WorkflowStore
 from tests.e2e import deploy, journal_producer, runs_of, wait_until
 from tests.e2e_producers import read_journal
-from tests.processes import CeleryProcess, beat_args, worker_args
+from tests.processes import CeleryProcess
+from workers.local.celery_argv import beat_argv, worker_argv
 
 WORKFLOW = "topology"
 PRODUCERS = 50
@@ -50,11 +51,11 @@ def every(n: int) -> timedelta:
 
 
 def beat_process(env: dict[str, str], log_dir: Path, name: str) -> CeleryProcess:
-    return CeleryProcess(beat_args(log_dir, name), env, log_dir / f"{name}.log")
+    return CeleryProcess(beat_argv(log_dir, name), env, log_dir / f"{name}.log")
 
 
 def worker_process(env: dict[str, str], log_dir: Path, name: str, log: str) -> CeleryProcess:
-    return CeleryProcess(worker_args(name, concurrency=2), env, log_dir / log)
+    return CeleryProcess(worker_argv(name, concurrency=2, peers=False), env, log_dir / log)
 
 
 def start_together(stack: ExitStack, processes: list[CeleryProcess]) -> None:
@@ -63,7 +64,7 @@ def start_together(stack: ExitStack, processes: list[CeleryProcess]) -> None:
         stack.callback(process.stop)
         process.start()
     for process in processes:
-        process.wait_for_log("ready." if process.args[0] == "worker" else "beat: Starting...")
+        process.wait_for_log("beat: Starting..." if "beat" in process.argv else "ready.")
 
 
 def group_pids(process: CeleryProcess) -> set[int]:

@@ -45,10 +45,13 @@ from tests.e2e import wait_until
 from workers.cli import live_view
 from workers.cli.context import when
 from workers.cli.main import cli
-from workers.cli.up import REPO_ROOT, Layout, find_examples, stop_orphaned_redis, stored_secret
-from workers.redis_server import RedisServer, free_port
+from workers.local.child import ChildExitedError
+from workers.local.layout import Layout, stored_secret
+from workers.local.orphans import stop_orphaned_redis
+from workers.local.redis_server import RedisServer, free_port
+from workers.local.stack import REPO_ROOT, find_examples
+from workers.local.supervisor import Interrupts, Supervisor
 from workers.registry import ProducerContext, ProducerResult, get_producer, registered_names
-from workers.supervisor import ChildExitedError, Interrupts, Supervisor
 
 UP = [sys.executable, "-c", "from workers.cli.main import main; main()", "up"]
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
@@ -496,7 +499,7 @@ def test_stop_kills_the_whole_group_of_a_child_that_ignores_sigterm(tmp_path: Pa
     supervisor = Supervisor(env=os.environ, cwd=tmp_path, log_dir=tmp_path, interrupts=Interrupts())
     stubborn = "trap '' TERM; sleep 300 & echo started; wait"
     child = supervisor.spawn("stubborn", ["sh", "-c", stubborn])
-    supervisor.wait_ready(child, lambda: child.logged("started"), 10)
+    child.wait_for_log("started", 10)
     group = [p for p in psutil.process_iter() if _pgid(p.pid) == child.process.pid]
     assert len(group) == 2
     began = time.monotonic()

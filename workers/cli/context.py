@@ -23,8 +23,8 @@ from models.errors import SettingsError
 from models.records import ScheduleRecord, WorkflowRecord
 from models.schedule_store import ProducerScheduleStore
 from models.workflow_store import WorkflowStore
-from workers.celery_config import create_app
 from workers.settings import Settings
+from workers.tasks.celery_config import create_app
 
 FC = TypeVar("FC", bound=Callable[..., Any] | click.Command)
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
-from models.definitions import load_definition_files
+from models.definitions import WorkflowDefinition, load_definition_files
 from models.errors import DefinitionError
 from workers.cli.context import (
     CliContext,
@@ -18,12 +19,13 @@ from workers.cli.context import (
     timeout_option,
 )
 from workers.cli.tasks_client import enqueue, wait_for
-from workers.lifecycle import ChangeSummary
+from workers.services.lifecycle import ChangeSummary
 
 wait_option = click.option(
     "--wait/--no-wait", default=True, show_default=True, help="Wait for the workers' answer."
 )
-wait_timeout_option = timeout_option(30.0, "Seconds to wait for the answer")
+WAIT_S = 30.0
+wait_timeout_option = timeout_option(WAIT_S, "Seconds to wait for the answer")
 
 
 @click.command()
@@ -42,6 +44,20 @@ def deploy(
         for problem in error.problems:
             click.echo(f"{problem.file}: {problem.path}: {problem.message}", err=True)
         sys.exit(1)
+    if not deploy_definitions(ctx, definitions, wait=wait, timeout=timeout, as_json=as_json):
+        sys.exit(1)
+
+
+def deploy_definitions(
+    ctx: CliContext,
+    definitions: Sequence[WorkflowDefinition],
+    *,
+    wait: bool = True,
+    timeout: float = WAIT_S,
+    as_json: bool = False,
+) -> bool:
+    """Send one deploy task per definition and print each outcome (`drumline deploy`, and
+    `drumline up`); whether none failed."""
     pending = [
         (
             definition.name,
@@ -54,7 +70,7 @@ def deploy(
         )
         for definition in definitions
     ]
-    _report(pending, wait, timeout, as_json)
+    return _report(pending, wait, timeout, as_json)
 
 
 def _name_command(task: str, verb: str) -> click.Command:
@@ -65,7 +81,8 @@ def _name_command(task: str, verb: str) -> click.Command:
     @json_option
     @pass_context
     def command(ctx: CliContext, name: str, wait: bool, timeout: float, as_json: bool) -> None:
-        _report([(name, enqueue(ctx, task, name))], wait, timeout, as_json)
+        if not _report([(name, enqueue(ctx, task, name))], wait, timeout, as_json):
+            sys.exit(1)
 
     return command
 
@@ -75,12 +92,12 @@ resume = _name_command("drumline.resume_workflow", "resume")
 delete = _name_command("drumline.delete_workflow", "delete")
 
 
-def _report(pending: list[tuple[str, Any]], wait: bool, timeout: float, as_json: bool) -> None:
-    """Print each task's summary (or its id with --no-wait); exit 1 if any failed."""
+def _report(pending: list[tuple[str, Any]], wait: bool, timeout: float, as_json: bool) -> bool:
+    """Print each task's summary (or its id with --no-wait); whether none failed."""
     if not wait:
         for name, result in pending:
             click.echo(f"{name}: enqueued as task {result.id}")
-        return
+        return True
     failed = False
     report: list[dict[str, Any]] = []
     for name, result in pending:
@@ -97,8 +114,7 @@ def _report(pending: list[tuple[str, Any]], wait: bool, timeout: float, as_json:
             click.echo(f"{name}: failed: {outcome.error}", err=True)
     if as_json:
         print_json(report)
-    if failed:
-        sys.exit(1)
+    return not failed
 
 
 def describe_summary(summary: ChangeSummary) -> str:

@@ -10,7 +10,7 @@ Every change runs the same way:
    keeps two changes from interleaving: if it moved, the transaction rolls back and
    `VersionConflictError` says so.
 
-No Celery here: the tasks in `workers/lifecycle_tasks.py` wire this to the app's settings.
+No Celery here: the tasks in `workers/tasks/lifecycle_tasks.py` wire this to the app's settings.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ from models.schedules import ManualSchedule, schedule_from_row
 from models.types import utc_now
 from models.vocabulary import WorkflowStatus
 from models.workflow_store import WorkflowStore
-from workers.locks import WorkflowLocks
 from workers.registry import registered_names
+from workers.services.locks import WorkflowLocks
 
 logger = logging.getLogger("drumline.lifecycle")
 

@@ -39,7 +39,7 @@ from models.scheduled_runs import ScheduledRunStore
 from models.schedules import schedule_from_row
 from models.vocabulary import RunStatus, SkipReason, Trigger
 from workers.registry import ProducerContext, ProducerResult, get_producer
-from workers.time_limit import ProducerTimeoutError, TimeLimit
+from workers.services.time_limit import ProducerTimeoutError, TimeLimit
 
 logger = logging.getLogger("drumline.run")
 MAX_ERROR_CHARS = 4000

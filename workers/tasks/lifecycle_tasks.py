@@ -12,11 +12,11 @@ from typing import Any
 
 from models.errors import LifecycleError
 from models.records import JSONDict
-from workers.app import app, settings
-from workers.celery_config import LIFECYCLE_QUEUE
-from workers.lifecycle import Lifecycle
-from workers.locks import WorkflowLocks
-from workers.resources import resources
+from workers.services.lifecycle import Lifecycle
+from workers.services.locks import WorkflowLocks
+from workers.tasks.app import app, settings
+from workers.tasks.celery_config import LIFECYCLE_QUEUE
+from workers.tasks.resources import resources
 
 TASK_OPTIONS: dict[str, Any] = {
     "queue": LIFECYCLE_QUEUE,
