@@ -221,8 +221,9 @@ def test_concurrent_pruners_delete_each_row_once_and_fail_nothing(engine: Engine
     every_pass = [report for thread in reports.values() for report in thread]
     assert sum(r.by_age for r in every_pass) == by_age == 12 * 10
     assert sum(r.by_count for r in every_pass) == by_count == 12 * 60
-    # Both did part of the work: they really ran at the same time.
-    assert all(sum(r.by_age + r.by_count for r in thread) > 0 for thread in reports.values())
+    # Which of the two deletes which rows is up to the scheduler (on SQLite one often trails
+    # the other through the same producers and finds them done): not asserted.
+    assert sorted(reports) == [0, 1]
 
 
 @pytest.mark.parametrize("empty_db_url", ["sqlite"], indirect=True)
