@@ -19,7 +19,7 @@ TERMINAL_STATUSES = frozenset(RunStatus) - {RunStatus.RUNNING, RunStatus.PENDING
 
 
 class RunStore:
-    """Run history. The UNIQUE slot key makes starting and committing a slot idempotent."""
+    """Trigger requests and run history; one row per slot (UNIQUE), see `models.run_path`."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
