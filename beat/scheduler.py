@@ -22,9 +22,9 @@ from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DBAPIError
 
 from beat.dispatch import RunProducerPublisher
+from models.claims import BeatClaims
 from models.db import make_engine, redact_url
 from models.records import ClaimedSlot
-from models.schedule_store import ProducerScheduleStore
 from models.types import utc_now
 
 logger = logging.getLogger("drumline.beat")
@@ -102,9 +102,9 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
         self.max_interval = float(self.max_interval)
 
     @cached_property
-    def store(self) -> ProducerScheduleStore:
+    def store(self) -> BeatClaims:
         """Built on first use: `celery beat` also creates throwaway lazy instances."""
-        return ProducerScheduleStore(make_engine(self.settings.database_url))
+        return BeatClaims(make_engine(self.settings.database_url))
 
     @cached_property
     def _publisher(self) -> RunProducerPublisher:

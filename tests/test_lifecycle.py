@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 
+from models.claims import BeatClaims
 from models.errors import (
     InvalidDefinitionError,
     LifecycleError,
@@ -21,9 +22,10 @@ from models.errors import (
     WorkflowBusyError,
     WorkflowNotFoundError,
 )
-from models.records import ScheduleRecord, SlotOutcome
-from models.run_store import RunStore
+from models.records import ScheduleRecord
+from models.run_path import RunPath
 from models.schedule_store import ProducerScheduleStore
+from models.tables import producer_schedules
 from models.workflow_store import WorkflowStore
 from tests.clock import Clock
 from tests.databases import table_dump
@@ -92,14 +94,18 @@ def rows(engine: Engine, workflow: str = "prices") -> dict[str, ScheduleRecord]:
 
 def claimable(engine: Engine, at: datetime) -> list[str]:
     """The producers beat could claim at `at` (claims them, as beat would)."""
-    slots = ProducerScheduleStore(engine).claim_due(now=at, lease=LEASE, limit=100)
+    slots = BeatClaims(engine).claim_due(now=at, lease=LEASE, limit=100)
     return sorted(slot.producer_name for slot in slots)
 
 
 def give_state(engine: Engine, row: ScheduleRecord, state: dict[str, Any]) -> None:
     """Simulate a finished run: last run, status and carried state on the row."""
-    outcome = SlotOutcome(status="succeeded", ran_at=NOW, next_run_at=None, state=state)
-    ProducerScheduleStore(engine).record_manual_run(row.id, outcome, now=NOW)
+    with engine.begin() as conn:
+        conn.execute(
+            update(producer_schedules)
+            .where(producer_schedules.c.id == row.id)
+            .values(last_run_at=NOW, last_status="succeeded", state=state, updated_at=NOW)
+        )
 
 
 # --- deploy ------------------------------------------------------------------------------------
@@ -273,9 +279,7 @@ def test_resume_drops_a_claim_on_a_slot_that_passed_while_paused(
     lifecycle.deploy(BASE)
     first_slot = rows(engine)["fast"].next_run_at
     assert first_slot is not None
-    claimed = ProducerScheduleStore(engine).claim_due(
-        now=first_slot, lease=timedelta(days=30), limit=100
-    )
+    claimed = BeatClaims(engine).claim_due(now=first_slot, lease=timedelta(days=30), limit=100)
     assert "fast" in [slot.producer_name for slot in claimed]
     lifecycle.pause("prices")
     clock.now = NOW + timedelta(days=2, seconds=5)
@@ -293,7 +297,7 @@ def test_delete_removes_the_workflow_its_schedules_and_runs(
     lifecycle.deploy({**BASE, "name": "other"})
     other_before = rows(engine, "other")
     workflow_id = WorkflowStore(engine).get("prices").id  # type: ignore[union-attr]
-    RunStore(engine).begin(
+    RunPath(engine).begin_run(
         workflow_id=workflow_id,
         producer_name="fast",
         scheduled_for=NOW,

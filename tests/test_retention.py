@@ -14,7 +14,7 @@ from sqlalchemy import Engine, func, insert, select
 from models.run_pruning import ProducerKey
 from models.tables import producer_runs
 from models.types import utc_now
-from models.workflow_store import WorkflowStore
+from tests.databases import new_workflow
 from tests.e2e import wait_until
 from tests.processes import running_beat, running_worker
 from workers.services.prune_cursor import CURSOR_KEY, PruneCursor
@@ -88,7 +88,7 @@ def test_a_real_beat_and_worker_prune_a_seeded_history(
     drumline_env: dict[str, str], engine: Engine, tmp_path: Path
 ) -> None:
     now = utc_now()
-    workflow_id = WorkflowStore(engine).upsert("history", {"name": "history"}, now=now).id
+    workflow_id = new_workflow(engine, "history", {"name": "history"}, now=now).id
     rows = []
     for producer in ("a", "b", "c"):
         for minutes in range(300):  # one run a minute: keep 5 of each

@@ -23,12 +23,12 @@ import redis
 from sqlalchemy import Engine, event, insert, text
 
 from beat.scheduler import ProducerScheduler
+from models.claims import BeatClaims
 from models.schedule_store import ProducerScheduleStore
 from models.tables import producer_schedules
 from models.types import utc_now
-from models.workflow_store import WorkflowStore
 from tests.crashing_beat import crashing_beat_args
-from tests.databases import schedule_spec
+from tests.databases import new_workflow, schedule_spec
 from tests.processes import CeleryProcess, client_app, running_beat
 from workers.local.redis_server import RedisServer, free_port
 
@@ -70,7 +70,7 @@ def add_workflow(
 ) -> int:
     """A workflow with one interval producer per entry of `next_runs`."""
     now = utc_now()
-    workflow_id = WorkflowStore(engine).upsert(name, {"name": name}, now=now).id
+    workflow_id = new_workflow(engine, name, {"name": name}, now=now).id
     store = ProducerScheduleStore(engine)
     for producer, next_run_at in next_runs.items():
         store.upsert(
@@ -184,7 +184,7 @@ def test_an_idle_tick_sleeps_until_the_earliest_next_run_or_lease_end(
         store = ProducerScheduleStore(engine)
         [far] = store.list(workflow_id)
         store.set_next_run(far.id, utc_now(), now=utc_now())
-        [claimed] = store.claim_due(now=utc_now(), lease=timedelta(seconds=30), limit=5)
+        [claimed] = BeatClaims(engine).claim_due(now=utc_now(), lease=timedelta(seconds=30), limit=5)
         assert claimed.workflow_name == "far"
         assert 20 < scheduler.tick() <= 30, "a live claim's expiry must wake beat"
 

@@ -32,15 +32,17 @@ from rich.console import Console
 from sqlalchemy import Engine
 
 from models import migrate
+from models.claims import BeatClaims
 from models.db import default_database_url, make_engine
 from models.definitions import load_definition_files
 from models.records import RunRecord, ScheduleRecord, SlotOutcome
+from models.run_path import RunPath
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
 from models.schedules import Schedule
 from models.types import utc_now
 from models.workflow_store import WorkflowStore
-from tests.databases import schedule_spec
+from tests.databases import new_workflow, schedule_spec
 from tests.e2e import wait_until
 from workers.cli import live_view
 from workers.cli.context import when
@@ -534,11 +536,11 @@ def test_the_view_shows_each_producer_with_its_recent_runs(tmp_path: Path) -> No
     engine = make_engine(f"sqlite:///{tmp_path / 'view.db'}")
     migrate.upgrade(engine)
     now = utc_now()
-    workflow = WorkflowStore(engine).upsert("shop", {}, now=now)
+    workflow = new_workflow(engine, "shop", {}, now=now)
     spec = schedule_spec(workflow.id, "poll", next_run_at=now + timedelta(seconds=30))
     ProducerScheduleStore(engine).upsert(spec, now=now)
     for age in (5, 20, 90):
-        RunStore(engine).begin(
+        RunPath(engine).begin_run(
             workflow_id=workflow.id,
             producer_name="poll",
             scheduled_for=now - timedelta(seconds=age),
@@ -562,14 +564,14 @@ def test_the_view_shows_each_producer_with_its_recent_runs(tmp_path: Path) -> No
 
 def shop_with_a_due_failing_and_a_paused_producer(engine: Engine, now: datetime) -> None:
     """`poll` due now, whose last run failed; `sleepy` paused, its stored next run earlier."""
-    workflow = WorkflowStore(engine).upsert("shop", {}, now=now)
+    workflow = new_workflow(engine, "shop", {}, now=now)
     schedules = ProducerScheduleStore(engine)
     schedules.upsert(schedule_spec(workflow.id, "poll", next_run_at=now), now=now)
     sleepy = schedule_spec(workflow.id, "sleepy", next_run_at=now - timedelta(seconds=9))
     schedules.upsert(replace(sleepy, paused=True), now=now)
-    [slot] = schedules.claim_due(now=now, lease=timedelta(minutes=1), limit=10)
+    [slot] = BeatClaims(engine).claim_due(now=now, lease=timedelta(minutes=1), limit=10)
     assert slot.producer_name == "poll"  # a paused producer is never claimed
-    run = RunStore(engine).begin(
+    run = RunPath(engine).begin_run(
         workflow_id=workflow.id,
         producer_name="poll",
         scheduled_for=now,
@@ -579,11 +581,11 @@ def shop_with_a_due_failing_and_a_paused_producer(engine: Engine, now: datetime)
     )
     assert run is not None
     error = "Traceback (most recent call last):\n  ...\nValueError: boom\x1b[31m [red]x[/red]"
-    RunStore(engine).finish(
+    RunPath(engine).finish_run(
         run.id, status="failed", finished_at=now, duration_ms=1.0, error=error, result=None
     )
     outcome = SlotOutcome("failed", now, now, {})  # next run: now again, so it shows as due
-    assert schedules.commit_slot(slot.schedule_id, slot.claim_token, outcome, now=now)
+    assert RunPath(engine).commit_slot(slot.schedule_id, slot.claim_token, outcome, now=now)
 
 
 REASON = "ValueError: boom\\x1b[31m [red]x[/red]"  # escaped, and not read as markup

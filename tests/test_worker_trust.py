@@ -21,6 +21,7 @@ from sqlalchemy import Engine, select
 
 from beat.dispatch import PRODUCERS_QUEUE, RUN_PRODUCER, RunProducerPublisher, run_producer_call
 from beat.scheduler import ProducerScheduler
+from models.claims import BeatClaims
 from models.records import ClaimedSlot, ScheduleRecord, WorkflowRecord
 from models.schedule_store import ProducerScheduleStore
 from models.tables import producer_runs
@@ -138,7 +139,7 @@ def test_forged_and_replayed_messages_run_nothing_and_write_nothing(
     slot = row.next_run_at
     assert slot is not None
     # Beat's claim; its message is sent only after the forgeries were handled.
-    [claimed] = ProducerScheduleStore(engine).claim_due(
+    [claimed] = BeatClaims(engine).claim_due(
         now=utc_now(), lease=timedelta(seconds=int(LEASE_SECONDS)), limit=10
     )
     base = {"workflow_id": workflow.id, "workflow": "forge", "producer": "p"}

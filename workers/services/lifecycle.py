@@ -158,7 +158,7 @@ class Lifecycle:
         """Stop the workflow's producers from becoming due; runs in flight finish normally.
 
         Messages already queued are not run: the worker's start step sees `paused` on the row
-        and records the slot skipped (models.scheduled_runs)."""
+        and records the slot skipped (models.run_path)."""
         return self._set_status(name, WorkflowStatus.PAUSED)
 
     def resume(self, name: str) -> ChangeSummary:

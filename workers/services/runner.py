@@ -33,9 +33,7 @@ from sqlalchemy import Engine
 from models.log_text import loggable
 from models.plain_json import JsonBounds, PlainJsonError, check_plain_json
 from models.records import RunRecord, ScheduleRecord, SlotOutcome
-from models.run_store import RunStore
-from models.schedule_store import ProducerScheduleStore
-from models.scheduled_runs import ScheduledRunStore
+from models.run_path import RunPath
 from models.schedules import schedule_from_row
 from models.vocabulary import RunStatus, SkipReason, Trigger
 from workers.registry import ProducerContext, ProducerResult, get_producer
@@ -105,11 +103,8 @@ class SlotRunner:
         result_bounds: JsonBounds,
         state_bounds: JsonBounds,
     ) -> None:
-        self.engine = engine
         self.lease = lease
-        self.schedules = ProducerScheduleStore(engine)
-        self.runs = RunStore(engine)
-        self.scheduled = ScheduledRunStore(engine)
+        self.run_path = RunPath(engine)
         self.max_timeout = max_timeout
         self.default_timeout = default_timeout
         self.clock = clock
@@ -151,7 +146,7 @@ class SlotRunner:
         now = self.clock()
         if slot.claim_token is None:
             return self._start_triggered(slot, now)
-        started = self.scheduled.start(
+        started = self.run_path.start_scheduled(
             workflow_id=slot.workflow_id,
             workflow_name=slot.workflow,
             producer_name=slot.producer,
@@ -177,32 +172,15 @@ class SlotRunner:
         """Start the trigger request the message names; a paused or deleted producer's request
         is finished as skipped instead."""
         assert slot.trigger_token is not None  # refused before, see Slot.refusal
-        with self.engine.begin() as conn:
-            schedule = self.schedules.get(slot.workflow_id, slot.producer, conn=conn)
-            skipped = (
-                SkipReason.PRODUCER_GONE
-                if schedule is None
-                else SkipReason.PAUSED
-                if schedule.paused
-                else None
-            )
-            run = self.runs.start_triggered(
-                workflow_id=slot.workflow_id,
-                workflow_name=slot.workflow,
-                producer_name=slot.producer,
-                scheduled_for=slot.scheduled_for,
-                trigger_token=slot.trigger_token,
-                task_id=slot.task_id,
-                now=now,
-                skipped=skipped,
-                conn=conn,
-            )
-        if run is None:
-            return SkipReason.NO_TRIGGER_REQUEST
-        if schedule is None or run.status == RunStatus.SKIPPED:
-            assert skipped is not None  # a request is finished as skipped only for a reason
-            return skipped
-        return schedule, run
+        return self.run_path.start_triggered(
+            workflow_id=slot.workflow_id,
+            workflow_name=slot.workflow,
+            producer_name=slot.producer,
+            scheduled_for=slot.scheduled_for,
+            trigger_token=slot.trigger_token,
+            task_id=slot.task_id,
+            now=now,
+        )
 
     def _advance_finished_slot(
         self, claim_token: str, schedule: ScheduleRecord, slot: Slot, now: datetime
@@ -217,7 +195,7 @@ class SlotRunner:
             next_run_at=self._next_run(schedule, slot.scheduled_for, now),
             state=schedule.state,
         )
-        self.schedules.commit_slot(schedule.id, claim_token, outcome, now=now)
+        self.run_path.commit_slot(schedule.id, claim_token, outcome, now=now)
 
     def _execute(self, slot: Slot, schedule: ScheduleRecord) -> Execution:
         limit = self._timeout(schedule).total_seconds()
@@ -278,7 +256,7 @@ class SlotRunner:
         now = self.clock()
         if slot.claim_token is None:
             return self._commit_triggered(schedule, run, execution, now)
-        return self.scheduled.finish(
+        return self.run_path.finish_scheduled(
             schedule_id=schedule.id,
             claim_token=slot.claim_token,
             outcome=SlotOutcome(
@@ -301,18 +279,15 @@ class SlotRunner:
         outcome = SlotOutcome(
             status=execution.status, ran_at=run.started_at, next_run_at=None, state=execution.state
         )
-        with self.engine.begin() as conn:
-            self.schedules.record_manual_run(schedule.id, outcome, now=now, conn=conn)
-            self.runs.finish(
-                run.id,
-                status=execution.status,
-                finished_at=now,
-                duration_ms=execution.duration_ms,
-                error=execution.error,
-                result=execution.result,
-                conn=conn,
-            )
-        return execution.status
+        return self.run_path.finish_triggered(
+            schedule_id=schedule.id,
+            outcome=outcome,
+            run_id=run.id,
+            duration_ms=execution.duration_ms,
+            error=execution.error,
+            result=execution.result,
+            now=now,
+        )
 
     def _next_run(
         self, schedule: ScheduleRecord, scheduled_for: datetime, now: datetime
