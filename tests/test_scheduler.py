@@ -184,7 +184,9 @@ def test_an_idle_tick_sleeps_until_the_earliest_next_run_or_lease_end(
         store = ProducerScheduleStore(engine)
         [far] = store.list(workflow_id)
         store.set_next_run(far.id, utc_now(), now=utc_now())
-        [claimed] = BeatClaims(engine).claim_due(now=utc_now(), lease=timedelta(seconds=30), limit=5)
+        [claimed] = BeatClaims(engine).claim_due(
+            now=utc_now(), lease=timedelta(seconds=30), limit=5
+        )
         assert claimed.workflow_name == "far"
         assert 20 < scheduler.tick() <= 30, "a live claim's expiry must wake beat"
 
