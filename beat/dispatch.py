@@ -1,7 +1,7 @@
 """The `drumline.run_producer` message beat sends for a claimed slot.
 
 Beat sends the task by name and never imports `workers/`, which defines it: the name, queue and
-keyword arguments below are the contract with `workers/run_tasks.py`.
+keyword arguments below are the contract with `workers/tasks/run_tasks.py`.
 """
 
 from __future__ import annotations

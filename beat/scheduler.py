@@ -9,8 +9,6 @@ leader lock, keeps a slot from being sent twice.
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,9 +22,9 @@ from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DBAPIError
 
 from beat.dispatch import RunProducerPublisher
+from models.claims import BeatClaims
 from models.db import make_engine, redact_url
 from models.records import ClaimedSlot
-from models.schedule_store import ProducerScheduleStore
 from models.types import utc_now
 
 logger = logging.getLogger("drumline.beat")
@@ -39,24 +37,30 @@ _OUTAGES = (DBAPIError, BrokerError, OSError)
 
 @dataclass(frozen=True)
 class BeatSettings:
-    """The `drumline_*` keys beat reads from the app's configuration (see workers/settings)."""
+    """The `drumline_*` keys beat reads from the app's configuration.
+
+    workers/celery_config writes them from drumline's settings, which hold the defaults: beat
+    has none of its own, and a missing key is refused naming it.
+    """
 
     database_url: str
     lease: timedelta
     batch: int
-    test_crash_after_claim: bool
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, Any]) -> BeatSettings:
-        url = conf.get("drumline_database_url")
-        if not url:
-            raise ImproperlyConfigured("drumline_database_url is not set in the Celery config")
         return cls(
-            database_url=str(url),
-            lease=timedelta(seconds=float(conf.get("drumline_lease_seconds", 300))),
-            batch=int(conf.get("drumline_beat_batch", 500)),
-            test_crash_after_claim=bool(conf.get("drumline_test_crash_after_claim", False)),
+            database_url=str(_required(conf, "drumline_database_url")),
+            lease=timedelta(seconds=float(_required(conf, "drumline_lease_seconds"))),
+            batch=int(_required(conf, "drumline_beat_batch")),
         )
+
+
+def _required(conf: Mapping[str, Any], key: str) -> Any:
+    value = conf.get(key)
+    if value is None or value == "":
+        raise ImproperlyConfigured(f"{key} is not set in the Celery config")
+    return value
 
 
 class Backoff:
@@ -98,9 +102,9 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
         self.max_interval = float(self.max_interval)
 
     @cached_property
-    def store(self) -> ProducerScheduleStore:
+    def store(self) -> BeatClaims:
         """Built on first use: `celery beat` also creates throwaway lazy instances."""
-        return ProducerScheduleStore(make_engine(self.settings.database_url))
+        return BeatClaims(make_engine(self.settings.database_url))
 
     @cached_property
     def _publisher(self) -> RunProducerPublisher:
@@ -161,8 +165,6 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
         slots = self.store.claim_due(now=now, lease=self.settings.lease, limit=self.settings.batch)
         if not slots:
             return self._until_next_wakeup()
-        if self.settings.test_crash_after_claim:
-            os.kill(os.getpid(), signal.SIGKILL)  # test hook: a beat dying between claim and send
         self._publish(slots)
         if len(slots) >= self.settings.batch:
             return 0.0

@@ -19,6 +19,7 @@ from bench.report import Results
 from bench.seed import ScheduleSeeder
 from models.db import make_engine
 from models.tables import producer_runs
+from models.vocabulary import RunStatus
 
 CONCURRENCY = 2
 # What task events cost a worker: drumline turns them on for Flower.
@@ -111,7 +112,7 @@ def preload_drumline(env: dict[str, str], engine: Engine, tasks: int) -> None:
 
 def succeeded_runs(engine: Engine) -> int:
     with engine.connect() as conn:
-        query = select(func.count()).where(producer_runs.c.status == "succeeded")
+        query = select(func.count()).where(producer_runs.c.status == RunStatus.SUCCEEDED)
         return int(conn.execute(query).scalar_one())
 
 
@@ -120,7 +121,7 @@ def _finish_span(engine: Engine) -> tuple[int, float]:
     with engine.connect() as conn:
         row = conn.execute(
             select(func.count(), func.min(r.finished_at), func.max(r.finished_at)).where(
-                r.status == "succeeded"
+                r.status == RunStatus.SUCCEEDED
             )
         ).one()
     count, first, last = row

@@ -20,7 +20,7 @@ from sqlalchemy.engine import make_url
 
 from models import migrate
 from models.db import make_engine
-from workers.redis_server import RedisServer
+from workers.local.redis_server import RedisServer
 
 STORES = ("sqlite", "postgresql")
 _STARTED = time.monotonic()
@@ -146,8 +146,8 @@ def drumline_env(infra: Infra, database_url: str, data_dir: Path) -> dict[str, s
 
 def drumline_app(env: dict[str, str]) -> Celery:
     """drumline's Celery app, configured exactly as `celery -A workers.app` would be."""
-    from workers.celery_config import create_app
     from workers.settings import Settings
+    from workers.tasks.celery_config import create_app
 
     return create_app(Settings.from_env(env))
 

@@ -16,9 +16,10 @@ from sqlalchemy import Engine, select
 from bench.infra import Infra, analyze, drumline_app, drumline_env, step, wait_for
 from bench.procs import beat_args, running, worker_args
 from bench.report import Results
-from bench.seed import ScheduleSeeder, utcnow
+from bench.seed import ScheduleSeeder
 from models.db import make_engine
 from models.tables import producer_runs
+from models.types import utc_now
 
 LEAD_S = 4.0  # seconds between seeding and the first slot: beat starts meanwhile
 GRACE_S = 2.0
@@ -139,7 +140,7 @@ def _measure(
             )
             if not wait_for(lambda: _ping(app) or not worker.alive(), 60, 0.5):
                 raise RuntimeError(f"worker not ready:\n{worker.log()[-2000:]}")
-        first = utcnow() + timedelta(seconds=LEAD_S)
+        first = utc_now() + timedelta(seconds=LEAD_S)
         spacing = timedelta(seconds=every / plan.producers)
         ScheduleSeeder(engine, every=f"{int(every)}s").add(
             plan.producers, lambda i: first + i * spacing
@@ -151,7 +152,7 @@ def _measure(
         step(f"lateness: {store}: {plan.producers:,} producers every {every:g}s, workers: {label}")
         beat_cmd = beat_args("workers.app", "beat.scheduler:ProducerScheduler", workdir)
         with running(beat_cmd, env, workdir / "beat.log"):
-            time.sleep(max(0.0, (end - utcnow()).total_seconds() + GRACE_S))
+            time.sleep(max(0.0, (end - utc_now()).total_seconds() + GRACE_S))
         in_window = {uuid: pair for uuid, pair in events.sent.items() if first <= pair[0] < end}
         if with_workers:
             wait_for(

@@ -18,13 +18,19 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from sqlalchemy import Engine
 
 from bench.harness import SendCounter, tick_until
 from bench.infra import Infra, drumline_app, drumline_env, infrastructure, step, wait_for
 from bench.procs import running, stop_all, worker_args
 from bench.seed import ScheduleSeeder
 from models.db import make_engine
+
+NO_PY_SPY = "py-spy is not installed: pip install py-spy"
 
 
 def profile_dispatch(infra: Infra, store: str, due: int) -> str:
@@ -58,20 +64,58 @@ def profile_worker(infra: Infra, store: str, tasks: int, seconds: float) -> str:
 
     py_spy = shutil.which("py-spy")
     if py_spy is None:
-        return "py-spy is not installed: pip install py-spy"
-    with infra.database(store) as url:
-        env = drumline_env(infra, url, infra.scratch("data"))
-        engine = make_engine(url)
+        return NO_PY_SPY
+    with _profiled_database(infra, store, "worker") as (env, engine, out):
         preload_drumline(env, engine, tasks)
-        workdir = infra.scratch("worker")
-        out = workdir / "profile.txt"
-        with running(worker_args("workers.app", "producers"), env, workdir / "w.log") as worker:
+        with running(worker_args("workers.app", "producers"), env, out.parent / "w.log") as worker:
             wait_for(lambda: succeeded_runs(engine) > 0, 60)
             children = worker.children()
             target = children[0] if children else worker.pid
             _py_spy_record(py_spy, target, seconds, out, idle=False)
-        engine.dispose()
-        return summarise_raw(out) if out.exists() else "py-spy produced no profile"
+    return _summary(out)
+
+
+def profile_beat(infra: Infra, store: str, producers: int, seconds: float) -> str:
+    """py-spy on a real beat process sending `producers` slots spread over `seconds`."""
+    from datetime import timedelta
+
+    from bench.procs import beat_args
+    from models.types import utc_now
+
+    py_spy = shutil.which("py-spy")
+    if py_spy is None:
+        return NO_PY_SPY
+    with _profiled_database(infra, store, "beat") as (env, engine, out):
+        first = utc_now() + timedelta(seconds=4)
+        spacing = timedelta(seconds=seconds / producers)
+        ScheduleSeeder(engine, every=f"{int(seconds)}s").add(
+            producers, lambda i: first + i * spacing
+        )
+        command = beat_args("workers.app", "beat.scheduler:ProducerScheduler", out.parent)
+        with running(command, env, out.parent / "beat.log") as beat:
+            beat.wait_for_log("beat: Starting...", 30)
+            time.sleep(max(0.0, (first - utc_now()).total_seconds()))
+            _py_spy_record(py_spy, beat.pid, seconds, out, idle=True)
+    return _summary(out)
+
+
+@contextmanager
+def _profiled_database(
+    infra: Infra, store: str, name: str
+) -> Iterator[tuple[dict[str, str], Engine, Path]]:
+    """A database of `store` with drumline's environment and engine, and the file py-spy
+    writes the `name` profile to (in its own scratch dir, beside the process's log)."""
+    with infra.database(store) as url:
+        env = drumline_env(infra, url, infra.scratch("data"))
+        engine = make_engine(url)
+        try:
+            yield env, engine, infra.scratch(name) / "profile.txt"
+        finally:
+            engine.dispose()
+
+
+def _summary(out: Path) -> str:
+    return summarise_raw(out) if out.exists() else "py-spy produced no profile"
 
 
 def _py_spy_record(py_spy: str, pid: int, seconds: float, out: Path, *, idle: bool) -> None:
@@ -84,35 +128,6 @@ def _py_spy_record(py_spy: str, pid: int, seconds: float, out: Path, *, idle: bo
         capture_output=True,
         timeout=seconds + 30,
     )
-
-
-def profile_beat(infra: Infra, store: str, producers: int, seconds: float) -> str:
-    """py-spy on a real beat process sending `producers` slots spread over `seconds`."""
-    from datetime import timedelta
-
-    from bench.procs import beat_args
-    from bench.seed import utcnow
-
-    py_spy = shutil.which("py-spy")
-    if py_spy is None:
-        return "py-spy is not installed: pip install py-spy"
-    with infra.database(store) as url:
-        env = drumline_env(infra, url, infra.scratch("data"))
-        engine = make_engine(url)
-        first = utcnow() + timedelta(seconds=4)
-        spacing = timedelta(seconds=seconds / producers)
-        ScheduleSeeder(engine, every=f"{int(seconds)}s").add(
-            producers, lambda i: first + i * spacing
-        )
-        workdir = infra.scratch("beat")
-        out = workdir / "profile.txt"
-        command = beat_args("workers.app", "beat.scheduler:ProducerScheduler", workdir)
-        with running(command, env, workdir / "beat.log") as beat:
-            beat.wait_for_log("beat: Starting...", 30)
-            time.sleep(max(0.0, (first - utcnow()).total_seconds()))
-            _py_spy_record(py_spy, beat.pid, seconds, out, idle=True)
-        engine.dispose()
-        return summarise_raw(out) if out.exists() else "py-spy produced no profile"
 
 
 def summarise_raw(path: Path, top: int = 30) -> str:

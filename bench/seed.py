@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, insert, update
 from sqlalchemy.dialects import sqlite
 
 from models.tables import producer_schedules, workflows
+from models.types import utc_now
+from models.vocabulary import ScheduleKind
 
 PRODUCERS_PER_WORKFLOW = 1000
 CHUNK = 20_000
@@ -17,10 +19,6 @@ FAR_FUTURE = timedelta(days=1)
 
 NextRun = Callable[[int], datetime]
 _EMPTY: dict[str, Any] = {}  # shared by every row: never mutated
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class ScheduleSeeder:
@@ -35,7 +33,7 @@ class ScheduleSeeder:
 
     def add(self, n: int, next_run_at: NextRun) -> None:
         """Insert `n` more schedules; `next_run_at(i)` for the i-th of them."""
-        now = utcnow()
+        now = utc_now()
         done = 0
         while done < n:
             size = min(CHUNK, n - done)
@@ -50,7 +48,7 @@ class ScheduleSeeder:
 
     def grow_to(self, n: int, *, due: int) -> None:
         """Reach `n` rows: the first `due` are due now, the rest a day from now."""
-        now = utcnow()
+        now = utc_now()
         if self.count == 0:
             self.add(due, lambda i: now - timedelta(minutes=1) - timedelta(milliseconds=i))
         if n > self.count:
@@ -81,7 +79,7 @@ class ScheduleSeeder:
             "run": self.run,
             "params": _EMPTY,
             "timeout_seconds": None,
-            "schedule_type": "interval",
+            "schedule_type": ScheduleKind.INTERVAL,
             "schedule_value": self.every,
             "timezone": "UTC",
             "paused": False,

@@ -11,7 +11,6 @@ import os
 import re
 import stat
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,15 +18,15 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from beat.schedules import (
+from models.errors import DefinitionError, DefinitionProblem, ScheduleError
+from models.plain_json import JsonBounds, PlainJsonError, check_plain_json
+from models.schedules import (
     Schedule,
-    ScheduleError,
     check_timezone,
     compile_schedule,
     parse_cron,
     parse_interval,
 )
-from models.plain_json import JsonBounds, PlainJsonError, check_plain_json
 
 MAX_DEFINITION_BYTES = 1024 * 1024
 MAX_TIMEOUT_SECONDS = 24 * 3600
@@ -46,31 +45,6 @@ MAX_YAML_VALUES = 100_000
 _NOT_NULL = ("run", "interval", "cron", "timezone", "params", "timeout")
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 RUN_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_-]+)*$"
-
-
-@dataclass(frozen=True)
-class DefinitionProblem:
-    file: str
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: {self.path or '(top level)'}: {self.message}"
-
-
-class DefinitionError(ValueError):
-    """One or more problems in one or more definitions."""
-
-    def __init__(self, problems: Iterable[DefinitionProblem]) -> None:
-        self.problems = tuple(problems)
-        super().__init__("\n".join(str(problem) for problem in self.problems))
-
-    def to_json(self) -> dict[str, list[dict[str, str]]]:
-        return {
-            "errors": [
-                {"file": p.file, "path": p.path, "message": p.message} for p in self.problems
-            ]
-        }
 
 
 class ProducerDefinition(BaseModel):

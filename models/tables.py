@@ -6,8 +6,6 @@ statements (upserts, claims, fenced updates); no ORM identity map sits between t
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -26,6 +24,7 @@ from sqlalchemy import (
 )
 
 from models.types import UTCDateTime
+from models.vocabulary import RunStatus, ScheduleKind, Trigger, WorkflowStatus
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -37,25 +36,10 @@ NAMING_CONVENTION = {
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
-WORKFLOW_STATUSES = ("active", "paused")
-SCHEDULE_TYPES = ("interval", "cron", "manual")
-
-
-class RunStatus(StrEnum):
-    """What became of one run slot."""
-
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SUPERSEDED = "superseded"
-    SKIPPED = "skipped"
-    # A trigger request `drumline trigger` recorded; a worker starts it only if its message
-    # carries the same `trigger_token` (so a forged message cannot run anything).
-    PENDING = "pending"
-
-
+WORKFLOW_STATUSES = tuple(WorkflowStatus)
+SCHEDULE_TYPES = tuple(ScheduleKind)
 RUN_STATUSES = tuple(RunStatus)
-RUN_TRIGGERS = ("schedule", "manual")
+RUN_TRIGGERS = tuple(Trigger)
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:

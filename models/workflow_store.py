@@ -10,6 +10,7 @@ from sqlalchemy import Connection, Engine, Row, delete, select, update
 from models.records import JSONDict, WorkflowRecord
 from models.tables import workflows
 from models.transactions import insert_for, transaction
+from models.vocabulary import WorkflowStatus
 
 
 class WorkflowStore:
@@ -23,45 +24,10 @@ class WorkflowStore:
             row = c.execute(select(workflows).where(workflows.c.name == name)).first()
         return _record(row) if row else None
 
-    def get_by_id(self, workflow_id: int, conn: Connection | None = None) -> WorkflowRecord | None:
-        with transaction(self.engine, conn) as c:
-            row = c.execute(select(workflows).where(workflows.c.id == workflow_id)).first()
-        return _record(row) if row else None
-
     def list(self, conn: Connection | None = None) -> list[WorkflowRecord]:
         with transaction(self.engine, conn) as c:
             rows = c.execute(select(workflows).order_by(workflows.c.name)).all()
         return [_record(row) for row in rows]
-
-    def upsert(
-        self,
-        name: str,
-        definition: JSONDict,
-        *,
-        now: datetime,
-        status: str = "active",
-        conn: Connection | None = None,
-    ) -> WorkflowRecord:
-        """Create the workflow or replace its definition, bumping the version, in one statement."""
-        with transaction(self.engine, conn) as c:
-            stmt = insert_for(c, workflows).values(
-                name=name,
-                status=status,
-                version=1,
-                definition=definition,
-                created_at=now,
-                updated_at=now,
-            )
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[workflows.c.name],
-                set_={
-                    "definition": stmt.excluded.definition,
-                    "status": stmt.excluded.status,
-                    "version": workflows.c.version + 1,
-                    "updated_at": stmt.excluded.updated_at,
-                },
-            ).returning(*workflows.c)
-            return _record(c.execute(stmt).one())
 
     def create(
         self, name: str, definition: JSONDict, *, now: datetime, conn: Connection | None = None
@@ -72,7 +38,7 @@ class WorkflowStore:
                 insert_for(c, workflows)
                 .values(
                     name=name,
-                    status="active",
+                    status=WorkflowStatus.ACTIVE,
                     version=1,
                     definition=definition,
                     created_at=now,
@@ -108,12 +74,6 @@ class WorkflowStore:
                 .returning(*workflows.c)
             ).first()
         return _record(row) if row else None
-
-    def delete(self, name: str, conn: Connection | None = None) -> bool:
-        """Delete a workflow; its schedules and runs go with it (ON DELETE CASCADE)."""
-        with transaction(self.engine, conn) as c:
-            result = c.execute(delete(workflows).where(workflows.c.name == name))
-        return result.rowcount > 0
 
     def delete_fenced(
         self, workflow_id: int, expected_version: int, conn: Connection | None = None

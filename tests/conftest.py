@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from models import migrate
 from models.db import make_engine
 from tests.databases import fresh_postgres_database, start_postgres
-from workers.redis_server import RedisServer
+from workers.local.redis_server import RedisServer
 
 BACKENDS = ["sqlite", "postgresql"]
 

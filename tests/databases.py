@@ -10,11 +10,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.engine import make_url
 
 from models.db import make_engine
-from models.records import ScheduleSpec
+from models.records import JSONDict, ScheduleSpec, WorkflowRecord
+from models.workflow_store import WorkflowStore
 
 
 def start_postgres(data_dir: Path) -> tuple[str, object | None]:
@@ -89,3 +90,17 @@ def schedule_spec(
         next_run_at=next_run_at,
         paused=paused,
     )
+
+
+def new_workflow(
+    engine: Engine,
+    name: str,
+    definition: JSONDict,
+    *,
+    now: datetime,
+    conn: Connection | None = None,
+) -> WorkflowRecord:
+    """A new workflow row at version 1, as a first deploy writes it (`WorkflowStore.create`)."""
+    workflow = WorkflowStore(engine).create(name, definition, now=now, conn=conn)
+    assert workflow is not None, f"a workflow named {name!r} exists already"
+    return workflow

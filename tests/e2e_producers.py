@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from workers.registry import ProducerContext, producer
-from workers.time_limit import ProducerTimeoutError
+from workers.services.time_limit import ProducerTimeoutError
 
 
 def _journal(context: ProducerContext, event: str) -> None:

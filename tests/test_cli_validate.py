@@ -288,7 +288,7 @@ def test_several_files_are_all_reported(flow: Path, tmp_path: Path) -> None:
 
 
 def test_upcoming_helper() -> None:
-    from beat.schedules import compile_schedule
+    from models.schedules import compile_schedule
 
     start = datetime(2026, 10, 24, 12, tzinfo=UTC)
     assert upcoming(None, start, 3) == []

@@ -25,7 +25,7 @@ from celery.bin.celery import celery as celery_cli
 from tornado.options import options as tornado_options
 
 import workers.settings
-from beat.schedules import parse_interval
+from models.schedules import parse_interval
 from workers.cli.main import cli
 from workers.settings import Settings
 

@@ -13,18 +13,20 @@ import redis
 from sqlalchemy import Engine
 
 from models.schedule_store import ProducerScheduleStore
+from models.types import utc_now
 from models.workflow_store import WorkflowStore
+from tests.crashing_beat import crashing_beat_args
 from tests.e2e import (
     deploy,
     executions,
     journal_producer,
     lifecycle,
     runs_of,
-    utcnow,
     wait_until,
 )
-from tests.processes import CeleryProcess, beat_args, running_beat, running_worker, worker_args
-from workers.redis_server import RedisServer
+from tests.processes import CeleryProcess, running_beat, running_worker
+from workers.local.celery_argv import worker_argv
+from workers.local.redis_server import RedisServer
 
 
 @pytest.fixture
@@ -64,7 +66,7 @@ def test_producers_run_once_per_slot_on_their_schedules(
             s.producer_name: s.next_run_at for s in ProducerScheduleStore(engine).list(workflow.id)
         }
         time.sleep(12)
-        stop = utcnow()
+        stop = utc_now()
     runs = runs_of(engine, "e2e")
     every = {
         "every-1s": timedelta(seconds=1),
@@ -138,8 +140,8 @@ def test_a_beat_killed_between_claim_and_send_loses_nothing(
     with running_worker(env, tmp_path):
         deploy(env, definition)
         doomed = CeleryProcess(
-            beat_args(tmp_path, "doomed"),
-            {**env, "DRUMLINE_TEST_CRASH_AFTER_CLAIM": "1"},
+            crashing_beat_args(tmp_path, "doomed"),
+            env,
             tmp_path / "doomed.log",
         ).start()
         try:
@@ -194,7 +196,7 @@ def test_a_redeploy_mid_run_supersedes_it_and_the_new_schedule_stands(
     row = ProducerScheduleStore(engine).get(workflow.id, "p")
     assert row is not None
     assert (row.next_run_at, row.schedule_value) == (new_next, "1h")
-    assert new_next is not None and new_next > utcnow() + timedelta(minutes=50)
+    assert new_next is not None and new_next > utc_now() + timedelta(minutes=50)
 
 
 @SQLITE_ONLY
@@ -206,12 +208,12 @@ def test_pause_sends_nothing_and_resume_does_not_burst(
         deploy(env, definition)
         time.sleep(3)
         lifecycle(env, "drumline.pause_workflow", "pausing")
-        paused_at = utcnow()
+        paused_at = utc_now()
         time.sleep(4)
-        resumed_at = utcnow()
+        resumed_at = utc_now()
         lifecycle(env, "drumline.resume_workflow", "pausing")
         time.sleep(3)
-        stop = utcnow()
+        stop = utc_now()
     slots = [r.scheduled_for for r in runs_of(engine, "pausing")]
     during = [s for s in slots if paused_at + timedelta(seconds=1) < s < resumed_at]
     assert during == []
@@ -241,7 +243,7 @@ def test_a_failing_producer_keeps_its_error_and_moves_on(
         )
         row = schedules.get(workflow.id, "p")
         assert row is not None and row.next_run_at is not None
-        assert row.last_status == "failed" and row.next_run_at > utcnow() - timedelta(seconds=2)
+        assert row.last_status == "failed" and row.next_run_at > utc_now() - timedelta(seconds=2)
         deploy(env, {"name": "failing", "producers": {"p": {"run": "demo.noop", "interval": "1s"}}})
         wait_until(
             lambda: schedules.get(workflow.id, "p").consecutive_failures == 0,  # type: ignore[union-attr]
@@ -278,7 +280,7 @@ def test_runs_resume_after_a_redis_restart_and_no_slot_is_lost(
         "DRUMLINE_PRODUCER_MODULES": "tests.e2e_producers",
     }
     producers = {f"p{n}": journal_producer(journal, interval="1s") for n in range(3)}
-    worker = CeleryProcess(worker_args("w1"), env, tmp_path / "worker-w1.log").start()
+    worker = CeleryProcess(worker_argv("w1", peers=False), env, tmp_path / "worker-w1.log").start()
     try:
         worker.wait_for_log("ready.")
         with running_beat(env, tmp_path):
@@ -289,13 +291,15 @@ def test_runs_resume_after_a_redis_restart_and_no_slot_is_lost(
             server = RedisServer(
                 server.data_dir, port=server.port, password=server.password, appendonly=True
             ).start()
-            back = utcnow()
+            back = utc_now()
             time.sleep(1)
             assert worker.process is not None
             if worker.process.poll() is not None:
                 # kombu 5.7 can die with "Unrecoverable error" when Redis vanishes mid-ack;
                 # in production the process supervisor (compose `restart:`) starts it again.
-                worker = CeleryProcess(worker_args("w1b"), env, tmp_path / "worker-w1b.log")
+                worker = CeleryProcess(
+                    worker_argv("w1b", peers=False), env, tmp_path / "worker-w1b.log"
+                )
                 worker.start().wait_for_log("ready.")
 
             def resumed() -> bool:

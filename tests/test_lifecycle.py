@@ -1,4 +1,4 @@
-"""workers/lifecycle.py in-process, against real Redis and real SQLite and PostgreSQL."""
+"""workers/services/lifecycle.py in-process, against real Redis and real SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -6,40 +6,34 @@ import copy
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 
-from models.records import ScheduleRecord, SlotOutcome
-from models.run_store import RunStore
-from models.schedule_store import ProducerScheduleStore
-from models.workflow_store import WorkflowStore
-from tests.databases import table_dump
-from workers.lifecycle import (
+from models.claims import BeatClaims
+from models.errors import (
     InvalidDefinitionError,
-    Lifecycle,
     LifecycleError,
     VersionConflictError,
     WorkflowBusyError,
     WorkflowNotFoundError,
 )
-from workers.locks import WorkflowLocks, lock_key
+from models.records import ScheduleRecord
+from models.run_path import RunPath
+from models.schedule_store import ProducerScheduleStore
+from models.tables import producer_schedules
+from models.workflow_store import WorkflowStore
+from tests.clock import Clock
+from tests.databases import table_dump
+from workers.services.lifecycle import Lifecycle
+from workers.services.locks import WorkflowLocks, lock_key
 
 NOW = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=1)
-
-
-class Clock:
-    """A settable `now` for the lifecycle."""
-
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def definition(**producers: dict[str, Any]) -> dict[str, Any]:
@@ -58,15 +52,33 @@ BASE = definition(
 
 
 def make_lifecycle(
-    engine: Engine, client: redis.Redis, clock: Clock, *, timeout: float = 5, wait: float = 2
+    engine: Engine,
+    client: redis.Redis,
+    clock: Callable[[], datetime],
+    *,
+    timeout: float = 5,
+    wait: float = 2,
 ) -> Lifecycle:
     locks = WorkflowLocks(client, timeout=timedelta(seconds=timeout), wait=timedelta(seconds=wait))
     return Lifecycle(engine, locks, now=clock)
 
 
+def after_first_reading(action: Callable[[], None], clock: Clock) -> Callable[[], datetime]:
+    """`clock`, running `action` before its first reading. A change reads its clock first just
+    after reading the workflow's version, before its transaction: `action` runs in between."""
+    pending = [action]
+
+    def now() -> datetime:
+        while pending:
+            pending.pop()()
+        return clock()
+
+    return now
+
+
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    return Clock(NOW)
 
 
 @pytest.fixture
@@ -82,21 +94,25 @@ def rows(engine: Engine, workflow: str = "prices") -> dict[str, ScheduleRecord]:
 
 def claimable(engine: Engine, at: datetime) -> list[str]:
     """The producers beat could claim at `at` (claims them, as beat would)."""
-    slots = ProducerScheduleStore(engine).claim_due(now=at, lease=LEASE, limit=100)
+    slots = BeatClaims(engine).claim_due(now=at, lease=LEASE, limit=100)
     return sorted(slot.producer_name for slot in slots)
 
 
 def give_state(engine: Engine, row: ScheduleRecord, state: dict[str, Any]) -> None:
     """Simulate a finished run: last run, status and carried state on the row."""
-    outcome = SlotOutcome(status="succeeded", ran_at=NOW, next_run_at=None, state=state)
-    ProducerScheduleStore(engine).record_manual_run(row.id, outcome, now=NOW)
+    with engine.begin() as conn:
+        conn.execute(
+            update(producer_schedules)
+            .where(producer_schedules.c.id == row.id)
+            .values(last_run_at=NOW, last_status="succeeded", state=state, updated_at=NOW)
+        )
 
 
 # --- deploy ------------------------------------------------------------------------------------
 
 
 def test_deploy_creates_rows_with_their_next_runs(lifecycle: Lifecycle, engine: Engine) -> None:
-    summary = lifecycle.deploy(BASE)
+    summary = lifecycle.deploy(BASE).to_json()
     assert summary == {
         "workflow": "prices",
         "version": 1,
@@ -127,7 +143,7 @@ def test_identical_redeploy_changes_nothing(
     lifecycle.deploy(BASE)
     before = table_dump(engine)
     clock.now = NOW + timedelta(minutes=5)
-    summary = lifecycle.deploy(copy.deepcopy(BASE))
+    summary = lifecycle.deploy(copy.deepcopy(BASE)).to_json()
     assert table_dump(engine) == before
     assert summary["noop"] is True
     assert summary["version"] == 1
@@ -147,7 +163,7 @@ def test_changing_one_interval_recomputes_only_that_producer(
     clock.now = NOW + timedelta(seconds=40)
     changed = definition(**{**BASE["producers"], "fast": every("5m", params={"symbol": "EURUSD"})})
 
-    summary = lifecycle.deploy(changed)
+    summary = lifecycle.deploy(changed).to_json()
 
     assert (summary["version"], summary["changed"]) == (2, ["fast"])
     assert summary["unchanged"] == ["daily", "manual"]
@@ -164,7 +180,7 @@ def test_changing_one_interval_recomputes_only_that_producer(
 def test_changing_a_time_zone_is_a_schedule_change(lifecycle: Lifecycle, engine: Engine) -> None:
     lifecycle.deploy(BASE)
     producers = {**BASE["producers"], "daily": {**BASE["producers"]["daily"], "timezone": "UTC"}}
-    summary = lifecycle.deploy(definition(**producers))
+    summary = lifecycle.deploy(definition(**producers)).to_json()
     assert summary["changed"] == ["daily"]
     assert rows(engine)["daily"].next_run_at == datetime(2026, 3, 3, 9, 30, tzinfo=UTC)
 
@@ -179,7 +195,7 @@ def test_config_only_change_keeps_next_run_claim_and_state(
     clock.now = NOW + timedelta(seconds=31)
     fast = every("30s", params={"symbol": "GBPUSD"}, run="demo.counter")
 
-    summary = lifecycle.deploy(definition(**{**BASE["producers"], "fast": fast}))
+    summary = lifecycle.deploy(definition(**{**BASE["producers"], "fast": fast})).to_json()
 
     assert (summary["changed"], summary["unchanged"]) == (["fast"], ["daily", "manual"])
     old, new = before["fast"], rows(engine)["fast"]
@@ -197,7 +213,7 @@ def test_removing_a_producer_deletes_only_its_row(lifecycle: Lifecycle, engine: 
     lifecycle.deploy(BASE)
     before = rows(engine)
     remaining = {k: v for k, v in BASE["producers"].items() if k != "daily"}
-    summary = lifecycle.deploy(definition(**remaining))
+    summary = lifecycle.deploy(definition(**remaining)).to_json()
     assert (summary["removed"], summary["unchanged"]) == (["daily"], ["fast", "manual"])
     after = rows(engine)
     assert sorted(after) == ["fast", "manual"]
@@ -212,11 +228,11 @@ def test_pause_makes_nothing_claimable_and_pausing_twice_is_a_noop(
     lifecycle: Lifecycle, engine: Engine
 ) -> None:
     lifecycle.deploy(BASE)
-    summary = lifecycle.pause("prices")
+    summary = lifecycle.pause("prices").to_json()
     assert (summary["status"], summary["version"], summary["noop"]) == ("paused", 2, False)
     assert claimable(engine, NOW + timedelta(days=30)) == []
     before = table_dump(engine)
-    again = lifecycle.pause("prices")
+    again = lifecycle.pause("prices").to_json()
     assert (again["status"], again["version"], again["noop"]) == ("paused", 2, True)
     assert table_dump(engine) == before
 
@@ -226,7 +242,7 @@ def test_deploying_to_a_paused_workflow_keeps_it_paused(
 ) -> None:
     lifecycle.deploy(BASE)
     lifecycle.pause("prices")
-    summary = lifecycle.deploy(definition(**BASE["producers"], extra=every("10s")))
+    summary = lifecycle.deploy(definition(**BASE["producers"], extra=every("10s"))).to_json()
     assert summary["added"] == ["extra"]
     assert all(row.paused for row in rows(engine).values())
     assert WorkflowStore(engine).get("prices").status == "paused"  # type: ignore[union-attr]
@@ -240,7 +256,7 @@ def test_resume_moves_missed_runs_to_the_next_slot_without_a_burst(
     lifecycle.pause("prices")
     clock.now = NOW + timedelta(days=2, seconds=5)
 
-    summary = lifecycle.resume("prices")
+    summary = lifecycle.resume("prices").to_json()
 
     assert (summary["status"], summary["version"]) == ("active", 3)
     assert summary["rescheduled"] == ["daily", "fast"]
@@ -252,7 +268,7 @@ def test_resume_moves_missed_runs_to_the_next_slot_without_a_burst(
     assert not any(row.paused for row in found.values())
     assert claimable(engine, clock.now) == []
     assert claimable(engine, clock.now + timedelta(seconds=25)) == ["fast"]
-    assert lifecycle.resume("prices")["noop"] is True
+    assert lifecycle.resume("prices").to_json()["noop"] is True
 
 
 def test_resume_drops_a_claim_on_a_slot_that_passed_while_paused(
@@ -263,9 +279,7 @@ def test_resume_drops_a_claim_on_a_slot_that_passed_while_paused(
     lifecycle.deploy(BASE)
     first_slot = rows(engine)["fast"].next_run_at
     assert first_slot is not None
-    claimed = ProducerScheduleStore(engine).claim_due(
-        now=first_slot, lease=timedelta(days=30), limit=100
-    )
+    claimed = BeatClaims(engine).claim_due(now=first_slot, lease=timedelta(days=30), limit=100)
     assert "fast" in [slot.producer_name for slot in claimed]
     lifecycle.pause("prices")
     clock.now = NOW + timedelta(days=2, seconds=5)
@@ -283,7 +297,7 @@ def test_delete_removes_the_workflow_its_schedules_and_runs(
     lifecycle.deploy({**BASE, "name": "other"})
     other_before = rows(engine, "other")
     workflow_id = WorkflowStore(engine).get("prices").id  # type: ignore[union-attr]
-    RunStore(engine).begin(
+    RunPath(engine).begin_run(
         workflow_id=workflow_id,
         producer_name="fast",
         scheduled_for=NOW,
@@ -293,7 +307,7 @@ def test_delete_removes_the_workflow_its_schedules_and_runs(
     )
     assert len(table_dump(engine)["producer_runs"]) == 1
 
-    summary = lifecycle.delete("prices")
+    summary = lifecycle.delete("prices").to_json()
 
     assert summary["deleted"] is True
     assert summary["removed"] == ["daily", "fast", "manual"]
@@ -322,7 +336,6 @@ def test_a_change_whose_lock_expired_is_fenced_out(
     existing: bool,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    slow = make_lifecycle(engine, redis_client, clock, timeout=1, wait=0)
     fast = make_lifecycle(engine, redis_client, clock, timeout=5, wait=0)
     if existing:
         fast.deploy(BASE)
@@ -333,8 +346,11 @@ def test_a_change_whose_lock_expired_is_fenced_out(
         time.sleep(1.3)  # the slow change's lock expires...
         fast.deploy(theirs)  # ...and another change takes the lock and commits
 
+    slow = make_lifecycle(
+        engine, redis_client, after_first_reading(meanwhile, clock), timeout=1, wait=0
+    )
     with pytest.raises(VersionConflictError) as caught:
-        slow.deploy(mine, after_read=meanwhile)
+        slow.deploy(mine)
 
     assert caught.value.code == "conflict"
     assert "prices" in str(caught.value)
@@ -542,4 +558,4 @@ def test_a_timeout_longer_than_the_workers_allow_is_refused(
     assert problem["path"] == "producers.slow.timeout"
     assert "longer than 40s" in problem["message"]
     assert table_dump(engine) == before
-    assert strict.deploy(definition(slow=every("1m", timeout="30s")))["added"] == ["slow"]
+    assert strict.deploy(definition(slow=every("1m", timeout="30s"))).to_json()["added"] == ["slow"]

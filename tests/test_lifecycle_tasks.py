@@ -13,17 +13,17 @@ from celery import Celery
 from sqlalchemy import Engine
 
 from models.definitions import parse_definition
-from models.schedule_store import ProducerScheduleStore
-from models.workflow_store import WorkflowStore
-from tests.processes import client_app, running_worker
-from workers.lifecycle import (
+from models.errors import (
     InvalidDefinitionError,
     LifecycleError,
     VersionConflictError,
     WorkflowBusyError,
     WorkflowNotFoundError,
 )
-from workers.locks import WorkflowLocks
+from models.schedule_store import ProducerScheduleStore
+from models.workflow_store import WorkflowStore
+from tests.processes import client_app, running_worker
+from workers.services.locks import WorkflowLocks
 
 TIMEOUT_S = 30
 CONCURRENT_DEPLOYS = 30

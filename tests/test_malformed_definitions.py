@@ -23,13 +23,14 @@ import yaml
 from click.testing import CliRunner
 from sqlalchemy import Engine
 
+from models.errors import InvalidDefinitionError
 from models.schedule_store import ProducerScheduleStore
 from models.workflow_store import WorkflowStore
 from tests.databases import table_dump
 from tests.malformed_definitions import LEASE_SECONDS, write_corpus
 from workers.cli.validate_command import validate
-from workers.lifecycle import InvalidDefinitionError, Lifecycle
-from workers.locks import WorkflowLocks
+from workers.services.lifecycle import Lifecycle
+from workers.services.locks import WorkflowLocks
 
 PER_FILE_SECONDS = 3.0
 ALL_FILES_SECONDS = 120.0
@@ -221,7 +222,7 @@ def test_deploying_such_a_cron_is_fast_and_stores_no_next_run(
     data = yaml.safe_load(NEVER)
     lifecycle.now = lambda: datetime(2026, 1, 1, tzinfo=UTC)
     started = time.monotonic()
-    assert lifecycle.deploy(data)["added"] == ["berlin", "new-york"]
+    assert lifecycle.deploy(data).to_json()["added"] == ["berlin", "new-york"]
     assert time.monotonic() - started < PER_FILE_SECONDS
     workflow = WorkflowStore(engine).get("dst-never")
     assert workflow is not None

@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 
 from beat.dispatch import PRODUCERS_QUEUE, RUN_PRODUCER, run_producer_call
 from models import migrate
+from models.claims import BeatClaims
 from models.db import make_engine
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
@@ -34,10 +35,10 @@ from tests.conftest import BACKENDS
 from tests.databases import fresh_postgres_database, table_dump
 from tests.e2e import deploy, wait_until
 from tests.processes import CeleryProcess, client_app, running_worker
-from workers.celery_config import LIFECYCLE_QUEUE
 from workers.cli.main import cli
-from workers.message_contracts import RefusedMessage
-from workers.redis_server import RedisServer
+from workers.local.redis_server import RedisServer
+from workers.tasks.celery_config import LIFECYCLE_QUEUE
+from workers.tasks.message_contracts import RefusedMessage
 
 DEPLOY = "drumline.deploy_workflow"
 TIMEOUT_S = 20
@@ -172,7 +173,9 @@ def assert_good_messages_run(system: System) -> None:
     schedules.set_next_run(row.id, now, now=now)
     (slot,) = [
         s
-        for s in schedules.claim_due(now=utc_now(), lease=timedelta(seconds=6), limit=100)
+        for s in BeatClaims(system.engine).claim_due(
+            now=utc_now(), lease=timedelta(seconds=6), limit=100
+        )
         if s.workflow_name == name
     ]
     task_id, kwargs = run_producer_call(

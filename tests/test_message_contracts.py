@@ -17,9 +17,9 @@ from beat.dispatch import RUN_PRODUCER, run_producer_call
 from models.definitions import parse_definition
 from workers.app import app
 from workers.cli.main import cli
-from workers.dead_letters import DEAD_LETTERS_KEY, DeadLetter, DeadLetters
-from workers.message_boundary import check_message
-from workers.message_contracts import CONTRACTS, RefusedMessage, check_arguments
+from workers.tasks.dead_letters import DEAD_LETTERS_KEY, DeadLetter, DeadLetters
+from workers.tasks.message_boundary import check_message
+from workers.tasks.message_contracts import CONTRACTS, RefusedMessage, check_arguments
 
 DEPLOY = "drumline.deploy_workflow"
 NAME_TASKS = ("drumline.pause_workflow", "drumline.resume_workflow", "drumline.delete_workflow")
@@ -63,7 +63,7 @@ def refusal(task: str, args: Any, kwargs: Any) -> str:
 def test_every_task_of_the_app_passes_the_boundary_and_every_drumline_task_has_a_contract() -> None:
     app.loader.import_default_modules()
     assert {task.Strategy for task in app.tasks.values()} == {
-        "workers.message_boundary:bounded_strategy"
+        "workers.tasks.message_boundary:bounded_strategy"
     }
     drumline_tasks = {name for name in app.tasks if name.startswith("drumline.")}
     assert drumline_tasks == set(CONTRACTS), "each drumline task needs an entry in CONTRACTS"

@@ -12,12 +12,12 @@ from sqlalchemy.exc import IntegrityError
 
 from models import migrate
 from models.db import make_engine
+from models.run_path import RunPath
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
 from models.tables import metadata
 from models.types import UTCDateTime
-from models.workflow_store import WorkflowStore
-from tests.databases import schedule_spec, table_dump
+from tests.databases import new_workflow, schedule_spec, table_dump
 
 
 def test_upgrade_on_empty_database_creates_every_table(empty_db_url: str) -> None:
@@ -54,9 +54,9 @@ def test_upgrade_twice_is_a_no_op(db_url: str) -> None:
     """A second upgrade of a migrated database with rows in every table changes nothing."""
     engine = make_engine(db_url)
     now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-    workflow = WorkflowStore(engine).upsert("prices", {"name": "prices"}, now=now)
+    workflow = new_workflow(engine, "prices", {"name": "prices"}, now=now)
     ProducerScheduleStore(engine).upsert(schedule_spec(workflow.id, next_run_at=now), now=now)
-    RunStore(engine).begin(
+    RunPath(engine).begin_run(
         workflow_id=workflow.id,
         producer_name="poll",
         scheduled_for=now,

@@ -11,27 +11,21 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event
 
+from models.claims import BeatClaims
 from models.plain_json import JsonBounds
+from models.run_path import RunPath
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
-from models.workflow_store import WorkflowStore
-from tests.databases import schedule_spec, table_dump
+from tests.clock import Clock
+from tests.databases import new_workflow, schedule_spec, table_dump
 from workers.registry import ProducerContext, ProducerResult, producer
-from workers.runner import Slot, SlotRunner
-from workers.time_limit import ProducerTimeoutError
+from workers.services.runner import Slot, SlotRunner
+from workers.services.time_limit import ProducerTimeoutError
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)
 BOUNDS = JsonBounds(max_depth=8, max_bytes=1024)
 FAR_FUTURE = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @producer("test.record")
@@ -70,7 +64,7 @@ class Harness:
     ) -> None:
         self.engine = engine
         self.clock = Clock(T0)
-        self.workflow = WorkflowStore(engine).upsert("prices", {}, now=T0)
+        self.workflow = new_workflow(engine, "prices", {}, now=T0)
         self.schedules = ProducerScheduleStore(engine)
         self.runs = RunStore(engine)
         self.row = self.schedules.upsert(
@@ -87,7 +81,7 @@ class Harness:
         )
 
     def claim(self) -> Slot:
-        [claimed] = self.schedules.claim_due(now=self.clock(), lease=LEASE, limit=1)
+        [claimed] = BeatClaims(self.engine).claim_due(now=self.clock(), lease=LEASE, limit=1)
         return Slot(
             workflow_id=claimed.workflow_id,
             workflow=claimed.workflow_name,
@@ -303,7 +297,7 @@ def test_a_finished_slot_is_not_run_again(engine: Engine) -> None:
 def test_a_retried_message_takes_over_a_slot_whose_worker_died(engine: Engine) -> None:
     h = Harness(engine)
     slot = h.claim()
-    h.runs.begin(
+    RunPath(engine).begin_run(
         workflow_id=h.workflow.id,
         producer_name="poll",
         scheduled_for=T0,
@@ -440,7 +434,7 @@ def test_a_claimed_slot_of_a_paused_producer_is_skipped_and_released(engine: Eng
 def test_a_paused_producer_that_died_running_is_taken_over_as_skipped(engine: Engine) -> None:
     h = Harness(engine, run="test.tally")
     slot = h.claim()
-    h.runs.begin(
+    RunPath(engine).begin_run(
         workflow_id=h.workflow.id,
         producer_name="poll",
         scheduled_for=T0,

@@ -1,4 +1,4 @@
-"""Schedule math (beat/schedules.py): intervals, cron expressions, time zones and DST.
+"""Schedule math (models/schedules.py): intervals, cron expressions, time zones and DST.
 
 Pure functions only: no database, no Redis, no clock. The DST expectations follow cronie and
 Vixie cron, as documented on `CronSchedule`: a job with a fixed minute and hour runs once on the
@@ -21,12 +21,13 @@ from croniter.croniter import CroniterBadDateError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from beat.schedules import (
+from models.errors import ScheduleError
+from models.schedules import (
     HORIZON_YEARS,
     MAX_INTERVAL,
     CronSchedule,
     IntervalSchedule,
-    ScheduleError,
+    ManualSchedule,
     compile_schedule,
     format_interval,
     parse_cron,
@@ -564,6 +565,24 @@ def test_schedule_from_row_round_trip_via_compile() -> None:
     assert compiled is not None
     assert (compiled.kind, compiled.value, compiled.timezone) == ("interval", "1h30m", "UTC")
     assert schedule_from_row(compiled.kind, compiled.value, compiled.timezone) == compiled
+
+
+def test_a_manual_row_is_a_schedule_that_is_never_due() -> None:
+    """Callers hold a schedule for every row, manual included, and never ask which kind."""
+    manual = schedule_from_row("manual", "", "UTC")
+    assert manual == ManualSchedule()
+    assert (manual.kind, manual.value, manual.timezone) == ("manual", "", "UTC")
+    after = utc(2026, 3, 1)
+    assert manual.next_after(after) is None
+    assert manual.next_after(after, anchor=after) is None
+    assert manual.describe() == manual.describe(exhausted=True) == "manual only"
+
+
+def test_describe_says_when_a_schedule_has_run_out() -> None:
+    never = CronSchedule("0 0 30 2 *", "UTC")
+    assert never.describe(exhausted=True) == "cron '0 0 30 2 *' (UTC), exhausted (never runs again)"
+    every = IntervalSchedule(timedelta(seconds=30))
+    assert every.describe(exhausted=True) == "every 30s, exhausted (never runs again)"
 
 
 @pytest.mark.parametrize(

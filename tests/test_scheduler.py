@@ -23,13 +23,14 @@ import redis
 from sqlalchemy import Engine, event, insert, text
 
 from beat.scheduler import ProducerScheduler
+from models.claims import BeatClaims
 from models.schedule_store import ProducerScheduleStore
 from models.tables import producer_schedules
-from models.workflow_store import WorkflowStore
-from tests.databases import schedule_spec
-from tests.e2e import utcnow
-from tests.processes import CeleryProcess, beat_args, client_app, running_beat
-from workers.redis_server import RedisServer, free_port
+from models.types import utc_now
+from tests.crashing_beat import crashing_beat_args
+from tests.databases import new_workflow, schedule_spec
+from tests.processes import CeleryProcess, client_app, running_beat
+from workers.local.redis_server import RedisServer, free_port
 
 LEASE = timedelta(seconds=6)  # DRUMLINE_LEASE_SECONDS in the drumline_env fixture
 MAX_INTERVAL_S = 0.5  # DRUMLINE_BEAT_MAX_INTERVAL_SECONDS in the drumline_env fixture
@@ -68,8 +69,8 @@ def add_workflow(
     engine: Engine, name: str, next_runs: Mapping[str, datetime | None], paused: bool = False
 ) -> int:
     """A workflow with one interval producer per entry of `next_runs`."""
-    now = utcnow()
-    workflow_id = WorkflowStore(engine).upsert(name, {"name": name}, now=now).id
+    now = utc_now()
+    workflow_id = new_workflow(engine, name, {"name": name}, now=now).id
     store = ProducerScheduleStore(engine)
     for producer, next_run_at in next_runs.items():
         store.upsert(
@@ -115,7 +116,7 @@ def test_due_slots_are_sent_once_as_run_producer_tasks(
     redis_client: redis.Redis,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    now = utcnow()
+    now = utc_now()
     due = {"a": now - timedelta(seconds=2), "b": now - timedelta(seconds=1)}
     workflow_id = add_workflow(engine, "prices", {**due, "later": now + timedelta(hours=1)})
     add_workflow(engine, "held", {"p": now - timedelta(seconds=3)}, paused=True)
@@ -140,7 +141,7 @@ def test_due_slots_are_sent_once_as_run_producer_tasks(
         }
         assert message.expires == row.claimed_until
         assert row.claimed_until is not None
-        assert now + LEASE <= row.claimed_until <= utcnow() + LEASE
+        assert now + LEASE <= row.claimed_until <= utc_now() + LEASE
     assert rows["later"].claim_token is None
     assert "beat: sent 2 producer runs, worst lateness" in caplog.text
     assert f"beat: sent prices.a@{rows['a'].next_run_at.isoformat()}" in caplog.text  # type: ignore[union-attr]
@@ -153,7 +154,7 @@ def test_due_slots_are_sent_once_as_run_producer_tasks(
 def test_a_backlog_drains_one_full_batch_per_tick_without_sleeping(
     drumline_env: dict[str, str], engine: Engine, redis_client: redis.Redis
 ) -> None:
-    start = utcnow() - timedelta(minutes=1)
+    start = utc_now() - timedelta(minutes=1)
     add_workflow(engine, "backlog", {f"p{i:02}": start + timedelta(seconds=i) for i in range(15)})
     with scheduler_for({**drumline_env, "DRUMLINE_BEAT_BATCH": "5"}) as scheduler:
         delays, sent = [], []
@@ -173,17 +174,19 @@ def test_an_idle_tick_sleeps_until_the_earliest_next_run_or_lease_end(
     # slot due or a lease expire between the setup and the tick that is measured.
     with scheduler_for({**drumline_env, "DRUMLINE_BEAT_MAX_INTERVAL_SECONDS": "120"}) as scheduler:
         assert scheduler.tick() == 120  # nothing scheduled at all
-        workflow_id = add_workflow(engine, "far", {"p": utcnow() + timedelta(hours=1)})
+        workflow_id = add_workflow(engine, "far", {"p": utc_now() + timedelta(hours=1)})
         assert scheduler.tick() == 120
 
-        add_workflow(engine, "soon", {"p": utcnow() + timedelta(seconds=60)})
-        add_workflow(engine, "sooner-paused", {"p": utcnow()}, paused=True)
+        add_workflow(engine, "soon", {"p": utc_now() + timedelta(seconds=60)})
+        add_workflow(engine, "sooner-paused", {"p": utc_now()}, paused=True)
         assert 50 < scheduler.tick() <= 60
 
         store = ProducerScheduleStore(engine)
         [far] = store.list(workflow_id)
-        store.set_next_run(far.id, utcnow(), now=utcnow())
-        [claimed] = store.claim_due(now=utcnow(), lease=timedelta(seconds=30), limit=5)
+        store.set_next_run(far.id, utc_now(), now=utc_now())
+        [claimed] = BeatClaims(engine).claim_due(
+            now=utc_now(), lease=timedelta(seconds=30), limit=5
+        )
         assert claimed.workflow_name == "far"
         assert 20 < scheduler.tick() <= 30, "a live claim's expiry must wake beat"
 
@@ -194,7 +197,7 @@ def test_a_due_slot_is_sent_at_its_time_not_at_the_next_poll(
     max_interval_s = 5.0
     env = {**drumline_env, "DRUMLINE_BEAT_MAX_INTERVAL_SECONDS": str(max_interval_s)}
     with scheduler_for(env) as scheduler:
-        next_run = utcnow() + timedelta(seconds=0.3)
+        next_run = utc_now() + timedelta(seconds=0.3)
         add_workflow(engine, "punctual", {"p": next_run})
         deadline = time.monotonic() + 2 * max_interval_s
         while time.monotonic() < deadline:
@@ -202,7 +205,7 @@ def test_a_due_slot_is_sent_at_its_time_not_at_the_next_poll(
             if queued(redis_client):
                 break
             time.sleep(delay)
-    lateness = utcnow() - next_run
+    lateness = utc_now() - next_run
     assert len(queued(redis_client)) == 1
     # Beat sleeps until the next run, not for its 5 s max interval. The wide margin absorbs a
     # loaded CI machine; lateness itself is measured by bench/, not asserted here.
@@ -215,7 +218,7 @@ def test_static_beat_schedule_entries_still_fire_beside_producers(
     static = {"ping": {"task": "tests.ping", "schedule": 0.2, "options": {"queue": "static"}}}
     with scheduler_for(drumline_env, lazy=False, beat_schedule=static) as scheduler:
         assert scheduler.tick() <= 0.2, "the next static entry must bound the sleep"
-        add_workflow(engine, "mixed", {"p": utcnow() + timedelta(seconds=0.1)})
+        add_workflow(engine, "mixed", {"p": utc_now() + timedelta(seconds=0.1)})
         run_beat_loop(scheduler, 1.5)
     pings = queued(redis_client, "static")
     assert len(pings) >= 3
@@ -236,12 +239,12 @@ def test_a_broker_outage_releases_the_claims_and_beat_recovers(
     broker = RedisServer(tmp_path / "broker", port=port, password=password, appendonly=False)
     env = {**drumline_env, "DRUMLINE_BROKER_URL": broker.url}
     with broker, scheduler_for(env) as scheduler:
-        add_workflow(engine, "before", {"p": utcnow()})
+        add_workflow(engine, "before", {"p": utc_now()})
         scheduler.tick()
         assert len(queued_at(broker.url)) == 1
         broker.stop()
 
-        workflow_id = add_workflow(engine, "during", {"p": utcnow()})
+        workflow_id = add_workflow(engine, "during", {"p": utc_now()})
         assert 0 < scheduler.tick() <= MAX_INTERVAL_S
         assert 0 < scheduler.tick() <= MAX_INTERVAL_S  # backing off: no second attempt yet
         [row] = ProducerScheduleStore(engine).list(workflow_id)
@@ -302,7 +305,7 @@ def reads_every_schedule(query_plan: str) -> bool:
 def test_a_tick_reads_schedules_through_the_partial_indexes_only(
     scheduler: ProducerScheduler, engine: Engine
 ) -> None:
-    now = utcnow()
+    now = utc_now()
     workflow_id = add_workflow(engine, "many", {})
     rows = [
         {
@@ -347,7 +350,7 @@ def test_celery_beat_sends_due_slots_and_stops_cleanly_on_sigterm(
     drumline_env: dict[str, str], engine: Engine, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
     with running_beat(drumline_env, tmp_path) as beat:
-        add_workflow(engine, "live", {name: utcnow() for name in ("a", "b", "c")})
+        add_workflow(engine, "live", {name: utc_now() for name in ("a", "b", "c")})
         deadline = time.monotonic() + 10
         while len(queued(redis_client)) < 3 and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -366,10 +369,10 @@ def test_celery_beat_sends_due_slots_and_stops_cleanly_on_sigterm(
 def test_the_crash_hook_kills_beat_after_claiming_and_before_sending(
     drumline_env: dict[str, str], engine: Engine, redis_client: redis.Redis, tmp_path: Path
 ) -> None:
-    workflow_id = add_workflow(engine, "doomed", {"p": utcnow()})
+    workflow_id = add_workflow(engine, "doomed", {"p": utc_now()})
     doomed = CeleryProcess(
-        beat_args(tmp_path, "doomed"),
-        {**drumline_env, "DRUMLINE_TEST_CRASH_AFTER_CLAIM": "1"},
+        crashing_beat_args(tmp_path, "doomed"),
+        drumline_env,
         tmp_path / "doomed.log",
     ).start()
     assert doomed.process is not None

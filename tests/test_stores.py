@@ -11,12 +11,14 @@ from typing import Any, TypedDict
 import pytest
 from sqlalchemy import Engine, func, select
 
+from models.claims import BeatClaims
 from models.records import ScheduleSpec, SlotOutcome
+from models.run_path import RunPath
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
 from models.tables import producer_runs, producer_schedules
 from models.workflow_store import WorkflowStore
-from tests.databases import schedule_spec
+from tests.databases import new_workflow, schedule_spec
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=1)
@@ -34,7 +36,7 @@ THE_SLOT = ClaimedSlot(workflow_name="prices", scheduled_for=NOW)
 
 
 class Slot(TypedDict):
-    """The keyword arguments naming one run slot, as `RunStore.begin` takes them."""
+    """The keyword arguments naming one run slot, as `RunPath.begin_run` takes them."""
 
     workflow_id: int
     producer_name: str
@@ -50,17 +52,21 @@ def spec(workflow_id: int, name: str = "poll", **changes: Any) -> ScheduleSpec:
 
 @pytest.fixture
 def workflow_id(engine: Engine) -> int:
-    return WorkflowStore(engine).upsert("prices", {"name": "prices"}, now=NOW).id
+    return new_workflow(engine, "prices", {"name": "prices"}, now=NOW).id
 
 
 # --- workflows ---------------------------------------------------------------------------------
 
 
-def test_workflow_upsert_inserts_then_updates_and_bumps_version(engine: Engine) -> None:
+def test_workflow_create_then_update_bumps_version(engine: Engine) -> None:
     store = WorkflowStore(engine)
-    first = store.upsert("prices", {"v": 1}, now=NOW)
+    first = store.create("prices", {"v": 1}, now=NOW)
+    assert first is not None
     assert (first.version, first.status, first.definition) == (1, "active", {"v": 1})
-    second = store.upsert("prices", {"v": 2}, now=NOW + timedelta(seconds=1))
+    second = store.update_fenced(
+        first.id, first.version, definition={"v": 2}, now=NOW + timedelta(seconds=1)
+    )
+    assert second is not None
     assert second.id == first.id
     assert (second.version, second.definition) == (2, {"v": 2})
     assert second.created_at == NOW
@@ -71,13 +77,12 @@ def test_workflow_upsert_inserts_then_updates_and_bumps_version(engine: Engine) 
 def test_workflow_get_list_delete(engine: Engine) -> None:
     store = WorkflowStore(engine)
     assert store.get("missing") is None
-    created = store.upsert("b-flow", {}, now=NOW)
-    store.upsert("a-flow", {}, now=NOW)
+    created = new_workflow(engine, "b-flow", {}, now=NOW)
+    new_workflow(engine, "a-flow", {}, now=NOW)
     assert store.get("b-flow") == created
-    assert store.get_by_id(created.id) == created
     assert [w.name for w in store.list()] == ["a-flow", "b-flow"]
-    assert store.delete("b-flow") is True
-    assert store.delete("b-flow") is False
+    assert store.delete_fenced(created.id, created.version) is True
+    assert store.delete_fenced(created.id, created.version) is False
     assert [w.name for w in store.list()] == ["a-flow"]
 
 
@@ -90,7 +95,7 @@ def test_workflow_create_refuses_a_taken_name(engine: Engine) -> None:
 
 def test_update_fenced_applies_only_at_the_expected_version(engine: Engine) -> None:
     store = WorkflowStore(engine)
-    wf = store.upsert("prices", {}, now=NOW)
+    wf = new_workflow(engine, "prices", {}, now=NOW)
     assert store.update_fenced(wf.id, wf.version + 1, now=NOW, status="paused") is None
     assert store.get("prices").status == "active"  # type: ignore[union-attr]
     updated = store.update_fenced(wf.id, wf.version, now=NOW, status="paused")
@@ -101,16 +106,15 @@ def test_update_fenced_applies_only_at_the_expected_version(engine: Engine) -> N
 
 
 def test_datetimes_come_back_aware_utc(engine: Engine) -> None:
-    store = WorkflowStore(engine)
     berlin = timezone(timedelta(hours=1))
-    wf = store.upsert("prices", {}, now=datetime(2026, 3, 1, 13, 0, tzinfo=berlin))
+    wf = new_workflow(engine, "prices", {}, now=datetime(2026, 3, 1, 13, 0, tzinfo=berlin))
     assert wf.created_at == NOW
     assert wf.created_at.tzinfo is UTC
 
 
 def test_naive_datetimes_are_refused(engine: Engine) -> None:
     with pytest.raises(Exception, match="naive datetime"):
-        WorkflowStore(engine).upsert("prices", {}, now=datetime(2026, 3, 1))
+        new_workflow(engine, "prices", {}, now=datetime(2026, 3, 1))
 
 
 # --- schedules ---------------------------------------------------------------------------------
@@ -131,10 +135,12 @@ def test_schedule_upsert_inserts_then_updates(engine: Engine, workflow_id: int) 
 def test_schedule_upsert_keeps_state_and_clears_claim(engine: Engine, workflow_id: int) -> None:
     store = ProducerScheduleStore(engine)
     row = store.upsert(spec(workflow_id), now=NOW)
-    [slot] = store.claim_due(now=NOW, lease=timedelta(minutes=1), limit=10)
+    [slot] = BeatClaims(engine).claim_due(now=NOW, lease=timedelta(minutes=1), limit=10)
     outcome = SlotOutcome("succeeded", NOW, NOW + timedelta(seconds=30), {"count": 3})
-    assert store.commit_slot(row.id, slot.claim_token, outcome, now=NOW)
-    store.claim_due(now=NOW + timedelta(seconds=30), lease=timedelta(minutes=1), limit=10)
+    assert RunPath(engine).commit_slot(row.id, slot.claim_token, outcome, now=NOW)
+    BeatClaims(engine).claim_due(
+        now=NOW + timedelta(seconds=30), lease=timedelta(minutes=1), limit=10
+    )
     assert store.get(workflow_id, "poll").claim_token is not None  # type: ignore[union-attr]
     rewritten = store.upsert(spec(workflow_id, schedule_value="1m"), now=NOW)
     assert rewritten.state == {"count": 3}
@@ -145,21 +151,21 @@ def test_schedule_get_list_delete(engine: Engine, workflow_id: int) -> None:
     store = ProducerScheduleStore(engine)
     store.upsert(spec(workflow_id, "b"), now=NOW)
     store.upsert(spec(workflow_id, "a"), now=NOW)
-    other = WorkflowStore(engine).upsert("other", {}, now=NOW).id
+    other = new_workflow(engine, "other", {}, now=NOW).id
     store.upsert(spec(other, "c"), now=NOW)
     assert store.get(workflow_id, "missing") is None
     assert [s.producer_name for s in store.list(workflow_id)] == ["a", "b"]
     assert len(store.list()) == 3
     assert store.delete(workflow_id, "a") is True
     assert store.delete(workflow_id, "a") is False
-    assert store.delete_for_workflow(workflow_id) == 1
+    assert WorkflowStore(engine).delete_fenced(workflow_id, 1)  # its schedules go with it
     assert [s.producer_name for s in store.list()] == ["c"]
 
 
 def test_update_config_leaves_schedule_and_next_run(engine: Engine, workflow_id: int) -> None:
     store = ProducerScheduleStore(engine)
     store.upsert(spec(workflow_id), now=NOW)
-    [slot] = store.claim_due(now=NOW, lease=timedelta(minutes=1), limit=10)
+    [slot] = BeatClaims(engine).claim_due(now=NOW, lease=timedelta(minutes=1), limit=10)
     assert store.update_config(
         workflow_id, "poll", run="demo.counter", params={"x": 1}, timeout_seconds=5.0, now=NOW
     )
@@ -171,7 +177,7 @@ def test_update_config_leaves_schedule_and_next_run(engine: Engine, workflow_id:
 
 def test_deleting_a_workflow_cascades(engine: Engine, workflow_id: int) -> None:
     ProducerScheduleStore(engine).upsert(spec(workflow_id), now=NOW)
-    RunStore(engine).begin(
+    RunPath(engine).begin_run(
         workflow_id=workflow_id,
         producer_name="poll",
         scheduled_for=NOW,
@@ -179,7 +185,7 @@ def test_deleting_a_workflow_cascades(engine: Engine, workflow_id: int) -> None:
         task_id="t1",
         now=NOW,
     )
-    assert WorkflowStore(engine).delete("prices")
+    assert WorkflowStore(engine).delete_fenced(workflow_id, 1)
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(producer_schedules)).scalar() == 0
         assert conn.execute(select(func.count()).select_from(producer_runs)).scalar() == 0
@@ -218,7 +224,7 @@ def test_concurrent_upserts_of_one_row_leave_exactly_one_row(
 def test_one_transaction_groups_writes_of_several_stores(engine: Engine) -> None:
     workflows, schedules = WorkflowStore(engine), ProducerScheduleStore(engine)
     with pytest.raises(RuntimeError), engine.begin() as conn:
-        wf = workflows.upsert("prices", {}, now=NOW, conn=conn)
+        wf = new_workflow(engine, "prices", {}, now=NOW, conn=conn)
         schedules.upsert(spec(wf.id), now=NOW, conn=conn)
         raise RuntimeError("abort")
     assert workflows.list() == []
@@ -234,19 +240,19 @@ def test_claim_due_takes_only_due_unpaused_unclaimed_rows(engine: Engine, workfl
     store.upsert(spec(workflow_id, "now", next_run_at=NOW), now=NOW)
     store.upsert(spec(workflow_id, "future", next_run_at=NOW + timedelta(seconds=1)), now=NOW)
     store.upsert(spec(workflow_id, "manual", schedule_type="manual", next_run_at=None), now=NOW)
-    paused = WorkflowStore(engine).upsert("paused-flow", {}, now=NOW).id
+    paused = new_workflow(engine, "paused-flow", {}, now=NOW).id
     store.upsert(spec(paused, "p", paused=True, next_run_at=NOW - timedelta(hours=1)), now=NOW)
     lease = timedelta(seconds=60)
-    slots = store.claim_due(now=NOW, lease=lease, limit=10)
+    slots = BeatClaims(engine).claim_due(now=NOW, lease=lease, limit=10)
     assert [(s.producer_name, s.workflow_name) for s in slots] == [
         ("late", "prices"),
         ("now", "prices"),
     ]
     assert slots[0].scheduled_for == NOW - timedelta(seconds=10)
     assert all(s.claimed_until == NOW + lease for s in slots)
-    assert store.claim_due(now=NOW, lease=lease, limit=10) == []
+    assert BeatClaims(engine).claim_due(now=NOW, lease=lease, limit=10) == []
     # An expired lease makes the slot due again, with a fresh token.
-    again = store.claim_due(now=NOW + lease, lease=lease, limit=10)
+    again = BeatClaims(engine).claim_due(now=NOW + lease, lease=lease, limit=10)
     assert {s.producer_name for s in again} == {"late", "now", "future"}
     assert {s.claim_token for s in again}.isdisjoint({s.claim_token for s in slots})
 
@@ -255,9 +261,9 @@ def test_claim_due_respects_the_limit_oldest_first(engine: Engine, workflow_id: 
     store = ProducerScheduleStore(engine)
     for n in range(5):
         store.upsert(spec(workflow_id, f"p{n}", next_run_at=NOW - timedelta(seconds=n)), now=NOW)
-    first = store.claim_due(now=NOW, lease=timedelta(minutes=1), limit=2)
+    first = BeatClaims(engine).claim_due(now=NOW, lease=timedelta(minutes=1), limit=2)
     assert [s.producer_name for s in first] == ["p4", "p3"]
-    rest = store.claim_due(now=NOW, lease=timedelta(minutes=1), limit=10)
+    rest = BeatClaims(engine).claim_due(now=NOW, lease=timedelta(minutes=1), limit=10)
     assert [s.producer_name for s in rest] == ["p2", "p1", "p0"]
 
 
@@ -282,7 +288,7 @@ def test_concurrent_claims_never_hand_out_a_row_twice(engine: Engine, workflow_i
         try:
             for round_ in itertools.count():
                 together.wait()  # every thread claims at the same moment
-                batch = store.claim_due(now=NOW, lease=timedelta(minutes=1), limit=7)
+                batch = BeatClaims(engine).claim_due(now=NOW, lease=timedelta(minutes=1), limit=7)
                 with lock:
                     claimed.extend(s.producer_name for s in batch)
                     by_thread[thread] += len(batch)
@@ -308,15 +314,15 @@ def test_concurrent_claims_never_hand_out_a_row_twice(engine: Engine, workflow_i
 def test_commit_slot_only_with_the_live_token(engine: Engine, workflow_id: int) -> None:
     store = ProducerScheduleStore(engine)
     row = store.upsert(spec(workflow_id), now=NOW)
-    [slot] = store.claim_due(now=NOW, lease=timedelta(minutes=1), limit=10)
+    [slot] = BeatClaims(engine).claim_due(now=NOW, lease=timedelta(minutes=1), limit=10)
     failed = SlotOutcome("failed", NOW, NOW + timedelta(seconds=30), {"n": 1})
-    assert store.commit_slot(row.id, "stale-token", failed, now=NOW) is False
+    assert RunPath(engine).commit_slot(row.id, "stale-token", failed, now=NOW) is False
     assert store.get(workflow_id, "poll").next_run_at == NOW  # type: ignore[union-attr]
-    taken = store.take_claim(
+    taken = RunPath(engine).take_claim(
         workflow_id, "poll", slot.claim_token, **THE_SLOT, now=NOW, lease=timedelta(minutes=5)
     )
     assert taken is not None and taken.claimed_until == NOW + timedelta(minutes=5)
-    assert store.commit_slot(row.id, slot.claim_token, failed, now=NOW) is True
+    assert RunPath(engine).commit_slot(row.id, slot.claim_token, failed, now=NOW) is True
     after = store.get(workflow_id, "poll")
     assert after is not None
     assert (after.next_run_at, after.last_status, after.consecutive_failures) == (
@@ -326,23 +332,32 @@ def test_commit_slot_only_with_the_live_token(engine: Engine, workflow_id: int) 
     )
     assert (after.claim_token, after.state) == (None, {"n": 1})
     assert (
-        store.take_claim(workflow_id, "poll", slot.claim_token, **THE_SLOT, now=NOW, lease=LEASE)
+        RunPath(engine).take_claim(
+            workflow_id, "poll", slot.claim_token, **THE_SLOT, now=NOW, lease=LEASE
+        )
         is None
     )
-    assert store.commit_slot(row.id, slot.claim_token, failed, now=NOW) is False
+    assert RunPath(engine).commit_slot(row.id, slot.claim_token, failed, now=NOW) is False
 
 
 def test_a_claim_whose_lease_ran_out_cannot_be_taken(engine: Engine, workflow_id: int) -> None:
     store = ProducerScheduleStore(engine)
     store.upsert(spec(workflow_id), now=NOW)
-    [slot] = store.claim_due(now=NOW, lease=LEASE, limit=1)
+    [slot] = BeatClaims(engine).claim_due(now=NOW, lease=LEASE, limit=1)
     late = NOW + LEASE
     assert (
-        store.take_claim(workflow_id, "poll", slot.claim_token, **THE_SLOT, now=late, lease=LEASE)
+        RunPath(engine).take_claim(
+            workflow_id, "poll", slot.claim_token, **THE_SLOT, now=late, lease=LEASE
+        )
         is None
     )
-    assert store.take_claim(workflow_id, "poll", "other", **THE_SLOT, now=NOW, lease=LEASE) is None
-    assert store.take_claim(workflow_id, "poll", slot.claim_token, **THE_SLOT, now=NOW, lease=LEASE)
+    assert (
+        RunPath(engine).take_claim(workflow_id, "poll", "other", **THE_SLOT, now=NOW, lease=LEASE)
+        is None
+    )
+    assert RunPath(engine).take_claim(
+        workflow_id, "poll", slot.claim_token, **THE_SLOT, now=NOW, lease=LEASE
+    )
 
 
 def test_failures_count_up_and_reset_after_success(engine: Engine, workflow_id: int) -> None:
@@ -350,51 +365,53 @@ def test_failures_count_up_and_reset_after_success(engine: Engine, workflow_id: 
     row = store.upsert(spec(workflow_id), now=NOW)
     moment = NOW
     for status, expected in [("failed", 1), ("failed", 2), ("succeeded", 0), ("failed", 1)]:
-        [slot] = store.claim_due(now=moment, lease=timedelta(minutes=1), limit=1)
+        [slot] = BeatClaims(engine).claim_due(now=moment, lease=timedelta(minutes=1), limit=1)
         moment += timedelta(seconds=30)
-        store.commit_slot(row.id, slot.claim_token, SlotOutcome(status, NOW, moment, {}), now=NOW)
+        RunPath(engine).commit_slot(
+            row.id, slot.claim_token, SlotOutcome(status, NOW, moment, {}), now=NOW
+        )
         assert store.get(workflow_id, "poll").consecutive_failures == expected  # type: ignore[union-attr]
 
 
 def test_release_claims_makes_slots_due_again(engine: Engine, workflow_id: int) -> None:
     store = ProducerScheduleStore(engine)
     store.upsert(spec(workflow_id), now=NOW)
-    slots = store.claim_due(now=NOW, lease=timedelta(minutes=1), limit=10)
-    assert store.release_claims(slots) == 1
-    assert len(store.claim_due(now=NOW, lease=timedelta(minutes=1), limit=10)) == 1
+    slots = BeatClaims(engine).claim_due(now=NOW, lease=timedelta(minutes=1), limit=10)
+    assert BeatClaims(engine).release_claims(slots) == 1
+    assert len(BeatClaims(engine).claim_due(now=NOW, lease=timedelta(minutes=1), limit=10)) == 1
 
 
 def test_release_claims_keeps_a_claim_a_worker_has_taken(engine: Engine, workflow_id: int) -> None:
     store = ProducerScheduleStore(engine)
     store.upsert(spec(workflow_id), now=NOW)
-    slots = store.claim_due(now=NOW, lease=LEASE, limit=10)
+    slots = BeatClaims(engine).claim_due(now=NOW, lease=LEASE, limit=10)
     taken_at = NOW + timedelta(seconds=1)
-    assert store.take_claim(
+    assert RunPath(engine).take_claim(
         workflow_id, "poll", slots[0].claim_token, **THE_SLOT, now=taken_at, lease=LEASE
     )
-    assert store.release_claims(slots) == 0
+    assert BeatClaims(engine).release_claims(slots) == 0
     assert store.get(workflow_id, "poll").claim_token == slots[0].claim_token  # type: ignore[union-attr]
 
 
 def test_next_wakeup_sees_next_runs_and_lease_expiry(engine: Engine, workflow_id: int) -> None:
     store = ProducerScheduleStore(engine)
-    assert store.next_wakeup(now=NOW) is None
+    assert BeatClaims(engine).next_wakeup(now=NOW) is None
     store.upsert(spec(workflow_id, "a", next_run_at=NOW), now=NOW)
     store.upsert(spec(workflow_id, "b", next_run_at=NOW + timedelta(hours=1)), now=NOW)
-    assert store.next_wakeup(now=NOW) == NOW
-    store.claim_due(now=NOW, lease=timedelta(seconds=90), limit=1)
-    assert store.next_wakeup(now=NOW) == NOW + timedelta(seconds=90)
+    assert BeatClaims(engine).next_wakeup(now=NOW) == NOW
+    BeatClaims(engine).claim_due(now=NOW, lease=timedelta(seconds=90), limit=1)
+    assert BeatClaims(engine).next_wakeup(now=NOW) == NOW + timedelta(seconds=90)
     store.set_paused(workflow_id, True, now=NOW)
-    assert store.next_wakeup(now=NOW) == NOW + timedelta(seconds=90)
+    assert BeatClaims(engine).next_wakeup(now=NOW) == NOW + timedelta(seconds=90)
 
 
 def test_set_paused_hides_rows_from_claims(engine: Engine, workflow_id: int) -> None:
     store = ProducerScheduleStore(engine)
     store.upsert(spec(workflow_id), now=NOW)
     assert store.set_paused(workflow_id, True, now=NOW) == 1
-    assert store.claim_due(now=NOW, lease=timedelta(minutes=1), limit=10) == []
+    assert BeatClaims(engine).claim_due(now=NOW, lease=timedelta(minutes=1), limit=10) == []
     store.set_paused(workflow_id, False, now=NOW)
-    assert len(store.claim_due(now=NOW, lease=timedelta(minutes=1), limit=10)) == 1
+    assert len(BeatClaims(engine).claim_due(now=NOW, lease=timedelta(minutes=1), limit=10)) == 1
 
 
 # --- runs --------------------------------------------------------------------------------------
@@ -403,13 +420,13 @@ def test_set_paused_hides_rows_from_claims(engine: Engine, workflow_id: int) -> 
 def test_run_begin_is_once_per_slot(engine: Engine, workflow_id: int) -> None:
     runs = RunStore(engine)
     slot: Slot = {"workflow_id": workflow_id, "producer_name": "poll", "scheduled_for": NOW}
-    first = runs.begin(**slot, trigger="schedule", task_id="t1", now=NOW)
+    first = RunPath(engine).begin_run(**slot, trigger="schedule", task_id="t1", now=NOW)
     assert first is not None
     assert (first.status, first.attempt) == ("running", 1)
-    retaken = runs.begin(**slot, trigger="schedule", task_id="t2", now=NOW)
+    retaken = RunPath(engine).begin_run(**slot, trigger="schedule", task_id="t2", now=NOW)
     assert retaken is not None
     assert (retaken.id, retaken.attempt, retaken.task_id) == (first.id, 2, "t2")
-    runs.finish(
+    RunPath(engine).finish_run(
         first.id,
         status="succeeded",
         finished_at=NOW,
@@ -417,7 +434,7 @@ def test_run_begin_is_once_per_slot(engine: Engine, workflow_id: int) -> None:
         error=None,
         result={"ok": True},
     )
-    assert runs.begin(**slot, trigger="schedule", task_id="t3", now=NOW) is None
+    assert RunPath(engine).begin_run(**slot, trigger="schedule", task_id="t3", now=NOW) is None
     done = runs.get_slot(workflow_id, "poll", NOW)
     assert done is not None
     assert (done.status, done.result, done.task_id) == ("succeeded", {"ok": True}, "t2")
@@ -427,7 +444,7 @@ def test_run_list_newest_first_with_filters(engine: Engine, workflow_id: int) ->
     runs = RunStore(engine)
     for n in range(3):
         for producer in ("a", "b"):
-            runs.begin(
+            RunPath(engine).begin_run(
                 workflow_id=workflow_id,
                 producer_name=producer,
                 scheduled_for=NOW + timedelta(seconds=n),

@@ -24,10 +24,12 @@ from sqlalchemy import Engine
 
 from models.records import RunRecord, ScheduleRecord
 from models.schedule_store import ProducerScheduleStore
+from models.types import utc_now
 from models.workflow_store import WorkflowStore
-from tests.e2e import deploy, journal_producer, runs_of, utcnow, wait_until
+from tests.e2e import deploy, journal_producer, runs_of, wait_until
 from tests.e2e_producers import read_journal
-from tests.processes import CeleryProcess, beat_args, worker_args
+from tests.processes import CeleryProcess
+from workers.local.celery_argv import beat_argv, worker_argv
 
 WORKFLOW = "topology"
 PRODUCERS = 50
@@ -49,11 +51,11 @@ def every(n: int) -> timedelta:
 
 
 def beat_process(env: dict[str, str], log_dir: Path, name: str) -> CeleryProcess:
-    return CeleryProcess(beat_args(log_dir, name), env, log_dir / f"{name}.log")
+    return CeleryProcess(beat_argv(log_dir, name), env, log_dir / f"{name}.log")
 
 
 def worker_process(env: dict[str, str], log_dir: Path, name: str, log: str) -> CeleryProcess:
-    return CeleryProcess(worker_args(name, concurrency=2), env, log_dir / log)
+    return CeleryProcess(worker_argv(name, concurrency=2, peers=False), env, log_dir / log)
 
 
 def start_together(stack: ExitStack, processes: list[CeleryProcess]) -> None:
@@ -62,7 +64,7 @@ def start_together(stack: ExitStack, processes: list[CeleryProcess]) -> None:
         stack.callback(process.stop)
         process.start()
     for process in processes:
-        process.wait_for_log("ready." if process.args[0] == "worker" else "beat: Starting...")
+        process.wait_for_log("beat: Starting..." if "beat" in process.argv else "ready.")
 
 
 def group_pids(process: CeleryProcess) -> set[int]:
@@ -264,11 +266,11 @@ def test_two_beats_three_workers_and_a_killed_worker_run_every_slot_once(
         start_together(stack, [restarted])
 
         time.sleep(max(0.0, RUN_FOR_S - STUCK_RECHECK_S - (time.monotonic() - began)))
-        suspects = stuck_rows(schedules.list(workflow.id), utcnow())
+        suspects = stuck_rows(schedules.list(workflow.id), utc_now())
         time.sleep(STUCK_RECHECK_S)
-        again = stuck_rows(schedules.list(workflow.id), utcnow())
+        again = stuck_rows(schedules.list(workflow.id), utc_now())
         stuck = {p: at for p, at in again.items() if suspects.get(p) == at}
-        stop = utcnow()
+        stop = utc_now()
         for beat in beats:
             beat.stop()
         wait_until(

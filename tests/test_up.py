@@ -31,23 +31,29 @@ from click.testing import CliRunner
 from rich.console import Console
 from sqlalchemy import Engine
 
-from beat.schedules import Schedule
 from models import migrate
+from models.claims import BeatClaims
 from models.db import default_database_url, make_engine
 from models.definitions import load_definition_files
 from models.records import RunRecord, ScheduleRecord, SlotOutcome
+from models.run_path import RunPath
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
+from models.schedules import Schedule
+from models.types import utc_now
 from models.workflow_store import WorkflowStore
-from tests.databases import schedule_spec
-from tests.e2e import utcnow, wait_until
+from tests.databases import new_workflow, schedule_spec
+from tests.e2e import wait_until
 from workers.cli import live_view
 from workers.cli.context import when
 from workers.cli.main import cli
-from workers.cli.up import REPO_ROOT, Layout, find_examples, stop_orphaned_redis, stored_secret
-from workers.redis_server import RedisServer, free_port
+from workers.local.child import ChildExitedError
+from workers.local.layout import Layout, stored_secret
+from workers.local.orphans import stop_orphaned_redis
+from workers.local.redis_server import RedisServer, free_port
+from workers.local.stack import REPO_ROOT, find_examples
+from workers.local.supervisor import Interrupts, Supervisor
 from workers.registry import ProducerContext, ProducerResult, get_producer, registered_names
-from workers.supervisor import ChildExitedError, Interrupts, Supervisor
 
 UP = [sys.executable, "-c", "from workers.cli.main import main; main()", "up"]
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
@@ -111,7 +117,7 @@ def start_up(tmp_path: Path) -> Iterator[StartUp]:
                 stdout=sink,
                 stderr=subprocess.STDOUT,
             )
-        started.append(Up(process, output, data_dir, utcnow()))
+        started.append(Up(process, output, data_dir, utc_now()))
         return started[-1]
 
     yield start
@@ -197,7 +203,7 @@ def frequent_examples() -> dict[str, timedelta]:
 
 def spacing(schedule: Schedule | None) -> timedelta:
     """The time between a schedule's next two slots (forever for a manual producer)."""
-    first = schedule.next_after(utcnow()) if schedule else None
+    first = schedule.next_after(utc_now()) if schedule else None
     second = schedule.next_after(first, anchor=first) if schedule and first else None
     return second - first if first and second else timedelta.max
 
@@ -261,7 +267,7 @@ def test_up_runs_the_examples_stops_cleanly_and_resumes_without_a_burst(
         assert password not in log.read_text(errors="replace"), log
     tail = schedules(data)["example-log-tail/count-finished-tasks"]
     assert tail.state["offset"] > 0  # the cursor reached is kept between runs
-    stopped_at = utcnow()
+    stopped_at = utc_now()
 
     time.sleep(DOWN_S)
     port = free_port()
@@ -272,7 +278,7 @@ def test_up_runs_the_examples_stops_cleanly_and_resumes_without_a_burst(
     assert (flower_status(port, None), flower_status(port, flower_password)) == (401, 200)
     refused_code, message = run_up(tmp_path, "--no-flower", "--data-dir", str(data))
     assert refused_code != 0 and "another `drumline up` is running" in message
-    time.sleep(max(0.0, WINDOW_S - (utcnow() - second.started).total_seconds()))
+    time.sleep(max(0.0, WINDOW_S - (utc_now() - second.started).total_seconds()))
     assert_stopped_cleanly(second, signal.SIGTERM)
     assert (data / "redis.password").read_text().strip() == password
 
@@ -396,7 +402,7 @@ def test_up_keeps_the_data_dir_private_even_when_it_was_loose(
 
 def test_the_examples_validate_together_and_show_each_kind_of_schedule() -> None:
     assert find_examples(REPO_ROOT) == REPO_ROOT / "examples"
-    import examples.producers  # noqa: F401 - registers the example producers
+    import workers.example_producers  # noqa: F401 - registers the example producers
 
     definitions = load_definition_files(EXAMPLES, known_producers=registered_names())
     producers = [p for d in definitions for p in d.producers.values()]
@@ -409,13 +415,13 @@ def test_the_examples_validate_together_and_show_each_kind_of_schedule() -> None
 def run_example(
     name: str, params: dict[str, Any], state: dict[str, Any] | None = None
 ) -> ProducerResult:
-    import examples.producers  # noqa: F401 - registers the example producers
+    import workers.example_producers  # noqa: F401 - registers the example producers
 
     result = get_producer(name)(
         ProducerContext(
             workflow="wf",
             producer="p",
-            scheduled_for=utcnow(),
+            scheduled_for=utc_now(),
             trigger="schedule",
             params=params,
             state=state or {},
@@ -495,7 +501,7 @@ def test_stop_kills_the_whole_group_of_a_child_that_ignores_sigterm(tmp_path: Pa
     supervisor = Supervisor(env=os.environ, cwd=tmp_path, log_dir=tmp_path, interrupts=Interrupts())
     stubborn = "trap '' TERM; sleep 300 & echo started; wait"
     child = supervisor.spawn("stubborn", ["sh", "-c", stubborn])
-    supervisor.wait_ready(child, lambda: child.logged("started"), 10)
+    child.wait_for_log("started", 10)
     group = [p for p in psutil.process_iter() if _pgid(p.pid) == child.process.pid]
     assert len(group) == 2
     began = time.monotonic()
@@ -529,12 +535,12 @@ def _pgid(pid: int) -> int | None:
 def test_the_view_shows_each_producer_with_its_recent_runs(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'view.db'}")
     migrate.upgrade(engine)
-    now = utcnow()
-    workflow = WorkflowStore(engine).upsert("shop", {}, now=now)
+    now = utc_now()
+    workflow = new_workflow(engine, "shop", {}, now=now)
     spec = schedule_spec(workflow.id, "poll", next_run_at=now + timedelta(seconds=30))
     ProducerScheduleStore(engine).upsert(spec, now=now)
     for age in (5, 20, 90):
-        RunStore(engine).begin(
+        RunPath(engine).begin_run(
             workflow_id=workflow.id,
             producer_name="poll",
             scheduled_for=now - timedelta(seconds=age),
@@ -558,14 +564,14 @@ def test_the_view_shows_each_producer_with_its_recent_runs(tmp_path: Path) -> No
 
 def shop_with_a_due_failing_and_a_paused_producer(engine: Engine, now: datetime) -> None:
     """`poll` due now, whose last run failed; `sleepy` paused, its stored next run earlier."""
-    workflow = WorkflowStore(engine).upsert("shop", {}, now=now)
+    workflow = new_workflow(engine, "shop", {}, now=now)
     schedules = ProducerScheduleStore(engine)
     schedules.upsert(schedule_spec(workflow.id, "poll", next_run_at=now), now=now)
     sleepy = schedule_spec(workflow.id, "sleepy", next_run_at=now - timedelta(seconds=9))
     schedules.upsert(replace(sleepy, paused=True), now=now)
-    [slot] = schedules.claim_due(now=now, lease=timedelta(minutes=1), limit=10)
+    [slot] = BeatClaims(engine).claim_due(now=now, lease=timedelta(minutes=1), limit=10)
     assert slot.producer_name == "poll"  # a paused producer is never claimed
-    run = RunStore(engine).begin(
+    run = RunPath(engine).begin_run(
         workflow_id=workflow.id,
         producer_name="poll",
         scheduled_for=now,
@@ -575,11 +581,11 @@ def shop_with_a_due_failing_and_a_paused_producer(engine: Engine, now: datetime)
     )
     assert run is not None
     error = "Traceback (most recent call last):\n  ...\nValueError: boom\x1b[31m [red]x[/red]"
-    RunStore(engine).finish(
+    RunPath(engine).finish_run(
         run.id, status="failed", finished_at=now, duration_ms=1.0, error=error, result=None
     )
     outcome = SlotOutcome("failed", now, now, {})  # next run: now again, so it shows as due
-    assert schedules.commit_slot(slot.schedule_id, slot.claim_token, outcome, now=now)
+    assert RunPath(engine).commit_slot(slot.schedule_id, slot.claim_token, outcome, now=now)
 
 
 REASON = "ValueError: boom\\x1b[31m [red]x[/red]"  # escaped, and not read as markup
@@ -588,7 +594,7 @@ REASON = "ValueError: boom\\x1b[31m [red]x[/red]"  # escaped, and not read as ma
 def test_the_view_shows_paused_due_and_the_last_failure(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'view.db'}")
     migrate.upgrade(engine)
-    now = utcnow()
+    now = utc_now()
     shop_with_a_due_failing_and_a_paused_producer(engine, now)
     views = live_view.snapshot(engine, now)
     assert [(v.producer, v.paused, v.last_failure) for v in views] == [
@@ -613,7 +619,7 @@ def test_status_and_ls_show_paused_and_the_last_failure(
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     engine = make_engine(url)
     migrate.upgrade(engine)
-    now = utcnow()
+    now = utc_now()
     shop_with_a_due_failing_and_a_paused_producer(engine, now)
     monkeypatch.setenv("DRUMLINE_DATABASE_URL", url)
     runner = CliRunner()

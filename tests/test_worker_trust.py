@@ -21,9 +21,11 @@ from sqlalchemy import Engine, select
 
 from beat.dispatch import PRODUCERS_QUEUE, RUN_PRODUCER, RunProducerPublisher, run_producer_call
 from beat.scheduler import ProducerScheduler
+from models.claims import BeatClaims
 from models.records import ClaimedSlot, ScheduleRecord, WorkflowRecord
 from models.schedule_store import ProducerScheduleStore
 from models.tables import producer_runs
+from models.types import utc_now
 from models.workflow_store import WorkflowStore
 from tests.databases import table_dump
 from tests.e2e import (
@@ -32,7 +34,6 @@ from tests.e2e import (
     journal_producer,
     lifecycle,
     runs_of,
-    utcnow,
     wait_until,
 )
 from tests.e2e_producers import read_journal
@@ -77,9 +78,9 @@ def make_due(engine: Engine, workflow: str) -> tuple[WorkflowRecord, list[Schedu
     record = WorkflowStore(engine).get(workflow)
     assert record is not None
     store = ProducerScheduleStore(engine)
-    due = utcnow() - timedelta(seconds=1)
+    due = utc_now() - timedelta(seconds=1)
     for row in store.list(record.id):
-        store.set_next_run(row.id, due, now=utcnow())
+        store.set_next_run(row.id, due, now=utc_now())
     return record, store.list(record.id)
 
 
@@ -138,8 +139,8 @@ def test_forged_and_replayed_messages_run_nothing_and_write_nothing(
     slot = row.next_run_at
     assert slot is not None
     # Beat's claim; its message is sent only after the forgeries were handled.
-    [claimed] = ProducerScheduleStore(engine).claim_due(
-        now=utcnow(), lease=timedelta(seconds=int(LEASE_SECONDS)), limit=10
+    [claimed] = BeatClaims(engine).claim_due(
+        now=utc_now(), lease=timedelta(seconds=int(LEASE_SECONDS)), limit=10
     )
     base = {"workflow_id": workflow.id, "workflow": "forge", "producer": "p"}
     at_slot = {**base, "scheduled_for": slot.isoformat()}

@@ -11,17 +11,16 @@ from typing import Any
 
 import pytest
 
-from beat.schedules import CronSchedule, IntervalSchedule
 from models.definitions import (
     MAX_DEFINITION_BYTES,
-    DefinitionError,
-    DefinitionProblem,
     ProducerDefinition,
     WorkflowDefinition,
     load_definition_file,
     load_definition_files,
     parse_definition,
 )
+from models.errors import DefinitionError, DefinitionProblem
+from models.schedules import CronSchedule, IntervalSchedule
 
 KNOWN = ["demo.noop", "demo.counter", "prices.poll"]
 

@@ -1,43 +1,8 @@
-"""The Celery app: `celery -A workers.app worker` / `celery -A workers.app beat`."""
+"""`celery -A workers.app worker | beat | flower`: the name users type for drumline's Celery app.
 
-from __future__ import annotations
+The app, its worker signals and its settings live in `workers/tasks/app.py`, beside the tasks.
+"""
 
-from typing import Any
+from workers.tasks.app import app
 
-from celery import signals
-from celery.concurrency import get_implementation
-from celery.concurrency.prefork import TaskPool as PreforkPool
-from celery.concurrency.solo import TaskPool as SoloPool
-
-from workers.celery_config import create_app
-from workers.registry import load_producer_modules
-from workers.resources import resources
-from workers.settings import Settings
-
-settings = Settings.from_env()
-app = create_app(settings)
-
-
-@signals.worker_init.connect
-def _require_a_main_thread_pool(sender: Any, **_: Any) -> None:
-    """Refuse to start rather than fail every run: a producer's time limit is a SIGALRM,
-    which only a process's main thread can receive (prefork children, or the solo pool)."""
-    pool = get_implementation(sender.pool_cls)
-    if not issubclass(pool, (PreforkPool, SoloPool)):
-        # SystemExit, not an exception: Celery logs and ignores exceptions raised by handlers.
-        raise SystemExit(
-            f"drumline workers need --pool prefork or --pool solo, not {pool.__module__}: "
-            "producer time limits are alarms that only a process's main thread receives"
-        )
-
-
-@signals.worker_init.connect
-def _load_producers(**_: Any) -> None:
-    """Import producer modules once in the main worker process, before the pool forks."""
-    load_producer_modules(settings.producer_modules)
-
-
-@signals.worker_process_init.connect
-def _fresh_connections_after_fork(**_: Any) -> None:
-    """Database and Redis connections must never be shared across a fork."""
-    resources.reset()
+__all__ = ["app"]

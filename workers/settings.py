@@ -1,6 +1,9 @@
-"""drumline's settings, read from `DRUMLINE_*` environment variables in this one place.
+"""drumline's settings: one table of fields, each read once from its `DRUMLINE_*` variable.
 
-One default is not a constant: with DRUMLINE_BROKER_URL unset (or empty), the broker is the Redis
+`FIELDS` is the only place a variable, its default and its bounds are written; the README's
+configuration table shows the same rows (tests/test_settings.py holds them to it). A default
+is written as the variable would be and read the same way, bounds included. A few defaults come
+from fields read before them: with DRUMLINE_BROKER_URL unset (or empty), the broker is the Redis
 of a `drumline up` running on the data dir, read from the file it keeps there
 (`workers/local_broker.py`), else a Redis on localhost. Everything below `workers/` receives the
 settings as parameters; `models` and `beat` never read the environment. A bad value stops the
@@ -10,46 +13,46 @@ process with a message naming the variable.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from models.db import DEFAULT_DATA_DIR, default_database_url
+from models.errors import SettingsError
 from models.plain_json import JsonBounds
 from workers.local_broker import announced_broker
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 # The most a producer's result or state may be configured to hold (each run row keeps one).
 MAX_OUTPUT_BYTES = 16 * 1024 * 1024
-DEFAULT_OUTPUT_BOUNDS = JsonBounds(max_depth=32, max_bytes=64 * 1024)
-
-
-class SettingsError(ValueError):
-    """A DRUMLINE_* variable holds a value drumline cannot use."""
 
 
 @dataclass(frozen=True)
 class Settings:
+    """One attribute per field of `FIELDS`; built by `from_env` only."""
+
+    data_dir: Path
     broker_url: str
-    database_url: str
     lock_redis_url: str
     result_backend: str
-    producer_modules: tuple[str, ...] = ()
-    lease: timedelta = timedelta(minutes=5)
-    default_timeout: timedelta = timedelta(minutes=1)
-    lock_timeout: timedelta = timedelta(seconds=60)
-    lock_wait: timedelta = timedelta(seconds=10)
-    beat_batch: int = 500
-    beat_max_interval: timedelta = timedelta(seconds=1)
-    celery_config_module: str | None = None
+    database_url: str
+    producer_modules: tuple[str, ...]
+    lease: timedelta
+    default_timeout: timedelta
+    lock_timeout: timedelta
+    lock_wait: timedelta
+    beat_batch: int
+    beat_max_interval: timedelta
     # Run history retention (None: that rule is off) and how often a prune pass is sent.
-    run_max_age: timedelta | None = timedelta(days=30)
-    runs_kept_per_producer: int | None = 1000
-    prune_interval: timedelta = timedelta(seconds=60)
-    result_bounds: JsonBounds = DEFAULT_OUTPUT_BOUNDS
-    state_bounds: JsonBounds = DEFAULT_OUTPUT_BOUNDS
-    test_crash_after_claim: bool = False
+    run_max_age: timedelta | None
+    runs_kept_per_producer: int | None
+    prune_interval: timedelta
+    celery_config_module: str | None
+    result_max_bytes: int
+    state_max_bytes: int
+    output_max_depth: int
 
     @property
     def visibility_timeout(self) -> timedelta:
@@ -70,58 +73,21 @@ class Settings:
         """Celery's backstop for a run: above any producer's own limit, inside the lease."""
         return self.lease * 0.9
 
+    @property
+    def result_bounds(self) -> JsonBounds:
+        return JsonBounds(max_depth=self.output_max_depth, max_bytes=self.result_max_bytes)
+
+    @property
+    def state_bounds(self) -> JsonBounds:
+        return JsonBounds(max_depth=self.output_max_depth, max_bytes=self.state_max_bytes)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        data_dir = Path(env.get("DRUMLINE_DATA_DIR") or DEFAULT_DATA_DIR)
-        broker = env.get("DRUMLINE_BROKER_URL") or announced_broker(data_dir) or DEFAULT_BROKER_URL
-        _check_redis_url("DRUMLINE_BROKER_URL", broker)
-        lock_url = env.get("DRUMLINE_REDIS_URL", broker)
-        _check_redis_url("DRUMLINE_REDIS_URL", lock_url)
-        # How deeply a producer's result or state may nest: at most what JSON encoders (which
-        # recurse) and both databases take without trouble.
-        output_depth = _whole(env, "DRUMLINE_OUTPUT_MAX_DEPTH", 32, minimum=1, maximum=256)
-        settings = cls(
-            broker_url=broker,
-            database_url=env.get("DRUMLINE_DATABASE_URL", default_database_url(data_dir)),
-            lock_redis_url=lock_url,
-            result_backend=env.get("DRUMLINE_RESULT_BACKEND", broker),
-            producer_modules=tuple(
-                m.strip() for m in env.get("DRUMLINE_PRODUCER_MODULES", "").split(",") if m.strip()
-            ),
-            lease=_seconds(env, "DRUMLINE_LEASE_SECONDS", 300, minimum=2),
-            default_timeout=_seconds(env, "DRUMLINE_PRODUCER_TIMEOUT_SECONDS", 60, minimum=1),
-            lock_timeout=_seconds(env, "DRUMLINE_LOCK_TIMEOUT_SECONDS", 60, minimum=1),
-            lock_wait=_seconds(env, "DRUMLINE_LOCK_WAIT_SECONDS", 10, minimum=0),
-            beat_batch=int(_number(env, "DRUMLINE_BEAT_BATCH", 500, minimum=1)),
-            beat_max_interval=_seconds(env, "DRUMLINE_BEAT_MAX_INTERVAL_SECONDS", 1, minimum=0.01),
-            celery_config_module=env.get("DRUMLINE_CELERY_CONFIG_MODULE") or None,
-            run_max_age=_days_or_off(env, "DRUMLINE_RUN_RETENTION_DAYS", 30, maximum=36_500),
-            runs_kept_per_producer=_count_or_off(
-                env, "DRUMLINE_RUN_RETENTION_PER_PRODUCER", 1000, maximum=10_000_000
-            ),
-            prune_interval=_seconds(
-                env, "DRUMLINE_PRUNE_INTERVAL_SECONDS", 60, minimum=0.1, maximum=86_400
-            ),
-            result_bounds=JsonBounds(
-                max_depth=output_depth,
-                max_bytes=_whole(
-                    env,
-                    "DRUMLINE_RESULT_MAX_BYTES",
-                    64 * 1024,
-                    minimum=64,
-                    maximum=MAX_OUTPUT_BYTES,
-                ),
-            ),
-            state_bounds=JsonBounds(
-                max_depth=output_depth,
-                max_bytes=_whole(
-                    env, "DRUMLINE_STATE_MAX_BYTES", 64 * 1024, minimum=64, maximum=MAX_OUTPUT_BYTES
-                ),
-            ),
-            # Test hook only: beat kills itself between claiming and sending a batch.
-            test_crash_after_claim=env.get("DRUMLINE_TEST_CRASH_AFTER_CLAIM") == "1",
-        )
+        values: dict[str, Any] = {}
+        for field in FIELDS:
+            values[field.attribute] = field.read(env, values)
+        settings = cls(**values)
         if settings.default_timeout > settings.max_timeout:
             raise SettingsError(
                 f"DRUMLINE_PRODUCER_TIMEOUT_SECONDS ({settings.default_timeout.total_seconds():g})"
@@ -131,59 +97,291 @@ class Settings:
         return settings
 
 
-def _check_redis_url(name: str, url: str) -> None:
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise SettingsError(f"{name} must be a redis://, rediss:// or unix:// URL")
+# What a field's text becomes: called with the field (for its name and bounds) and the text.
+Parse = Callable[["Field", str], Any]
+# A default computed from the fields read before (by attribute), as the variable would hold it.
+Derived = Callable[[Mapping[str, Any]], str]
 
 
-def _number(
-    env: Mapping[str, str],
-    name: str,
-    default: float,
-    *,
-    minimum: float,
-    maximum: float = float("inf"),
-) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+@dataclass(frozen=True)
+class Field:
+    """One setting: its variable, the `Settings` attribute it fills, how it is read, its default
+    (as the variable would hold it, or computed from earlier fields), bounds and meaning."""
+
+    variable: str
+    attribute: str
+    parse: Parse
+    default: str | Derived
+    meaning: str
+    minimum: float = float("-inf")
+    maximum: float = float("inf")
+    # How the README states a computed default; a written one is shown as written ("none": "").
+    shown_default: str = ""
+    # Whether an empty value counts as unset (true of every number, the broker and the data
+    # dir); where it does not, an empty value is read as given.
+    blank_is_unset: bool = True
+
+    def is_set(self, env: Mapping[str, str]) -> bool:
+        """Whether `env` gives this setting (which an empty value may not)."""
+        raw = env.get(self.variable)
+        return raw is not None and (raw != "" or not self.blank_is_unset)
+
+    def read(self, env: Mapping[str, str], earlier: Mapping[str, Any]) -> Any:
+        if self.is_set(env):
+            return self.parse(self, env[self.variable])
+        default = self.default if isinstance(self.default, str) else self.default(earlier)
+        return self.parse(self, default)
+
+    @property
+    def documented_default(self) -> str:
+        if self.shown_default:
+            return self.shown_default
+        if not isinstance(self.default, str):
+            raise TypeError(f"{self.variable}: a computed default needs its shown_default")
+        return self.default or "none"
+
+
+def setting(attribute: str) -> Field:
+    """The field filling `Settings.<attribute>`, e.g. to ask whether its variable is set."""
+    for candidate in FIELDS:
+        if candidate.attribute == attribute:
+            return candidate
+    raise KeyError(attribute)
+
+
+def _text(field: Field, raw: str) -> str:
+    return raw
+
+
+def _text_or_none(field: Field, raw: str) -> str | None:
+    return raw or None
+
+
+def _path(field: Field, raw: str) -> Path:
+    return Path(raw)
+
+
+def _redis_url(field: Field, raw: str) -> str:
+    if not raw.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError(f"{field.variable} must be a redis://, rediss:// or unix:// URL")
+    return raw
+
+
+def _modules(field: Field, raw: str) -> tuple[str, ...]:
+    return tuple(module.strip() for module in raw.split(",") if module.strip())
+
+
+def _number(field: Field, raw: str) -> float:
+    name = field.variable
     try:
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a number") from None
-    if not value >= minimum:
-        raise SettingsError(f"{name}={raw!r} must be at least {minimum:g}")
-    if not value <= maximum:
-        raise SettingsError(f"{name}={raw!r} must be at most {maximum:.15g}")
+    if not value >= field.minimum:
+        raise SettingsError(f"{name}={raw!r} must be at least {field.minimum:g}")
+    if not value <= field.maximum:
+        raise SettingsError(f"{name}={raw!r} must be at most {field.maximum:.15g}")
     return value
 
 
-def _seconds(
-    env: Mapping[str, str],
-    name: str,
-    default: float,
-    *,
-    minimum: float,
-    maximum: float = float("inf"),
-) -> timedelta:
-    return timedelta(seconds=_number(env, name, default, minimum=minimum, maximum=maximum))
+def _whole(field: Field, raw: str) -> int:
+    value = _number(field, raw)
+    if value != int(value):
+        raise SettingsError(f"{field.variable}={raw!r} must be a whole number")
+    return int(value)
 
 
-def _days_or_off(
-    env: Mapping[str, str], name: str, default: float, *, maximum: float
-) -> timedelta | None:
+def _seconds(field: Field, raw: str) -> timedelta:
+    return timedelta(seconds=_number(field, raw))
+
+
+def _days_or_off(field: Field, raw: str) -> timedelta | None:
     """A number of days, or None for 0 (the rule is off)."""
-    days = _number(env, name, default, minimum=0, maximum=maximum)
+    days = _number(field, raw)
     return timedelta(days=days) if days > 0 else None
 
 
-def _count_or_off(env: Mapping[str, str], name: str, default: int, *, maximum: int) -> int | None:
+def _count_or_off(field: Field, raw: str) -> int | None:
     """A whole number, or None for 0 (the rule is off)."""
-    return _whole(env, name, default, minimum=0, maximum=maximum) or None
+    return _whole(field, raw) or None
 
 
-def _whole(env: Mapping[str, str], name: str, default: int, *, minimum: int, maximum: int) -> int:
-    value = _number(env, name, default, minimum=minimum, maximum=maximum)
-    if value != int(value):
-        raise SettingsError(f"{name}={env.get(name)!r} must be a whole number")
-    return int(value)
+def _broker(earlier: Mapping[str, Any]) -> str:
+    return announced_broker(earlier["data_dir"]) or DEFAULT_BROKER_URL
+
+
+def _the_broker(earlier: Mapping[str, Any]) -> str:
+    return str(earlier["broker_url"])
+
+
+def _sqlite_in_data_dir(earlier: Mapping[str, Any]) -> str:
+    return default_database_url(earlier["data_dir"])
+
+
+# In reading order: a computed default reads only the fields above it.
+FIELDS: tuple[Field, ...] = (
+    Field(
+        "DRUMLINE_DATA_DIR",
+        "data_dir",
+        _path,
+        str(DEFAULT_DATA_DIR),
+        "where the embedded SQLite file lives; the default of `drumline up --data-dir`, which "
+        "also keeps Redis, secrets and logs there",
+        shown_default=f"`./{DEFAULT_DATA_DIR}`",
+    ),
+    Field(
+        "DRUMLINE_BROKER_URL",
+        "broker_url",
+        _redis_url,
+        _broker,
+        "Celery broker; `redis://:password@host:port/db` or `rediss://`",
+        shown_default="the Redis of a `drumline up` running on `DRUMLINE_DATA_DIR` (the URL it "
+        f"keeps in `run/broker-url` there), else `{DEFAULT_BROKER_URL}`",
+    ),
+    Field(
+        "DRUMLINE_REDIS_URL",
+        "lock_redis_url",
+        _redis_url,
+        _the_broker,
+        "Redis for the workflow locks and the dead letters",
+        shown_default="the broker",
+        blank_is_unset=False,
+    ),
+    Field(
+        "DRUMLINE_RESULT_BACKEND",
+        "result_backend",
+        _text,
+        _the_broker,
+        "where lifecycle task results go (for `deploy --wait`)",
+        shown_default="the broker",
+        blank_is_unset=False,
+    ),
+    Field(
+        "DRUMLINE_DATABASE_URL",
+        "database_url",
+        _text,
+        _sqlite_in_data_dir,
+        "`postgresql+psycopg://user:pass@host/db` in production",
+        shown_default="SQLite in `DRUMLINE_DATA_DIR`",
+        blank_is_unset=False,
+    ),
+    Field(
+        "DRUMLINE_PRODUCER_MODULES",
+        "producer_modules",
+        _modules,
+        "",
+        "comma-separated modules the workers import to register producers",
+    ),
+    Field(
+        "DRUMLINE_LEASE_SECONDS",
+        "lease",
+        _seconds,
+        "300",
+        "how long a beat's claim on a slot lasts before the slot is sent again (at least 2)",
+        minimum=2,
+    ),
+    Field(
+        "DRUMLINE_PRODUCER_TIMEOUT_SECONDS",
+        "default_timeout",
+        _seconds,
+        "60",
+        "default time limit of one run (at least 1, at most 80% of the lease)",
+        minimum=1,
+    ),
+    Field(
+        "DRUMLINE_LOCK_TIMEOUT_SECONDS",
+        "lock_timeout",
+        _seconds,
+        "60",
+        "workflow lock expiry (at least 1)",
+        minimum=1,
+    ),
+    Field(
+        "DRUMLINE_LOCK_WAIT_SECONDS",
+        "lock_wait",
+        _seconds,
+        "10",
+        "how long a change waits for the workflow lock",
+        minimum=0,
+    ),
+    Field(
+        "DRUMLINE_BEAT_BATCH",
+        "beat_batch",
+        _whole,
+        "500",
+        "due slots claimed and sent per beat tick (at least 1)",
+        minimum=1,
+    ),
+    Field(
+        "DRUMLINE_BEAT_MAX_INTERVAL_SECONDS",
+        "beat_max_interval",
+        _seconds,
+        "1",
+        "longest beat sleep, so a newly deployed earlier run is seen within it (at least 0.01)",
+        minimum=0.01,
+    ),
+    Field(
+        "DRUMLINE_RUN_RETENTION_DAYS",
+        "run_max_age",
+        _days_or_off,
+        "30",
+        "finished runs scheduled longer ago are deleted (0: no age limit; at most 36500)",
+        minimum=0,
+        maximum=36_500,
+    ),
+    Field(
+        "DRUMLINE_RUN_RETENTION_PER_PRODUCER",
+        "runs_kept_per_producer",
+        _count_or_off,
+        "1000",
+        "each producer keeps only its newest N finished runs (0: no count limit; at most "
+        "10,000,000)",
+        minimum=0,
+        maximum=10_000_000,
+    ),
+    Field(
+        "DRUMLINE_PRUNE_INTERVAL_SECONDS",
+        "prune_interval",
+        _seconds,
+        "60",
+        "how often beat sends a prune pass (0.1 to 86400)",
+        minimum=0.1,
+        maximum=86_400,
+    ),
+    Field(
+        "DRUMLINE_CELERY_CONFIG_MODULE",
+        "celery_config_module",
+        _text_or_none,
+        "",
+        "a module with extra Celery settings (e.g. a static `beat_schedule`, kept beside "
+        "drumline's own entry)",
+    ),
+    Field(
+        "DRUMLINE_RESULT_MAX_BYTES",
+        "result_max_bytes",
+        _whole,
+        "65536",
+        "the largest result a run may store, as JSON (64 to 16 MiB)",
+        minimum=64,
+        maximum=MAX_OUTPUT_BYTES,
+    ),
+    Field(
+        "DRUMLINE_STATE_MAX_BYTES",
+        "state_max_bytes",
+        _whole,
+        "65536",
+        "the largest state a run may store, as JSON (64 to 16 MiB)",
+        minimum=64,
+        maximum=MAX_OUTPUT_BYTES,
+    ),
+    Field(
+        "DRUMLINE_OUTPUT_MAX_DEPTH",
+        "output_max_depth",
+        _whole,
+        "32",
+        # At most what JSON encoders (which recurse) and both databases take without trouble.
+        "how deeply a result or state may nest (1 to 256)",
+        minimum=1,
+        maximum=256,
+    ),
+)

@@ -41,8 +41,8 @@ def plain_app(name: str, url: str | None = None) -> Celery:
 
 def drumline_celery_settings(url: str) -> dict[str, Any]:
     """The Celery settings drumline runs with that change a worker's or sender's cost."""
-    from workers.celery_config import celery_config
     from workers.settings import Settings
+    from workers.tasks.celery_config import celery_config
 
     config = celery_config(Settings.from_env({"DRUMLINE_BROKER_URL": url}))
     keys = (

@@ -19,11 +19,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models import migrate as migrations
 from models.db import make_engine, redact_url
+from models.errors import SettingsError
 from models.records import ScheduleRecord, WorkflowRecord
 from models.schedule_store import ProducerScheduleStore
 from models.workflow_store import WorkflowStore
-from workers.celery_config import create_app
-from workers.settings import Settings, SettingsError
+from workers.settings import Settings
+from workers.tasks.celery_config import create_app
 
 FC = TypeVar("FC", bound=Callable[..., Any] | click.Command)
 

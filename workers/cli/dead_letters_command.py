@@ -10,7 +10,7 @@ from models.db import redact_url
 from models.log_text import loggable
 from workers.cli.context import CliContext, json_option, pass_context, print_json
 from workers.cli.read_commands import console
-from workers.dead_letters import MAX_DEAD_LETTERS, DeadLetters
+from workers.tasks.dead_letters import MAX_DEAD_LETTERS, DeadLetters
 
 REDIS_TIMEOUT_S = 5
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from workers.cli.context import CliContext, pass_context
-from workers.flower_gate import CredentialsMissingError, serve
+from workers.services.flower_gate import CredentialsMissingError, serve
 
 
 @click.command(context_settings={"ignore_unknown_options": True})

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
-from models.definitions import DefinitionError, load_definition_files
+from models.definitions import WorkflowDefinition, load_definition_files
+from models.errors import DefinitionError
 from workers.cli.context import (
     CliContext,
     json_option,
@@ -17,11 +19,13 @@ from workers.cli.context import (
     timeout_option,
 )
 from workers.cli.tasks_client import enqueue, wait_for
+from workers.services.lifecycle import ChangeSummary
 
 wait_option = click.option(
     "--wait/--no-wait", default=True, show_default=True, help="Wait for the workers' answer."
 )
-wait_timeout_option = timeout_option(30.0, "Seconds to wait for the answer")
+WAIT_S = 30.0
+wait_timeout_option = timeout_option(WAIT_S, "Seconds to wait for the answer")
 
 
 @click.command()
@@ -40,6 +44,20 @@ def deploy(
         for problem in error.problems:
             click.echo(f"{problem.file}: {problem.path}: {problem.message}", err=True)
         sys.exit(1)
+    if not deploy_definitions(ctx, definitions, wait=wait, timeout=timeout, as_json=as_json):
+        sys.exit(1)
+
+
+def deploy_definitions(
+    ctx: CliContext,
+    definitions: Sequence[WorkflowDefinition],
+    *,
+    wait: bool = True,
+    timeout: float = WAIT_S,
+    as_json: bool = False,
+) -> bool:
+    """Send one deploy task per definition and print each outcome (`drumline deploy`, and
+    `drumline up`); whether none failed."""
     pending = [
         (
             definition.name,
@@ -52,7 +70,7 @@ def deploy(
         )
         for definition in definitions
     ]
-    _report(pending, wait, timeout, as_json)
+    return _report(pending, wait, timeout, as_json)
 
 
 def _name_command(task: str, verb: str) -> click.Command:
@@ -63,7 +81,8 @@ def _name_command(task: str, verb: str) -> click.Command:
     @json_option
     @pass_context
     def command(ctx: CliContext, name: str, wait: bool, timeout: float, as_json: bool) -> None:
-        _report([(name, enqueue(ctx, task, name))], wait, timeout, as_json)
+        if not _report([(name, enqueue(ctx, task, name))], wait, timeout, as_json):
+            sys.exit(1)
 
     return command
 
@@ -73,12 +92,12 @@ resume = _name_command("drumline.resume_workflow", "resume")
 delete = _name_command("drumline.delete_workflow", "delete")
 
 
-def _report(pending: list[tuple[str, Any]], wait: bool, timeout: float, as_json: bool) -> None:
-    """Print each task's summary (or its id with --no-wait); exit 1 if any failed."""
+def _report(pending: list[tuple[str, Any]], wait: bool, timeout: float, as_json: bool) -> bool:
+    """Print each task's summary (or its id with --no-wait); whether none failed."""
     if not wait:
         for name, result in pending:
             click.echo(f"{name}: enqueued as task {result.id}")
-        return
+        return True
     failed = False
     report: list[dict[str, Any]] = []
     for name, result in pending:
@@ -90,31 +109,29 @@ def _report(pending: list[tuple[str, Any]], wait: bool, timeout: float, as_json:
         if as_json:
             continue
         if outcome.ok:
-            click.echo(describe_summary(outcome.value))
+            click.echo(describe_summary(ChangeSummary.from_json(outcome.value)))
         else:
             click.echo(f"{name}: failed: {outcome.error}", err=True)
     if as_json:
         print_json(report)
-    if failed:
-        sys.exit(1)
+    return not failed
 
 
-def describe_summary(summary: dict[str, Any]) -> str:
+def describe_summary(summary: ChangeSummary) -> str:
     """One line per workflow: what the change did, e.g. `prices v2: added a, b; 3 unchanged`."""
-    head = f"{summary.get('workflow')} v{summary.get('version')}"
-    if summary.get("noop"):
+    head = f"{summary.workflow} v{summary.version}"
+    if summary.noop:
         return f"{head}: no change"
-    if summary.get("deleted"):
+    if summary.deleted:
         return f"{head}: deleted"
+    names = summary.changes.as_dict()
     parts = [
-        f"{key} {', '.join(summary[key])}"
-        for key in ("added", "changed", "removed")
-        if summary.get(key)
+        f"{key} {', '.join(names[key])}" for key in ("added", "changed", "removed") if names[key]
     ]
-    if "status" in summary and not parts:
-        return f"{head}: {summary['status']}"
+    if summary.status is not None and not parts:
+        return f"{head}: {summary.status}"
     if not parts:
         return f"{head}: no change"
-    if unchanged := len(summary.get("unchanged") or ()):
+    if unchanged := len(names["unchanged"]):
         parts.append(f"{unchanged} unchanged")
     return f"{head}: {'; '.join(parts)}"

@@ -21,11 +21,10 @@ from rich.text import Text
 from sqlalchemy import Engine
 
 from models.log_text import loggable
-from models.run_store import RunStore
-from models.schedule_store import ProducerScheduleStore
+from models.read_models import producer_status
 from models.types import utc_now
-from models.workflow_store import WorkflowStore
-from workers.cli.read_commands import RECENT_RUNS, describe_schedule, last_failure
+from models.vocabulary import RunStatus
+from workers.cli.read_commands import describe_schedule, last_failure
 
 RECENT = timedelta(minutes=1)
 # The log line names at most this many failing producers, each reason cut to REASON_CHARS.
@@ -33,7 +32,11 @@ FAILING_NAMED = 3
 REASON_CHARS = 60
 LIVE_REFRESH_S = 1.0
 PLAIN_REFRESH_S = 5.0
-STATUS_STYLES = {"succeeded": "green", "failed": "bold red", "superseded": "yellow"}
+STATUS_STYLES: dict[str, str] = {
+    RunStatus.SUCCEEDED: "green",
+    RunStatus.FAILED: "bold red",
+    RunStatus.SUPERSEDED: "yellow",
+}
 
 
 @dataclass(frozen=True)
@@ -56,28 +59,21 @@ class ProducerView:
 
 def snapshot(engine: Engine, now: datetime) -> list[ProducerView]:
     """One view per producer of every workflow, ordered by workflow then producer."""
-    names = {workflow.id: workflow.name for workflow in WorkflowStore(engine).list()}
-    runs = RunStore(engine)
-    views = []
-    for row in ProducerScheduleStore(engine).list():
-        if row.workflow_id not in names:
-            continue  # deployed between the two reads; shown on the next refresh
-        # More runs than a 1s schedule makes in a minute, so the recent ones are all counted.
-        recent = runs.list(row.workflow_id, producer_name=row.producer_name, limit=RECENT_RUNS)
-        views.append(
-            ProducerView(
-                workflow=names[row.workflow_id],
-                producer=row.producer_name,
-                schedule=describe_schedule(row),
-                next_run_at=row.next_run_at,
-                last_run_at=row.last_run_at,
-                last_status=row.last_status,
-                recent_runs=sum(1 for run in recent if run.started_at >= now - RECENT),
-                paused=row.paused,
-                consecutive_failures=row.consecutive_failures,
-                last_failure=last_failure(recent),
-            )
+    views = [
+        ProducerView(
+            workflow=producer.workflow,
+            producer=producer.schedule.producer_name,
+            schedule=describe_schedule(producer.schedule),
+            next_run_at=producer.schedule.next_run_at,
+            last_run_at=producer.schedule.last_run_at,
+            last_status=producer.schedule.last_status,
+            recent_runs=producer.recent_runs,
+            paused=producer.schedule.paused,
+            consecutive_failures=producer.schedule.consecutive_failures,
+            last_failure=last_failure(producer.last_error),
         )
+        for producer in producer_status(engine, recent_since=now - RECENT)
+    ]
     return sorted(views, key=lambda view: (view.workflow, view.producer))
 
 

@@ -15,11 +15,16 @@ from workers.cli.context import CliContext, pass_context
 def migrate(ctx: CliContext) -> None:
     """Apply the database migrations (idempotent); switch an old SQLite file to incremental
     auto-vacuum, so that pruned run history gives its space back."""
-    engine = make_engine(ctx.settings.database_url)
+    apply_migrations(ctx.settings.database_url)
+
+
+def apply_migrations(database_url: str) -> None:
+    """Migrate the database and say what changed (`drumline migrate`, and `drumline up`)."""
+    engine = make_engine(database_url)
     before = migrations.current_revision(engine)
     migrations.upgrade(engine)
     after = migrations.current_revision(engine)
-    where = redact_url(ctx.settings.database_url)
+    where = redact_url(database_url)
     if before == after:
         click.echo(f"{where}: already at revision {after}")
     else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 import click
@@ -11,12 +11,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from beat.schedules import schedule_from_row
 from models.log_text import loggable
+from models.read_models import ProducerStatus, producer_status, workflow_overview
 from models.records import RunRecord, ScheduleRecord
 from models.run_store import RunStore
-from models.schedule_store import ProducerScheduleStore
-from models.workflow_store import WorkflowStore
+from models.schedules import schedule_from_row
 from workers.cli.context import (
     CliContext,
     json_option,
@@ -29,8 +28,6 @@ from workers.cli.context import (
     when,
 )
 
-# How many of a producer's newest runs are searched for its last failure.
-RECENT_RUNS = 200
 FAILURE_CHARS = 80
 PAUSED = "paused"
 
@@ -40,22 +37,8 @@ PAUSED = "paused"
 @pass_context
 def ls(ctx: CliContext, as_json: bool) -> None:
     """List workflows: status, version, producers and the earliest next run."""
-    schedules = ProducerScheduleStore(ctx.engine)
-    rows: list[dict[str, Any]] = []
-    for workflow in WorkflowStore(ctx.engine).list():
-        producers = schedules.list(workflow.id)
-        upcoming = [p.next_run_at for p in producers if p.next_run_at is not None and not p.paused]
-        rows.append(
-            {
-                "name": workflow.name,
-                "status": workflow.status,
-                "version": workflow.version,
-                "producers": len(producers),
-                "paused": sum(p.paused for p in producers),
-                # A paused producer's stored next run passes without a run: it is not shown.
-                "next_run_at": min(upcoming) if upcoming else None,
-            }
-        )
+    # A paused producer's stored next run passes without a run: `next_run_at` leaves it out.
+    rows = [asdict(workflow) for workflow in workflow_overview(ctx.engine)]
     if as_json:
         print_json({"workflows": rows})
         return
@@ -79,13 +62,7 @@ def ls(ctx: CliContext, as_json: bool) -> None:
 def status(ctx: CliContext, name: str, as_json: bool) -> None:
     """Show each producer of workflow NAME: schedule, next and last run, failures."""
     workflow = require_workflow(ctx, name)
-    run_store = RunStore(ctx.engine)
-    producers = [
-        _producer_view(
-            row, run_store.list(workflow.id, producer_name=row.producer_name, limit=RECENT_RUNS)
-        )
-        for row in ProducerScheduleStore(ctx.engine).list(workflow.id)
-    ]
+    producers = [_producer_view(p) for p in producer_status(ctx.engine, workflow_id=workflow.id)]
     if as_json:
         print_json(
             {
@@ -179,21 +156,17 @@ def console() -> Console:
 
 
 def describe_schedule(row: ScheduleRecord) -> str:
-    if row.schedule_type == "manual":
-        return "manual only"
-    described = schedule_from_row(row.schedule_type, row.schedule_value, row.timezone).describe()
-    if row.next_run_at is None:
-        return f"{described}, exhausted (never runs again)"
-    return described
+    schedule = schedule_from_row(row.schedule_type, row.schedule_value, row.timezone)
+    return schedule.describe(exhausted=row.next_run_at is None)
 
 
-def last_failure(runs: Sequence[RunRecord]) -> str | None:
-    """The reason of the newest run that ended with an error, as one short, escaped line."""
-    failed = next((run for run in runs if run.error), None)
-    return None if failed is None else loggable(last_line(failed.error), FAILURE_CHARS)
+def last_failure(error: str | None) -> str | None:
+    """A run's error as one short, escaped line (a traceback's last line)."""
+    return loggable(last_line(error), FAILURE_CHARS) if error else None
 
 
-def _producer_view(row: ScheduleRecord, runs: Sequence[RunRecord]) -> dict[str, Any]:
+def _producer_view(producer: ProducerStatus) -> dict[str, Any]:
+    row = producer.schedule
     return {
         "name": row.producer_name,
         "run": row.run,
@@ -204,7 +177,7 @@ def _producer_view(row: ScheduleRecord, runs: Sequence[RunRecord]) -> dict[str, 
         "last_run_at": row.last_run_at,
         "last_status": row.last_status,
         "consecutive_failures": row.consecutive_failures,
-        "last_failure": last_failure(runs),
+        "last_failure": last_failure(producer.last_error),
         "state": row.state,
     }
 

@@ -9,7 +9,7 @@ import click
 from celery.exceptions import TimeoutError as CeleryTimeoutError
 from kombu.exceptions import OperationalError
 
-import workers.lifecycle  # noqa: F401 - lets Celery rebuild lifecycle errors as their own class
+import models.errors  # noqa: F401 - lets Celery rebuild lifecycle errors as their own class
 from models.db import redact_url
 from workers.cli.context import CliContext, logger
 

@@ -17,8 +17,8 @@ import click
 from beat.dispatch import PRODUCERS_QUEUE, RUN_PRODUCER, run_producer_call
 from models.records import RunRecord
 from models.run_store import TERMINAL_STATUSES, RunStore
-from models.tables import RunStatus
 from models.types import utc_now
+from models.vocabulary import RunStatus
 from workers.cli.context import (
     CliContext,
     json_option,

@@ -10,8 +10,9 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from beat.schedules import Schedule
-from models.definitions import DefinitionError, WorkflowDefinition, load_definition_files
+from models.definitions import WorkflowDefinition, load_definition_files
+from models.errors import DefinitionError
+from models.schedules import ManualSchedule, Schedule
 from workers.cli.context import json_option, load_settings, print_json
 from workers.registry import load_producer_modules, registered_names
 
@@ -97,14 +98,14 @@ def validate(files: tuple[Path, ...], count: int, after: datetime | None, as_jso
 def _workflow_report(definition: WorkflowDefinition, start: datetime, count: int) -> dict[str, Any]:
     producers = []
     for name, producer in definition.producers.items():
-        schedule = producer.schedule
+        schedule = producer.schedule or ManualSchedule()
         fire_times = upcoming(schedule, start, count)
         producers.append(
             {
                 "name": name,
                 "run": producer.run,
-                "schedule": _describe(schedule, fire_times),
-                "timezone": schedule.timezone if schedule else "UTC",
+                "schedule": schedule.describe(exhausted=not fire_times),
+                "timezone": schedule.timezone,
                 "next": [moment.isoformat() for moment in fire_times],
             }
         )
@@ -124,14 +125,6 @@ def upcoming(schedule: Schedule | None, start: datetime, count: int) -> list[dat
             moments.append(cursor)
             anchor = cursor
     return moments
-
-
-def _describe(schedule: Schedule | None, fire_times: list[datetime]) -> str:
-    if schedule is None:
-        return "manual only"
-    if not fire_times:
-        return f"{schedule.describe()}, exhausted (never runs again)"
-    return schedule.describe()
 
 
 def _print_workflow(workflow: dict[str, Any]) -> None:

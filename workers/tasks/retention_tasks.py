@@ -17,10 +17,10 @@ from models.log_text import loggable
 from models.run_pruning import PruneLimits, PruneReport, Retention, RunPruner
 from models.sqlite_space import reclaim_free_pages
 from models.types import utc_now
-from workers.app import app, settings
-from workers.celery_config import LIFECYCLE_QUEUE, PRUNE_RUNS
-from workers.prune_cursor import PruneCursor
-from workers.resources import resources
+from workers.services.prune_cursor import PruneCursor
+from workers.tasks.app import app, settings
+from workers.tasks.celery_config import LIFECYCLE_QUEUE, PRUNE_RUNS
+from workers.tasks.resources import resources
 
 logger = logging.getLogger("drumline.retention")
 

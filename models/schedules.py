@@ -1,7 +1,8 @@
 """Schedule math: intervals and cron expressions in a time zone. Pure: no I/O, no clock.
 
 Every instant in and out is a timezone-aware UTC datetime. A producer's schedule decides its
-next slot strictly after a given instant; `None` means it never runs again.
+next slot strictly after a given instant; `None` means it never runs again. Every kind, manual
+included, implements the `Schedule` protocol, so callers never ask which kind they hold.
 """
 
 from __future__ import annotations
@@ -10,16 +11,14 @@ import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import ClassVar
+from typing import ClassVar, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import croniter
 from croniter.croniter import CroniterBadCronError, CroniterBadDateError, CroniterError
 
-
-class ScheduleError(ValueError):
-    """A schedule that cannot be used; the message quotes the input and says why."""
-
+from models.errors import ScheduleError
+from models.vocabulary import ScheduleKind
 
 MAX_INTERVAL = timedelta(days=365)
 
@@ -82,12 +81,55 @@ def _require_aware(instant: datetime, name: str) -> None:
         raise ValueError(f"{name} must be a timezone-aware datetime, got naive {instant}")
 
 
+class Schedule(Protocol):
+    """What every kind of schedule offers; `(kind, value, timezone)` is how it is stored."""
+
+    kind: ClassVar[ScheduleKind]
+
+    @property
+    def value(self) -> str: ...
+
+    @property
+    def timezone(self) -> str: ...
+
+    def next_after(self, after: datetime, anchor: datetime | None = None) -> datetime | None:
+        """The next slot strictly after `after`, or None if there is none."""
+
+    def describe(self, *, exhausted: bool = False) -> str:
+        """In words, for people; `exhausted` when no slot is left to run."""
+
+
+def _described(text: str, exhausted: bool) -> str:
+    return f"{text}, exhausted (never runs again)" if exhausted else text
+
+
+@dataclass(frozen=True)
+class ManualSchedule:
+    """No schedule of its own: the producer runs only when triggered, so it is never due."""
+
+    kind: ClassVar[ScheduleKind] = ScheduleKind.MANUAL
+
+    @property
+    def value(self) -> str:
+        return ""
+
+    @property
+    def timezone(self) -> str:
+        return "UTC"
+
+    def next_after(self, after: datetime, anchor: datetime | None = None) -> datetime | None:
+        return None
+
+    def describe(self, *, exhausted: bool = False) -> str:
+        return "manual only"  # a manual producer has no slots to run out of
+
+
 @dataclass(frozen=True)
 class IntervalSchedule:
     """Every `every`, on a grid anchored at the producer's first slot."""
 
     every: timedelta
-    kind: ClassVar[str] = "interval"
+    kind: ClassVar[ScheduleKind] = ScheduleKind.INTERVAL
 
     @property
     def value(self) -> str:
@@ -114,8 +156,8 @@ class IntervalSchedule:
         steps = (after - anchor) // self.every + 1
         return anchor + steps * self.every
 
-    def describe(self) -> str:
-        return f"every {self.value}"
+    def describe(self, *, exhausted: bool = False) -> str:
+        return _described(f"every {self.value}", exhausted)
 
 
 _ALIASES = {
@@ -155,7 +197,7 @@ class CronSchedule:
 
     expression: str
     timezone: str
-    kind: ClassVar[str] = "cron"
+    kind: ClassVar[ScheduleKind] = ScheduleKind.CRON
 
     @property
     def value(self) -> str:
@@ -176,8 +218,8 @@ class CronSchedule:
         minute, hour = (fields[1], fields[2]) if len(fields) == 6 else (fields[0], fields[1])
         return minute.startswith("*") or hour.startswith("*")
 
-    def describe(self) -> str:
-        return f"cron '{self.expression}' ({self.timezone})"
+    def describe(self, *, exhausted: bool = False) -> str:
+        return _described(f"cron '{self.expression}' ({self.timezone})", exhausted)
 
     def next_after(self, after: datetime, anchor: datetime | None = None) -> datetime | None:
         """The first firing strictly after `after`, or None if it never fires again.
@@ -416,9 +458,6 @@ def _iana_names() -> frozenset[str]:
     )
 
 
-Schedule = IntervalSchedule | CronSchedule
-
-
 def compile_schedule(
     *, interval: str | None, cron: str | None, timezone: str | None
 ) -> Schedule | None:
@@ -443,8 +482,10 @@ def schedule_from_row(kind: str, value: str, timezone: str) -> Schedule:
     Cached: every run commit needs its schedule, and validating a cron builds several croniter
     objects (about 1 ms); schedules are immutable values.
     """
-    if kind == "interval":
+    if kind == ScheduleKind.INTERVAL:
         return IntervalSchedule(parse_interval(value))
-    if kind == "cron":
+    if kind == ScheduleKind.CRON:
         return parse_cron(value, timezone)
-    raise ScheduleError(f"unknown schedule type {kind!r} (expected 'interval' or 'cron')")
+    if kind == ScheduleKind.MANUAL:
+        return ManualSchedule()
+    raise ScheduleError(f"unknown schedule type {kind!r} (expected 'interval', 'cron' or 'manual')")

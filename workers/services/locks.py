@@ -14,7 +14,7 @@ from datetime import timedelta
 import redis
 from redis.exceptions import LockNotOwnedError
 
-from workers.lifecycle import WorkflowBusyError
+from models.errors import WorkflowBusyError
 
 logger = logging.getLogger("drumline.lifecycle")
 

@@ -9,8 +9,8 @@ from celery import Celery
 from kombu.entity import Exchange, Queue
 
 from beat.dispatch import PRODUCERS_QUEUE
-from workers.redis_transport import REDIS_TRANSPORT
 from workers.settings import Settings
+from workers.tasks.redis_transport import REDIS_TRANSPORT
 
 LIFECYCLE_QUEUE = "lifecycle"
 LIFECYCLE_TASKS = (
@@ -66,7 +66,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "drumline_beat_batch": settings.beat_batch,
         # Where the workers' boundary keeps refused messages (`drumline dead-letters`).
         "drumline_redis_url": settings.lock_redis_url,
-        "drumline_test_crash_after_claim": settings.test_crash_after_claim,
     }
     if settings.broker_url.startswith(("redis://", "rediss://")):
         # kombu's Redis transport, dropping queue items it cannot decode instead of dying.
@@ -81,7 +80,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 def _drumline_beat_schedule(settings: Settings) -> dict[str, Any]:
     """The periodic prune pass, unless both retention rules are off.
 
-    Every beat sends it; passes that overlap are safe (see workers/retention_tasks.py). A pass
+    Every beat sends it; passes that overlap are safe (see workers/tasks/retention_tasks.py). A pass
     still queued when the next one is due is dropped (`expires`), so a backlog never builds up
     while no worker is consuming.
     """
@@ -106,9 +105,13 @@ def create_app(settings: Settings) -> Celery:
     """
     celery = Celery(
         "drumline",
-        include=["workers.lifecycle_tasks", "workers.run_tasks", "workers.retention_tasks"],
-        # Every task's messages are checked before they run (workers/message_boundary.py).
-        task_cls="workers.message_boundary:BoundedTask",
+        include=[
+            "workers.tasks.lifecycle_tasks",
+            "workers.tasks.run_tasks",
+            "workers.tasks.retention_tasks",
+        ],
+        # Every task's messages are checked before they run (workers/tasks/message_boundary.py).
+        task_cls="workers.tasks.message_boundary:BoundedTask",
     )
     if settings.celery_config_module:
         celery.config_from_object(settings.celery_config_module)

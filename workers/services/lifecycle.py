@@ -10,91 +10,43 @@ Every change runs the same way:
    keeps two changes from interleaving: if it moved, the transaction rolls back and
    `VersionConflictError` says so.
 
-No Celery here: the tasks in `workers/lifecycle_tasks.py` wire this to the app's settings.
+No Celery here: the tasks in `workers/tasks/lifecycle_tasks.py` wire this to the app's settings.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from beat.schedules import schedule_from_row
 from models.definitions import (
-    DefinitionError,
     ProducerDefinition,
     WorkflowDefinition,
     parse_definition,
 )
+from models.errors import (
+    DefinitionError,
+    InvalidDefinitionError,
+    VersionConflictError,
+    WorkflowNotFoundError,
+)
 from models.records import JSONDict, ScheduleRecord, ScheduleSpec, WorkflowRecord
 from models.schedule_store import ProducerScheduleStore
+from models.schedules import ManualSchedule, schedule_from_row
 from models.types import utc_now
+from models.vocabulary import WorkflowStatus
 from models.workflow_store import WorkflowStore
 from workers.registry import registered_names
-
-if TYPE_CHECKING:
-    from workers.locks import WorkflowLocks
+from workers.services.locks import WorkflowLocks
 
 logger = logging.getLogger("drumline.lifecycle")
 
-Summary = dict[str, Any]
-AfterRead = Callable[[], None] | None
-
-MANUAL = "manual"
 # Where problems say they are: a definition sent to the workers has no file name.
 SOURCE = "<definition>"
-
-
-class LifecycleError(Exception):
-    """A change that was refused; nothing of it was written.
-
-    Celery keeps a failed task's exception in the JSON result backend as its type, module and
-    `args`, and rebuilds it as `cls(*args)`: so `args` is exactly `(message, details)`, both
-    JSON-serialisable, and no subclass changes the constructor.
-    """
-
-    code: ClassVar[str] = "error"
-
-    def __init__(self, message: str, details: JSONDict | None = None) -> None:
-        super().__init__(message, details if details is not None else {})
-
-    @property
-    def message(self) -> str:
-        return str(self.args[0])
-
-    @property
-    def details(self) -> JSONDict:
-        details: JSONDict = self.args[1]
-        return details
-
-    def __str__(self) -> str:
-        return self.message
-
-
-class InvalidDefinitionError(LifecycleError):
-    """The definition failed validation; `details["errors"]` lists each problem and its path."""
-
-    code = "invalid"
-
-
-class WorkflowBusyError(LifecycleError):
-    """Another change held the workflow's lock for longer than we may wait."""
-
-    code = "busy"
-
-
-class VersionConflictError(LifecycleError):
-    """The workflow changed between our read and our write; the change was rolled back."""
-
-    code = "conflict"
-
-
-class WorkflowNotFoundError(LifecycleError):
-    code = "not_found"
 
 
 @dataclass
@@ -110,12 +62,53 @@ class ProducerChanges:
         return {key: sorted(names) for key, names in asdict(self).items()}
 
 
-class Lifecycle:
-    """The four lifecycle changes against one database, with one lock service and clock.
+@dataclass(frozen=True)
+class ChangeSummary:
+    """What one change did: the lifecycle task returns `to_json()`, the CLI reads it back."""
 
-    Each takes an optional `after_read` hook, called between reading the version and the
-    transaction: tests use it to let the lock expire while another change commits.
-    """
+    workflow: str
+    version: int
+    changes: ProducerChanges
+    noop: bool  # nothing at all was written
+    status: WorkflowStatus | None = None  # pause and resume
+    rescheduled: tuple[str, ...] | None = None  # resume: producers whose missed run moved on
+    deleted: bool = False
+
+    def to_json(self) -> JSONDict:
+        """Flat, sorted lists; `status`, `rescheduled` and `deleted` only where they apply."""
+        data: JSONDict = {
+            "workflow": self.workflow,
+            "version": self.version,
+            **self.changes.as_dict(),
+            "noop": self.noop,
+        }
+        if self.status is not None:
+            data["status"] = self.status.value
+        if self.rescheduled is not None:
+            data["rescheduled"] = list(self.rescheduled)
+        if self.deleted:
+            data["deleted"] = True
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ChangeSummary:
+        status, rescheduled = data.get("status"), data.get("rescheduled")
+        return cls(
+            workflow=str(data["workflow"]),
+            version=int(data["version"]),
+            changes=ProducerChanges(**{key: list(data[key]) for key in _CHANGE_KINDS}),
+            noop=bool(data["noop"]),
+            status=None if status is None else WorkflowStatus(status),
+            rescheduled=None if rescheduled is None else tuple(rescheduled),
+            deleted=bool(data.get("deleted", False)),
+        )
+
+
+_CHANGE_KINDS = tuple(kind.name for kind in fields(ProducerChanges))
+
+
+class Lifecycle:
+    """The four lifecycle changes against one database, with one lock service and clock."""
 
     def __init__(
         self,
@@ -132,7 +125,7 @@ class Lifecycle:
         self.workflows = WorkflowStore(engine)
         self.schedules = ProducerScheduleStore(engine)
 
-    def deploy(self, data: object, *, after_read: AfterRead = None) -> Summary:
+    def deploy(self, data: object) -> ChangeSummary:
         """Create the workflow or bring it to `data`, touching only the producers that changed.
 
         A producer whose schedule changed gets a fresh next run and loses any claim (a run in
@@ -147,7 +140,6 @@ class Lifecycle:
                 logger.info("workflow %r v%d redeployed unchanged", current.name, current.version)
                 changes = ProducerChanges(unchanged=list(definition.producers))
                 return _summary(current, changes, noop=True)
-            _call(after_read)
             now = self.now()
             # Schedule math before the transaction, never inside it (SQLite's write lock).
             next_runs = _next_runs(definition.producers, now)
@@ -162,25 +154,24 @@ class Lifecycle:
         )
         return _summary(record, changes, noop=False)
 
-    def pause(self, name: str, *, after_read: AfterRead = None) -> Summary:
+    def pause(self, name: str) -> ChangeSummary:
         """Stop the workflow's producers from becoming due; runs in flight finish normally.
 
         Messages already queued are not run: the worker's start step sees `paused` on the row
-        and records the slot skipped (models.scheduled_runs)."""
-        return self._set_status(name, "paused", after_read)
+        and records the slot skipped (models.run_path)."""
+        return self._set_status(name, WorkflowStatus.PAUSED)
 
-    def resume(self, name: str, *, after_read: AfterRead = None) -> Summary:
+    def resume(self, name: str) -> ChangeSummary:
         """Let the producers run again, from their next slot after now: no burst of missed runs.
 
         The summary's `rescheduled` lists the producers whose next run passed while paused.
         """
-        return self._set_status(name, "active", after_read)
+        return self._set_status(name, WorkflowStatus.ACTIVE)
 
-    def delete(self, name: str, *, after_read: AfterRead = None) -> Summary:
+    def delete(self, name: str) -> ChangeSummary:
         """Delete the workflow; its schedules and run history go with it (ON DELETE CASCADE)."""
         with self.locks.hold(name):
             current = self._require(name)
-            _call(after_read)
             with self.engine.begin() as conn:
                 producers = _names(self.schedules.list(current.id, conn=conn))
                 if not self.workflows.delete_fenced(current.id, current.version, conn=conn):
@@ -190,7 +181,7 @@ class Lifecycle:
         )
         return _summary(current, ProducerChanges(removed=producers), noop=False, deleted=True)
 
-    def _set_status(self, name: str, status: str, after_read: AfterRead) -> Summary:
+    def _set_status(self, name: str, status: WorkflowStatus) -> ChangeSummary:
         with self.locks.hold(name):
             current = self._require(name)
             if current.status == status:
@@ -198,7 +189,6 @@ class Lifecycle:
                 producers = _names(self.schedules.list(current.id))
                 changes = ProducerChanges(unchanged=producers)
                 return _summary(current, changes, noop=True, status=status)
-            _call(after_read)
             now = self.now()
             # Schedule math before the transaction, never inside it (SQLite's write lock).
             moves = self._missed_runs(current.id, now) if status == "active" else []
@@ -208,7 +198,8 @@ class Lifecycle:
                 )
                 if record is None:
                     raise _conflict(name, current.version)
-                self.schedules.set_paused(record.id, status == "paused", now=now, conn=conn)
+                paused = status == WorkflowStatus.PAUSED
+                self.schedules.set_paused(record.id, paused, now=now, conn=conn)
                 rows = self.schedules.list(record.id, conn=conn)
                 rescheduled = sorted(
                     producer
@@ -224,9 +215,9 @@ class Lifecycle:
             status,
             f"; missed runs of {rescheduled} moved to their next slot" if rescheduled else "",
         )
-        extra = {"rescheduled": rescheduled} if status == "active" else {}
         changes = ProducerChanges(unchanged=_names(rows))
-        return _summary(record, changes, noop=False, status=status, **extra)
+        moved = None if paused else tuple(rescheduled)
+        return _summary(record, changes, noop=False, status=status, rescheduled=moved)
 
     def _require(self, name: str) -> WorkflowRecord:
         record = self.workflows.get(name)
@@ -298,7 +289,7 @@ class Lifecycle:
         """
         moves: list[tuple[int, str, datetime, datetime | None]] = []
         for row in self.schedules.list(workflow_id):
-            if row.schedule_type == MANUAL or row.next_run_at is None or row.next_run_at >= now:
+            if row.next_run_at is None or row.next_run_at >= now:  # manual: never due
                 continue
             schedule = schedule_from_row(row.schedule_type, row.schedule_value, row.timezone)
             next_run = schedule.next_after(now, anchor=row.next_run_at)
@@ -339,11 +330,6 @@ def _conflict(name: str, read_version: int | None) -> VersionConflictError:
     return VersionConflictError(message, {"workflow": name, "read_version": read_version})
 
 
-def _call(hook: AfterRead) -> None:
-    if hook is not None:
-        hook()
-
-
 def _next_runs(
     producers: Mapping[str, ProducerDefinition], now: datetime
 ) -> dict[str, datetime | None]:
@@ -366,18 +352,18 @@ def _spec(
     next_run_at: datetime | None,
 ) -> ScheduleSpec:
     """The row a producer's definition calls for; no schedule means manual-only (never due)."""
-    schedule = producer.schedule
+    schedule = producer.schedule or ManualSchedule()
     return ScheduleSpec(
         workflow_id=workflow.id,
         producer_name=name,
         run=producer.run,
         params=producer.params,
         timeout_seconds=producer.timeout_seconds,
-        schedule_type=schedule.kind if schedule else MANUAL,
-        schedule_value=schedule.value if schedule else "",
-        timezone=schedule.timezone if schedule else "UTC",
+        schedule_type=schedule.kind,
+        schedule_value=schedule.value,
+        timezone=schedule.timezone,
         next_run_at=next_run_at,
-        paused=workflow.status == "paused",
+        paused=workflow.status == WorkflowStatus.PAUSED,
     )
 
 
@@ -394,13 +380,15 @@ def _names(rows: Sequence[ScheduleRecord]) -> list[str]:
 
 
 def _summary(
-    workflow: WorkflowRecord, changes: ProducerChanges, *, noop: bool, **extra: Any
-) -> Summary:
-    """The JSON summary the CLI prints; `noop` is true when nothing at all was written."""
-    return {
-        "workflow": workflow.name,
-        "version": workflow.version,
-        **changes.as_dict(),
-        "noop": noop,
-        **extra,
-    }
+    workflow: WorkflowRecord,
+    changes: ProducerChanges,
+    *,
+    noop: bool,
+    status: WorkflowStatus | None = None,
+    rescheduled: tuple[str, ...] | None = None,
+    deleted: bool = False,
+) -> ChangeSummary:
+    """The summary of a change, as `workflow` stands after it."""
+    return ChangeSummary(
+        workflow.name, workflow.version, changes, noop, status, rescheduled, deleted
+    )

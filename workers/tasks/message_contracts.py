@@ -29,7 +29,7 @@ from pydantic import (
 from beat.dispatch import RUN_PRODUCER
 from models.definitions import SLUG_PATTERN
 from models.plain_json import JsonBounds, PlainJsonError, check_plain_json
-from workers.celery_config import PRUNE_RUNS
+from workers.tasks.celery_config import PRUNE_RUNS
 
 # Deeper than any valid definition: a producer's params sit at
 # definition.producers.<name>.params and may themselves nest JsonBounds().max_depth (32) levels.

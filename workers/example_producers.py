@@ -1,4 +1,8 @@
-"""Example producers that work offline: they only read and write local files.
+"""The producers of the example workflows (`examples/*.yaml`) that `drumline up` deploys.
+
+Not built in: `drumline up` adds this module to DRUMLINE_PRODUCER_MODULES whenever it finds the
+examples; elsewhere a worker knows them only if that variable names it. They work offline: they
+only read and write local files.
 
 Relative paths in params resolve against the worker's working directory, which `drumline up`
 sets to its data dir, so the examples write nowhere else unless a definition gives an absolute

@@ -8,7 +8,7 @@ task: it runs for each message before Celery decodes its arguments, logs it, hol
 ETA or builds the pool request. (Overriding a Request's `execute_using_pool` would not do:
 Celery generates a Request subclass per task that replaces it.)
 
-A refused message is logged once at WARNING, dead-lettered (`workers.dead_letters`),
+A refused message is logged once at WARNING, dead-lettered (`workers.tasks.dead_letters`),
 acknowledged so it is never redelivered, shown as rejected in the task events (Flower), and for
 a task that keeps results, failed in the result backend so a waiting client gets the reason.
 Nothing reaches the pool or the database.
@@ -28,15 +28,15 @@ from kombu.message import Message
 from models.log_text import loggable
 from models.plain_json import PlainJsonError, check_plain_json
 from models.types import utc_now
-from workers.dead_letters import DeadLetter, DeadLetters
-from workers.message_contracts import (
+from workers.tasks.dead_letters import DeadLetter, DeadLetters
+from workers.tasks.message_contracts import (
     HEADER_BOUNDS,
     MAX_TASK_ID_CHARS,
     RefusedMessage,
     check_arguments,
     contract_of,
 )
-from workers.resources import resources
+from workers.tasks.resources import resources
 
 logger = logging.getLogger("drumline.boundary")
 
@@ -52,7 +52,7 @@ class BoundedTask(Task):  # type: ignore[misc]
     """The app's task class (`task_cls`): every task's messages pass `bounded_strategy`, so a
     forged message for Celery's own built-in tasks is refused as well."""
 
-    Strategy = "workers.message_boundary:bounded_strategy"
+    Strategy = "workers.tasks.message_boundary:bounded_strategy"
 
 
 def bounded_strategy(task: Any, app: Any, consumer: Any, **options: Any) -> Any:

@@ -9,9 +9,9 @@ from celery import Task
 
 from beat.dispatch import PRODUCERS_QUEUE, RUN_PRODUCER
 from models.types import utc_now
-from workers.app import app, settings
-from workers.resources import resources
-from workers.runner import Slot, SlotRunner
+from workers.services.runner import Slot, SlotRunner
+from workers.tasks.app import app, settings
+from workers.tasks.resources import resources
 
 
 @app.task(

@@ -30,23 +30,20 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from beat.schedules import schedule_from_row
 from models.log_text import loggable
 from models.plain_json import JsonBounds, PlainJsonError, check_plain_json
 from models.records import RunRecord, ScheduleRecord, SlotOutcome
-from models.run_store import PAUSED, RunStore
-from models.schedule_store import ProducerScheduleStore
-from models.scheduled_runs import ScheduledRunStore
-from models.tables import RunStatus
+from models.run_path import RunPath
+from models.schedules import schedule_from_row
+from models.vocabulary import RunStatus, SkipReason, Trigger
 from workers.registry import ProducerContext, ProducerResult, get_producer
-from workers.time_limit import ProducerTimeoutError, TimeLimit
+from workers.services.time_limit import ProducerTimeoutError, TimeLimit
 
 logger = logging.getLogger("drumline.run")
 MAX_ERROR_CHARS = 4000
 # A producer that catches its time-limit exception gets it again this often (at most 2% of
 # the lease, so several tries fit between the longest limit, 80%, and Celery's hard one, 90%).
 MAX_AGAIN_EVERY_S = 1.0
-GONE = "producer no longer exists"
 
 
 @dataclass(frozen=True)
@@ -62,8 +59,8 @@ class Slot:
     trigger_token: str | None = None
 
     @property
-    def trigger(self) -> str:
-        return "schedule" if self.claim_token is not None else "manual"
+    def trigger(self) -> Trigger:
+        return Trigger.SCHEDULE if self.claim_token is not None else Trigger.MANUAL
 
     @property
     def label(self) -> str:
@@ -106,11 +103,8 @@ class SlotRunner:
         result_bounds: JsonBounds,
         state_bounds: JsonBounds,
     ) -> None:
-        self.engine = engine
         self.lease = lease
-        self.schedules = ProducerScheduleStore(engine)
-        self.runs = RunStore(engine)
-        self.scheduled = ScheduledRunStore(engine)
+        self.run_path = RunPath(engine)
         self.max_timeout = max_timeout
         self.default_timeout = default_timeout
         self.clock = clock
@@ -125,9 +119,9 @@ class SlotRunner:
             logger.warning("%s refused (task %s): %s", slot.label, loggable(slot.task_id), refusal)
             return {"slot": slot.label, "status": f"refused: {refusal}"}
         started = self._start(slot)
-        if isinstance(started, str):
-            logger.info("%s %s: not run", slot.label, started)
-            return {"slot": slot.label, "status": started}
+        if isinstance(started, SkipReason):
+            logger.info("%s skipped: %s: not run", slot.label, started)
+            return {"slot": slot.label, "status": f"skipped: {started}"}
         schedule, run = started
         execution = self._execute(slot, schedule)
         status = self._commit(slot, schedule, run, execution)
@@ -147,12 +141,12 @@ class SlotRunner:
             "result": execution.result,
         }
 
-    def _start(self, slot: Slot) -> tuple[ScheduleRecord, RunRecord] | str:
+    def _start(self, slot: Slot) -> tuple[ScheduleRecord, RunRecord] | SkipReason:
         """Check the message against the database and record the run row, in one atomic step."""
         now = self.clock()
         if slot.claim_token is None:
             return self._start_triggered(slot, now)
-        started = self.scheduled.start(
+        started = self.run_path.start_scheduled(
             workflow_id=slot.workflow_id,
             workflow_name=slot.workflow,
             producer_name=slot.producer,
@@ -163,38 +157,30 @@ class SlotRunner:
             lease=self.lease,
         )
         if started is None:
-            return "skipped: stale or forged message (its claim does not hold this slot)"
+            return SkipReason.STALE_MESSAGE
         if started.run is None:
             if not started.schedule.paused:
                 self._advance_finished_slot(slot.claim_token, started.schedule, slot, now)
-            return "skipped: slot already finished"
+            return SkipReason.ALREADY_FINISHED
         if started.run.status == RunStatus.SKIPPED:
-            return f"skipped: {PAUSED}"
+            return SkipReason.PAUSED
         return started.schedule, started.run
 
-    def _start_triggered(self, slot: Slot, now: datetime) -> tuple[ScheduleRecord, RunRecord] | str:
+    def _start_triggered(
+        self, slot: Slot, now: datetime
+    ) -> tuple[ScheduleRecord, RunRecord] | SkipReason:
         """Start the trigger request the message names; a paused or deleted producer's request
         is finished as skipped instead."""
         assert slot.trigger_token is not None  # refused before, see Slot.refusal
-        with self.engine.begin() as conn:
-            schedule = self.schedules.get(slot.workflow_id, slot.producer, conn=conn)
-            skipped = GONE if schedule is None else PAUSED if schedule.paused else None
-            run = self.runs.start_triggered(
-                workflow_id=slot.workflow_id,
-                workflow_name=slot.workflow,
-                producer_name=slot.producer,
-                scheduled_for=slot.scheduled_for,
-                trigger_token=slot.trigger_token,
-                task_id=slot.task_id,
-                now=now,
-                skipped=skipped,
-                conn=conn,
-            )
-        if run is None:
-            return "skipped: no pending trigger request matches (a forged or replayed message)"
-        if schedule is None or run.status == RunStatus.SKIPPED:
-            return f"skipped: {skipped}"
-        return schedule, run
+        return self.run_path.start_triggered(
+            workflow_id=slot.workflow_id,
+            workflow_name=slot.workflow,
+            producer_name=slot.producer,
+            scheduled_for=slot.scheduled_for,
+            trigger_token=slot.trigger_token,
+            task_id=slot.task_id,
+            now=now,
+        )
 
     def _advance_finished_slot(
         self, claim_token: str, schedule: ScheduleRecord, slot: Slot, now: datetime
@@ -209,7 +195,7 @@ class SlotRunner:
             next_run_at=self._next_run(schedule, slot.scheduled_for, now),
             state=schedule.state,
         )
-        self.schedules.commit_slot(schedule.id, claim_token, outcome, now=now)
+        self.run_path.commit_slot(schedule.id, claim_token, outcome, now=now)
 
     def _execute(self, slot: Slot, schedule: ScheduleRecord) -> Execution:
         limit = self._timeout(schedule).total_seconds()
@@ -270,7 +256,7 @@ class SlotRunner:
         now = self.clock()
         if slot.claim_token is None:
             return self._commit_triggered(schedule, run, execution, now)
-        return self.scheduled.finish(
+        return self.run_path.finish_scheduled(
             schedule_id=schedule.id,
             claim_token=slot.claim_token,
             outcome=SlotOutcome(
@@ -293,18 +279,15 @@ class SlotRunner:
         outcome = SlotOutcome(
             status=execution.status, ran_at=run.started_at, next_run_at=None, state=execution.state
         )
-        with self.engine.begin() as conn:
-            self.schedules.record_manual_run(schedule.id, outcome, now=now, conn=conn)
-            self.runs.finish(
-                run.id,
-                status=execution.status,
-                finished_at=now,
-                duration_ms=execution.duration_ms,
-                error=execution.error,
-                result=execution.result,
-                conn=conn,
-            )
-        return execution.status
+        return self.run_path.finish_triggered(
+            schedule_id=schedule.id,
+            outcome=outcome,
+            run_id=run.id,
+            duration_ms=execution.duration_ms,
+            error=execution.error,
+            result=execution.result,
+            now=now,
+        )
 
     def _next_run(
         self, schedule: ScheduleRecord, scheduled_for: datetime, now: datetime

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers.app import app, settings
-from workers.celery_config import LIFECYCLE_QUEUE
-from workers.lifecycle import Lifecycle, LifecycleError, Summary
-from workers.locks import WorkflowLocks
-from workers.resources import resources
+from models.errors import LifecycleError
+from models.records import JSONDict
+from workers.services.lifecycle import Lifecycle
+from workers.services.locks import WorkflowLocks
+from workers.tasks.app import app, settings
+from workers.tasks.celery_config import LIFECYCLE_QUEUE
+from workers.tasks.resources import resources
 
 TASK_OPTIONS: dict[str, Any] = {
     "queue": LIFECYCLE_QUEUE,
@@ -37,20 +39,20 @@ def _lifecycle() -> Lifecycle:
 
 
 @app.task(name="drumline.deploy_workflow", **TASK_OPTIONS)
-def deploy_workflow(definition: dict[str, Any]) -> Summary:
-    return _lifecycle().deploy(definition)
+def deploy_workflow(definition: dict[str, Any]) -> JSONDict:
+    return _lifecycle().deploy(definition).to_json()
 
 
 @app.task(name="drumline.pause_workflow", **TASK_OPTIONS)
-def pause_workflow(name: str) -> Summary:
-    return _lifecycle().pause(name)
+def pause_workflow(name: str) -> JSONDict:
+    return _lifecycle().pause(name).to_json()
 
 
 @app.task(name="drumline.resume_workflow", **TASK_OPTIONS)
-def resume_workflow(name: str) -> Summary:
-    return _lifecycle().resume(name)
+def resume_workflow(name: str) -> JSONDict:
+    return _lifecycle().resume(name).to_json()
 
 
 @app.task(name="drumline.delete_workflow", **TASK_OPTIONS)
-def delete_workflow(name: str) -> Summary:
-    return _lifecycle().delete(name)
+def delete_workflow(name: str) -> JSONDict:
+    return _lifecycle().delete(name).to_json()

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import socket
 import subprocess
-import time
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 
 import redis
+
+from workers.local.child import ChildProcess, StartupError
 
 STARTUP_TIMEOUT_S = 10.0
 
@@ -53,7 +54,7 @@ class RedisServer:
         self.port = port or free_port()
         self.password = password if password is not None else secrets.token_urlsafe(24)
         self.appendonly = appendonly
-        self.process: subprocess.Popen[bytes] | None = None
+        self.child: ChildProcess | None = None
 
     @property
     def url(self) -> str:
@@ -63,8 +64,8 @@ class RedisServer:
         if port_in_use(self.port):
             raise RuntimeError(f"cannot start Redis: port {self.port} on 127.0.0.1 is in use")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.data_dir / "redis.log", "ab")  # noqa: SIM115 - owned by the child
-        self.process = subprocess.Popen(
+        self.child = ChildProcess(
+            "redis-server",
             [
                 str(redis_server_binary()),
                 "-",  # the password comes on stdin, so `ps` never shows it
@@ -83,50 +84,35 @@ class RedisServer:
                 "--daemonize",
                 "no",
             ],
-            stdin=subprocess.PIPE,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        assert self.process.stdin is not None
-        self.process.stdin.write(f"requirepass {self.password}\n".encode())
-        self.process.stdin.close()
+            env=os.environ,
+            log_path=self.log_path,
+            stdin_text=f"requirepass {self.password}\n",
+        ).start()
         self._wait_until_ready()
         return self
 
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "redis.log"
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return self.child.process if self.child is not None else None
+
     def _wait_until_ready(self) -> None:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        assert self.child is not None
         client = redis.Redis.from_url(self.url, socket_timeout=1)
         try:
-            while True:
-                try:
-                    if client.ping():
-                        return
-                except redis.ConnectionError:
-                    pass
-                assert self.process is not None
-                if self.process.poll() is not None:
-                    raise RuntimeError(
-                        f"redis-server exited with code {self.process.returncode}; "
-                        f"see {self.data_dir / 'redis.log'}"
-                    )
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"redis-server did not answer within {STARTUP_TIMEOUT_S}s")
-                time.sleep(0.05)
+            self.child.wait_until(partial(_answers, client), STARTUP_TIMEOUT_S)
+        except StartupError as error:
+            raise RuntimeError(f"cannot start Redis: {error}") from None
         finally:
             client.close()
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM (Redis flushes its append-only file), then SIGKILL if it hangs."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        if self.child is not None:
+            self.child.stop(timeout)
 
     def __enter__(self) -> RedisServer:
         return self.start()
@@ -138,3 +124,10 @@ class RedisServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _answers(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False

@@ -1,1 +1,0 @@
-"""Example workflows for `drumline up`: definitions (`*.yaml`) and the producers they run."""

@@ -1,0 +1,137 @@
+"""Beat's SQL: claim due slots, give back claims never sent, and when to look again.
+
+The claim, not a leader lock, keeps a slot from being sent twice, so any number of beats may
+run at once. Both statements run every tick and are built once (see `models.transactions.bind`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Integer, Update, bindparam, func, select, update
+
+from models.records import ClaimedSlot
+from models.tables import can_be_due, producer_schedules, workflows
+from models.transactions import bind, transaction
+
+_s = producer_schedules.c
+
+
+class BeatClaims:
+    """Claims on `producer_schedules` rows: a token and a lease end, written by one beat."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def claim_due(
+        self,
+        *,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        conn: Connection | None = None,
+    ) -> list[ClaimedSlot]:
+        """Claim up to `limit` due rows in one statement, oldest first.
+
+        Due: not paused, `next_run_at <= now`, and no live claim. PostgreSQL skips rows another
+        beat is claiming (FOR UPDATE SKIP LOCKED); SQLite serialises writers (BEGIN IMMEDIATE).
+        """
+        token = uuid.uuid4().hex
+        claimed_until = now + lease
+        with transaction(self.engine, conn) as c:
+            rows = c.execute(
+                _claim_statement(c.dialect.name),
+                _claim_params(now=now, limit=limit, until=claimed_until, token=token),
+            ).all()
+        slots = [
+            ClaimedSlot(
+                schedule_id=row.id,
+                workflow_id=row.workflow_id,
+                workflow_name=row.workflow_name,
+                producer_name=row.producer_name,
+                scheduled_for=row.next_run_at,
+                claim_token=token,
+                claimed_until=claimed_until,
+            )
+            for row in rows
+        ]
+        return sorted(slots, key=lambda slot: slot.scheduled_for)
+
+    def release_claims(self, slots: list[ClaimedSlot], conn: Connection | None = None) -> int:
+        """Give back claims that were never sent, so the slots are due again at once.
+
+        A claim a worker has already taken (its lease renewed by `RunPath.take_claim`) is left
+        alone: releasing it would let the slot be sent and run a second time.
+        """
+        if not slots:
+            return 0
+        with transaction(self.engine, conn) as c:
+            result = c.execute(
+                update(producer_schedules)
+                .where(
+                    _s.id.in_([slot.schedule_id for slot in slots]),
+                    _s.claim_token == slots[0].claim_token,
+                    _s.claimed_until == slots[0].claimed_until,
+                )
+                .values(claimed_until=None, claim_token=None)
+            )
+        return result.rowcount
+
+    def next_wakeup(self, *, now: datetime, conn: Connection | None = None) -> datetime | None:
+        """The earliest instant a row can become due: a next run, or a live claim's expiry."""
+        with transaction(self.engine, conn) as c:
+            next_run, lease_end = c.execute(_NEXT_WAKEUP, {"b_now": now}).one()
+        candidates = [moment for moment in (next_run, lease_end) if moment is not None]
+        return min(candidates) if candidates else None
+
+
+_NOW = bind("b_now", _s.next_run_at)
+# No live claim: never claimed, released, or its lease has run out.
+_UNCLAIMED = _s.claimed_until.is_(None) | (_s.claimed_until <= _NOW)
+
+
+@cache
+def _claim_statement(dialect: str) -> Update:
+    """Claim the `b_limit` oldest due rows; PostgreSQL skips rows another beat is claiming."""
+    due = (
+        select(_s.id)
+        .where(can_be_due, _s.next_run_at <= _NOW, _UNCLAIMED)
+        .order_by(_s.next_run_at)
+        .limit(bindparam("b_limit", type_=Integer()))
+    )
+    if dialect == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    workflow_name = (
+        select(workflows.c.name).where(workflows.c.id == _s.workflow_id).scalar_subquery()
+    )
+    return (
+        update(producer_schedules)
+        .where(_s.id.in_(due.scalar_subquery()))
+        .values(
+            claimed_until=bind("b_until", _s.claimed_until),
+            claim_token=bind("b_token", _s.claim_token),
+        )
+        .returning(
+            _s.id,
+            _s.workflow_id,
+            _s.producer_name,
+            _s.next_run_at,
+            workflow_name.label("workflow_name"),
+        )
+    )
+
+
+def _claim_params(*, now: datetime, limit: int, until: datetime, token: str) -> dict[str, Any]:
+    return {"b_now": now, "b_limit": limit, "b_until": until, "b_token": token}
+
+
+# The earliest next run of a row that can be due, and the earliest end of a live claim.
+_NEXT_WAKEUP = select(
+    select(func.min(_s.next_run_at)).where(can_be_due, _UNCLAIMED).scalar_subquery(),
+    select(func.min(_s.claimed_until))
+    .where(_s.claimed_until.is_not(None), _s.claimed_until > _NOW)
+    .scalar_subquery(),
+)

@@ -1,0 +1,640 @@
+"""The run path's SQL: how a worker starts and finishes a run, scheduled or triggered.
+
+A scheduled run starts by renewing its claim and recording the run row; it finishes by writing
+the schedule back under the claim token and finishing the run row. On PostgreSQL each of these
+steps is one statement (a data-modifying CTE) sent in autocommit: one round trip instead of
+four (BEGIN, two statements, COMMIT), which is most of what a short run costs the worker.
+SQLite cannot modify data inside a CTE, so there each step is two statements in one
+transaction. A triggered (manual) run starts the pending request `drumline trigger` recorded,
+and finishes without touching the schedule's next run or claim.
+
+Every statement here is built once (see `models.transactions.bind`), private to this module,
+and sits next to the function that builds its parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Connection,
+    Engine,
+    Row,
+    Update,
+    bindparam,
+    case,
+    exists,
+    literal,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects import postgresql
+
+from models.records import RunRecord, ScheduleRecord, SlotOutcome
+from models.run_store import run_record
+from models.schedule_store import schedule_record
+from models.tables import producer_runs, producer_schedules, workflows
+from models.transactions import bind, insert_for, transaction
+from models.vocabulary import RunStatus, SkipReason, Trigger
+
+_r = producer_runs.c
+_s = producer_schedules.c
+_RUN_PREFIX = "run__"  # the run row's columns, beside the schedule row's
+
+
+@dataclass(frozen=True)
+class StartedSlot:
+    """A slot whose claim this run now holds. `run` is None if the slot already finished."""
+
+    schedule: ScheduleRecord
+    run: RunRecord | None
+
+
+class RunPath:
+    """Start and finish runs; a stale claim token or trigger token writes nothing."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._single_statement = engine.dialect.name == "postgresql"
+
+    # --- scheduled runs ------------------------------------------------------------------------
+
+    def start_scheduled(
+        self,
+        *,
+        workflow_id: int,
+        workflow_name: str,
+        producer_name: str,
+        scheduled_for: datetime,
+        claim_token: str,
+        task_id: str | None,
+        now: datetime,
+        lease: timedelta,
+    ) -> StartedSlot | None:
+        """Renew the claim for a whole lease and record the run row (attempt + 1 if an earlier
+        attempt died running). A paused producer's slot is recorded skipped and its claim
+        released instead, in the same step. None: the claim does not hold this slot (a stale or
+        forged message); nothing was written."""
+        claim = _take_claim_params(
+            workflow_id,
+            producer_name,
+            claim_token,
+            workflow_name=workflow_name,
+            scheduled_for=scheduled_for,
+            now=now,
+            lease=lease,
+        )
+        if self._single_statement:
+            begin = _begin_params(
+                workflow_id, producer_name, scheduled_for, Trigger.SCHEDULE, task_id, now=now
+            )
+            with self._autocommit() as conn:
+                row = conn.execute(_START_PG, claim | begin).first()
+            return None if row is None else _started_slot(row)
+        with self.engine.begin() as conn:
+            schedule = self.take_claim(
+                workflow_id,
+                producer_name,
+                claim_token,
+                workflow_name=workflow_name,
+                scheduled_for=scheduled_for,
+                now=now,
+                lease=lease,
+                conn=conn,
+            )
+            if schedule is None:
+                return None
+            run = self.begin_run(
+                workflow_id=workflow_id,
+                producer_name=producer_name,
+                scheduled_for=scheduled_for,
+                trigger=Trigger.SCHEDULE,
+                task_id=task_id,
+                now=now,
+                skipped=SkipReason.PAUSED if schedule.paused else None,
+                conn=conn,
+            )
+        return StartedSlot(schedule, run)
+
+    def finish_scheduled(
+        self,
+        *,
+        schedule_id: int,
+        claim_token: str,
+        outcome: SlotOutcome,
+        run_id: int,
+        duration_ms: float,
+        error: str | None,
+        result: Any,
+        now: datetime,
+    ) -> str:
+        """Write the outcome back and finish the run row; returns the run's final status:
+        the outcome's, or `superseded` if the claim was lost and the schedule left alone."""
+        if self._single_statement:
+            params = _commit_slot_params(
+                schedule_id, claim_token, outcome, now=now
+            ) | _finish_params(run_id, outcome.status, now, duration_ms, error, result)
+            with self._autocommit() as conn:
+                return str(conn.execute(_FINISH_PG, params).scalar_one())
+        with self.engine.begin() as conn:
+            held = self.commit_slot(schedule_id, claim_token, outcome, now=now, conn=conn)
+            status = outcome.status if held else RunStatus.SUPERSEDED
+            self.finish_run(
+                run_id,
+                status=status,
+                finished_at=now,
+                duration_ms=duration_ms,
+                error=error,
+                result=result,
+                conn=conn,
+            )
+        return status
+
+    def take_claim(
+        self,
+        workflow_id: int,
+        producer_name: str,
+        claim_token: str,
+        *,
+        workflow_name: str,
+        scheduled_for: datetime,
+        now: datetime,
+        lease: timedelta,
+        conn: Connection | None = None,
+    ) -> ScheduleRecord | None:
+        """Start a run under its claim, in one statement: only if `claim_token` still holds a
+        live claim on exactly the slot `scheduled_for` (the row's next run) of the workflow
+        named `workflow_name`. The claim is then renewed for a whole lease; if the producer is
+        paused it is released instead (the returned row says `paused`), so the slot is skipped.
+
+        None means the message is stale (re-claimed, rescheduled, or its lease ran out, after
+        which beat may send the slot again) or forged (a slot or name the claim does not hold).
+        Renewing keeps beat from re-sending the slot while the run, bounded by a hard time
+        limit shorter than the lease, is still going.
+        """
+        params = _take_claim_params(
+            workflow_id,
+            producer_name,
+            claim_token,
+            workflow_name=workflow_name,
+            scheduled_for=scheduled_for,
+            now=now,
+            lease=lease,
+        )
+        with transaction(self.engine, conn) as c:
+            row = c.execute(_TAKE_CLAIM, params).first()
+        return schedule_record(row) if row else None
+
+    def commit_slot(
+        self,
+        schedule_id: int,
+        claim_token: str,
+        outcome: SlotOutcome,
+        *,
+        now: datetime,
+        conn: Connection | None = None,
+    ) -> bool:
+        """Write a finished slot back, only if `claim_token` still holds the claim.
+
+        False means the claim was lost (lease expired and re-sent, or the schedule changed):
+        nothing is written, so a run never overwrites a newer schedule.
+        """
+        params = _commit_slot_params(schedule_id, claim_token, outcome, now=now)
+        with transaction(self.engine, conn) as c:
+            return c.execute(_COMMIT_SLOT, params).rowcount == 1
+
+    # --- the run row ---------------------------------------------------------------------------
+
+    def begin_run(
+        self,
+        *,
+        workflow_id: int,
+        producer_name: str,
+        scheduled_for: datetime,
+        trigger: Trigger | str,
+        task_id: str | None,
+        now: datetime,
+        skipped: SkipReason | None = None,
+        conn: Connection | None = None,
+    ) -> RunRecord | None:
+        """Record that a slot starts running (or, with a `skipped` reason such as
+        SkipReason.PAUSED, that it was skipped), in one statement.
+
+        A slot whose earlier attempt died while running is taken over (attempt + 1). A slot
+        that already finished returns None: it must not run again.
+        """
+        params = _begin_params(workflow_id, producer_name, scheduled_for, trigger, task_id, now=now)
+        params |= _start_outcome_params(skipped, now)
+        with transaction(self.engine, conn) as c:
+            row = c.execute(_begin_statement(c.dialect.name), params).first()
+        return run_record(row) if row else None
+
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        status: str,
+        finished_at: datetime,
+        duration_ms: float,
+        error: str | None,
+        result: Any,
+        conn: Connection | None = None,
+    ) -> None:
+        params = _finish_params(run_id, status, finished_at, duration_ms, error, result)
+        with transaction(self.engine, conn) as c:
+            c.execute(_FINISH_RUN, params)
+
+    # --- triggered runs ------------------------------------------------------------------------
+
+    def start_triggered(
+        self,
+        *,
+        workflow_id: int,
+        workflow_name: str,
+        producer_name: str,
+        scheduled_for: datetime,
+        trigger_token: str,
+        task_id: str | None,
+        now: datetime,
+    ) -> tuple[ScheduleRecord, RunRecord] | SkipReason:
+        """Start the pending trigger request the message names, in one transaction: only if
+        workflow (id and name), producer, slot and token all match and it is still pending.
+        A paused or deleted producer's request is finished as skipped instead. Nothing is
+        written for a message that matches no request (forged or replayed)."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                _SCHEDULE_ROW, {"b_workflow_id": workflow_id, "b_producer_name": producer_name}
+            ).first()
+            schedule = None if row is None else schedule_record(row)
+            skipped = (
+                SkipReason.PRODUCER_GONE
+                if schedule is None
+                else SkipReason.PAUSED
+                if schedule.paused
+                else None
+            )
+            params = {
+                "b_workflow_id": workflow_id,
+                "b_workflow_name": workflow_name,
+                "b_producer_name": producer_name,
+                "b_scheduled_for": scheduled_for,
+                "b_trigger_token": trigger_token,
+                "b_task_id": task_id,
+                "b_started_at": now,
+            } | _start_outcome_params(skipped, now)
+            started = conn.execute(_START_TRIGGERED, params).first()
+        if started is None:
+            return SkipReason.NO_TRIGGER_REQUEST
+        run = run_record(started)
+        if schedule is None or run.status == RunStatus.SKIPPED:
+            assert skipped is not None  # a request is finished as skipped only for a reason
+            return skipped
+        return schedule, run
+
+    def finish_triggered(
+        self,
+        *,
+        schedule_id: int,
+        outcome: SlotOutcome,
+        run_id: int,
+        duration_ms: float,
+        error: str | None,
+        result: Any,
+        now: datetime,
+    ) -> str:
+        """Note a triggered run's result and state on its schedule row, leaving the next run
+        and any claim alone, and finish its run row, in one transaction; returns its status."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                _RECORD_MANUAL_RUN,
+                {
+                    "b_id": schedule_id,
+                    "b_last_run_at": outcome.ran_at,
+                    "b_last_status": outcome.status,
+                    "b_state": outcome.state,
+                    "b_now": now,
+                },
+            )
+            self.finish_run(
+                run_id,
+                status=outcome.status,
+                finished_at=now,
+                duration_ms=duration_ms,
+                error=error,
+                result=result,
+                conn=conn,
+            )
+        return outcome.status
+
+    def _autocommit(self) -> Connection:
+        return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+
+
+# --- claims a run takes and gives back ---------------------------------------------------------
+
+# A message names its workflow by id and name, and its slot: the claim must hold all three.
+_NAMED_WORKFLOW = (
+    select(workflows.c.id)
+    .where(workflows.c.name == bind("b_workflow_name", workflows.c.name))
+    .scalar_subquery()
+)
+_TAKE_CLAIM: Update = (
+    update(producer_schedules)
+    .where(
+        _s.workflow_id == bind("b_workflow_id", _s.workflow_id),
+        _s.workflow_id == _NAMED_WORKFLOW,
+        _s.producer_name == bind("b_producer_name", _s.producer_name),
+        _s.claim_token == bind("b_claim_token", _s.claim_token),
+        _s.claimed_until > bind("b_now", _s.claimed_until),
+        _s.next_run_at == bind("b_claimed_slot", _s.next_run_at),
+    )
+    .values(
+        # A paused producer's slot is skipped: its claim is released, not renewed.
+        claimed_until=case((_s.paused, None), else_=bind("b_until", _s.claimed_until)),
+        claim_token=case((_s.paused, None), else_=_s.claim_token),
+    )
+    .returning(*producer_schedules.c)
+)
+
+
+def _take_claim_params(
+    workflow_id: int,
+    producer_name: str,
+    claim_token: str,
+    *,
+    workflow_name: str,
+    scheduled_for: datetime,
+    now: datetime,
+    lease: timedelta,
+) -> dict[str, Any]:
+    return {
+        "b_workflow_id": workflow_id,
+        "b_workflow_name": workflow_name,
+        "b_producer_name": producer_name,
+        "b_claim_token": claim_token,
+        "b_claimed_slot": scheduled_for,
+        "b_now": now,
+        "b_until": now + lease,
+    }
+
+
+_COMMIT_SLOT: Update = (
+    update(producer_schedules)
+    .where(
+        _s.id == bind("b_id", _s.id),
+        _s.claim_token == bind("b_claim_token", _s.claim_token),
+    )
+    .values(
+        next_run_at=bind("b_next_run_at", _s.next_run_at),
+        last_run_at=bind("b_last_run_at", _s.last_run_at),
+        last_status=bind("b_last_status", _s.last_status),
+        consecutive_failures=case(
+            (bindparam("b_succeeded", type_=Boolean()), 0), else_=_s.consecutive_failures + 1
+        ),
+        state=bind("b_state", _s.state),
+        claimed_until=None,
+        claim_token=None,
+        updated_at=bind("b_now", _s.updated_at),
+    )
+)
+
+
+def _commit_slot_params(
+    schedule_id: int, claim_token: str, outcome: SlotOutcome, *, now: datetime
+) -> dict[str, Any]:
+    return {
+        "b_id": schedule_id,
+        "b_claim_token": claim_token,
+        "b_next_run_at": outcome.next_run_at,
+        "b_last_run_at": outcome.ran_at,
+        "b_last_status": outcome.status,
+        "b_succeeded": outcome.status == RunStatus.SUCCEEDED,
+        "b_state": outcome.state,
+        "b_now": now,
+    }
+
+
+# --- the run row -------------------------------------------------------------------------------
+
+
+def _take_over_running(stmt: Any) -> Any:
+    """The rule for an INSERT of a starting row into a slot that has one already: take over a
+    slot whose last attempt died running (still `running`: attempt + 1, now running or skipped
+    as the INSERT says); leave a finished slot alone, so the INSERT returns nothing and the
+    slot is not run again."""
+    return stmt.on_conflict_do_update(
+        index_elements=[_r.workflow_id, _r.producer_name, _r.scheduled_for],
+        set_={
+            "attempt": _r.attempt + 1,
+            "task_id": stmt.excluded.task_id,
+            "started_at": stmt.excluded.started_at,
+            "status": stmt.excluded.status,
+            "error": stmt.excluded.error,
+            "finished_at": stmt.excluded.finished_at,
+        },
+        where=_r.status == RunStatus.RUNNING,
+    )
+
+
+@cache
+def _begin_statement(dialect: str) -> Any:
+    """INSERT the running row, or take over the slot (see `_take_over_running`)."""
+    return _take_over_running(
+        insert_for(dialect, producer_runs).values(
+            workflow_id=bind("b_workflow_id", _r.workflow_id),
+            producer_name=bind("b_producer_name", _r.producer_name),
+            scheduled_for=bind("b_scheduled_for", _r.scheduled_for),
+            trigger=bind("b_trigger", _r.trigger),
+            task_id=bind("b_task_id", _r.task_id),
+            attempt=1,
+            status=bind("b_start_status", _r.status),
+            error=bind("b_start_error", _r.error),
+            finished_at=bind("b_start_end", _r.finished_at),
+            started_at=bind("b_started_at", _r.started_at),
+        )
+    ).returning(*producer_runs.c)
+
+
+def _begin_params(
+    workflow_id: int,
+    producer_name: str,
+    scheduled_for: datetime,
+    trigger: str,
+    task_id: str | None,
+    *,
+    now: datetime,
+) -> dict[str, Any]:
+    """The begin statement's parameters (and those of its PostgreSQL single-statement form)."""
+    return {
+        "b_workflow_id": workflow_id,
+        "b_producer_name": producer_name,
+        "b_scheduled_for": scheduled_for,
+        "b_trigger": trigger,
+        "b_task_id": task_id,
+        "b_started_at": now,
+    }
+
+
+def _start_outcome_params(skipped: SkipReason | None, now: datetime) -> dict[str, Any]:
+    """How a started slot's row begins: running, or skipped (and finished) for a reason."""
+    if skipped is not None:
+        return {"b_start_status": RunStatus.SKIPPED, "b_start_error": skipped, "b_start_end": now}
+    return {"b_start_status": RunStatus.RUNNING, "b_start_error": None, "b_start_end": None}
+
+
+_FINISH_RUN: Update = (
+    update(producer_runs)
+    .where(_r.id == bind("b_run_id", _r.id))
+    .values(
+        status=bind("b_status", _r.status),
+        finished_at=bind("b_finished_at", _r.finished_at),
+        duration_ms=bind("b_duration_ms", _r.duration_ms),
+        error=bind("b_error", _r.error),
+        result=bind("b_result", _r.result),
+    )
+)
+
+
+def _finish_params(
+    run_id: int,
+    status: str,
+    finished_at: datetime,
+    duration_ms: float,
+    error: str | None,
+    result: Any,
+) -> dict[str, Any]:
+    return {
+        "b_run_id": run_id,
+        "b_status": status,
+        "b_finished_at": finished_at,
+        "b_duration_ms": duration_ms,
+        "b_error": error,
+        "b_result": result,
+    }
+
+
+# --- PostgreSQL: each scheduled step in one statement ------------------------------------------
+
+
+def _start_statement() -> Any:
+    """_TAKE_CLAIM, then the run row inserted only if the claim was taken, in one statement:
+    running, or skipped with the reason `paused` if the claimed row is paused. Parameters:
+    `_take_claim_params | _begin_params`."""
+    claim = _TAKE_CLAIM.cte("claim")
+    paused = claim.c.paused
+    run = (
+        _take_over_running(
+            postgresql.insert(producer_runs).from_select(
+                [
+                    _r.workflow_id,
+                    _r.producer_name,
+                    _r.scheduled_for,
+                    _r.trigger,
+                    _r.task_id,
+                    _r.attempt,
+                    _r.status,
+                    _r.error,
+                    _r.finished_at,
+                    _r.started_at,
+                ],
+                select(
+                    claim.c.workflow_id,
+                    claim.c.producer_name,
+                    bind("b_scheduled_for", _r.scheduled_for),
+                    bind("b_trigger", _r.trigger),
+                    bind("b_task_id", _r.task_id),
+                    literal(1),
+                    case((paused, literal(RunStatus.SKIPPED.value)), else_=RunStatus.RUNNING.value),
+                    case((paused, literal(SkipReason.PAUSED.value)), else_=None),
+                    case((paused, bind("b_started_at", _r.started_at)), else_=None),
+                    bind("b_started_at", _r.started_at),
+                ),
+            )
+        )
+        .returning(*producer_runs.c)
+        .cte("run")
+    )
+    return select(
+        *(claim.c[column.name] for column in producer_schedules.c),
+        *(run.c[column.name].label(_RUN_PREFIX + column.name) for column in producer_runs.c),
+    ).select_from(claim.outerjoin(run, true()))
+
+
+def _started_slot(row: Row[Any]) -> StartedSlot:
+    fields = row._asdict()
+    run = {
+        key[len(_RUN_PREFIX) :]: fields.pop(key)
+        for key in list(fields)
+        if key.startswith(_RUN_PREFIX)
+    }
+    del run["trigger_token"]  # never set on a scheduled run
+    return StartedSlot(
+        schedule=ScheduleRecord(**fields),
+        run=None if run["id"] is None else RunRecord(**run),
+    )
+
+
+def _finish_statement() -> Any:
+    """_COMMIT_SLOT, then the run row finished as superseded if it wrote nothing. Parameters:
+    `_commit_slot_params | _finish_params`."""
+    slot = _COMMIT_SLOT.returning(producer_schedules.c.id).cte("slot")
+    held = exists(select(slot.c.id))
+    return (
+        _FINISH_RUN.values(
+            status=case((held, bind("b_status", _r.status)), else_=RunStatus.SUPERSEDED.value)
+        )
+        .add_cte(slot)
+        .returning(_r.status)
+    )
+
+
+_START_PG = _start_statement()
+_FINISH_PG = _finish_statement()
+
+
+# --- triggered runs ----------------------------------------------------------------------------
+
+_SCHEDULE_ROW = select(producer_schedules).where(
+    _s.workflow_id == bind("b_workflow_id", _s.workflow_id),
+    _s.producer_name == bind("b_producer_name", _s.producer_name),
+)
+
+# A pending trigger request becomes running (or skipped, if paused) only with its own token.
+# Parameters: those named in `start_triggered`, with `_start_outcome_params`.
+_START_TRIGGERED: Update = (
+    update(producer_runs)
+    .where(
+        _r.workflow_id == bind("b_workflow_id", _r.workflow_id),
+        _r.workflow_id == _NAMED_WORKFLOW,
+        _r.producer_name == bind("b_producer_name", _r.producer_name),
+        _r.scheduled_for == bind("b_scheduled_for", _r.scheduled_for),
+        _r.trigger == Trigger.MANUAL.value,
+        _r.trigger_token == bind("b_trigger_token", _r.trigger_token),
+        _r.status == RunStatus.PENDING.value,
+    )
+    .values(
+        status=bind("b_start_status", _r.status),
+        error=bind("b_start_error", _r.error),
+        finished_at=bind("b_start_end", _r.finished_at),
+        task_id=bind("b_task_id", _r.task_id),
+        started_at=bind("b_started_at", _r.started_at),
+    )
+    .returning(*producer_runs.c)
+)
+
+# A triggered run's result and state, without touching the schedule's next run or claim.
+_RECORD_MANUAL_RUN: Update = (
+    update(producer_schedules)
+    .where(_s.id == bind("b_id", _s.id))
+    .values(
+        last_run_at=bind("b_last_run_at", _s.last_run_at),
+        last_status=bind("b_last_status", _s.last_status),
+        state=bind("b_state", _s.state),
+        updated_at=bind("b_now", _s.updated_at),
+    )
+)

@@ -1,0 +1,53 @@
+"""The words drumline stores and compares: statuses, triggers, schedule kinds, skip reasons.
+
+`StrEnum`s, so each member is equal to the string in the database and in JSON: the schema's
+CHECK constraints list exactly these values (`models/tables.py`) and need no migration.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class WorkflowStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+
+
+class ScheduleKind(StrEnum):
+    """`producer_schedules.schedule_type`: how a producer's next run is found."""
+
+    INTERVAL = "interval"
+    CRON = "cron"
+    MANUAL = "manual"  # never due: runs only when triggered
+
+
+class RunStatus(StrEnum):
+    """`producer_runs.status`, and a schedule's `last_status`."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"  # the claim was lost meanwhile: the schedule was left alone
+    SKIPPED = "skipped"
+    # A trigger request `drumline trigger` recorded; a worker starts it only if its message
+    # carries the same `trigger_token` (so a forged message cannot run anything).
+    PENDING = "pending"
+
+
+class Trigger(StrEnum):
+    """`producer_runs.trigger`: what started a run."""
+
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+
+
+class SkipReason(StrEnum):
+    """Why a worker ran nothing for a message; part of the task's result and log line."""
+
+    STALE_MESSAGE = "stale or forged message (its claim does not hold this slot)"
+    ALREADY_FINISHED = "slot already finished"
+    PRODUCER_GONE = "producer no longer exists"
+    # Also the `error` of the run row of a slot skipped because its producer is paused.
+    PAUSED = "paused"
+    NO_TRIGGER_REQUEST = "no pending trigger request matches (a forged or replayed message)"
