@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -198,5 +199,9 @@ def start_flower(supervisor: Supervisor, plan: Plan) -> str:
     )
     child.wait_until(lambda: port_in_use(port), READY_TIMEOUT_S)
     url = f"http://127.0.0.1:{port}"
-    click.echo(f"flower ready on {url} (user {FLOWER_USER}, password {password})")
-    return f"Flower: {url} (user {FLOWER_USER}, password in {plan.layout.flower_password})"
+    where = f"password in {plan.layout.flower_password}"
+    # The password itself only on a terminal: piped, this output is a log, and secrets never
+    # reach logs.
+    shown = f"password {password}" if sys.stdout.isatty() else where
+    click.echo(f"flower ready on {url} (user {FLOWER_USER}, {shown})")
+    return f"Flower: {url} (user {FLOWER_USER}, {where})"
