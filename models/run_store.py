@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Engine, Row, delete, select
 from models.records import RunRecord
 from models.tables import producer_runs
 from models.transactions import insert_for, transaction
-from models.vocabulary import RunStatus
+from models.vocabulary import RunStatus, Trigger
 
 _r = producer_runs.c
 
@@ -47,7 +47,7 @@ class RunStore:
                     workflow_id=workflow_id,
                     producer_name=producer_name,
                     scheduled_for=scheduled_for,
-                    trigger="manual",
+                    trigger=Trigger.MANUAL,
                     task_id=task_id,
                     attempt=1,
                     status=RunStatus.PENDING,

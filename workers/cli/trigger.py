@@ -18,7 +18,7 @@ from beat.dispatch import PRODUCERS_QUEUE, RUN_PRODUCER, run_producer_call
 from models.records import RunRecord
 from models.run_store import TERMINAL_STATUSES, RunStore
 from models.types import utc_now
-from models.vocabulary import RunStatus
+from models.vocabulary import RunStatus, WorkflowStatus
 from workers.cli.context import (
     CliContext,
     json_option,
@@ -52,7 +52,7 @@ def trigger(
     """
     workflow = require_workflow(ctx, name)
     row = require_producer(ctx, workflow, producer)
-    if workflow.status == "paused" or row.paused:
+    if workflow.status == WorkflowStatus.PAUSED or row.paused:
         raise click.ClickException(
             f"workflow {workflow.name!r} is paused, so nothing was triggered: "
             f"`drumline resume {workflow.name}` first"

@@ -191,7 +191,7 @@ class Lifecycle:
                 return _summary(current, changes, noop=True, status=status)
             now = self.now()
             # Schedule math before the transaction, never inside it (SQLite's write lock).
-            moves = self._missed_runs(current.id, now) if status == "active" else []
+            moves = self._missed_runs(current.id, now) if status == WorkflowStatus.ACTIVE else []
             with self.engine.begin() as conn:
                 record = self.workflows.update_fenced(
                     current.id, current.version, now=now, status=status, conn=conn

@@ -190,7 +190,7 @@ class SlotRunner:
         Its own step, after the claim was renewed by this run: the token still holds it.
         """
         outcome = SlotOutcome(
-            status=schedule.last_status or "skipped",
+            status=schedule.last_status or RunStatus.SKIPPED,
             ran_at=schedule.last_run_at or slot.scheduled_for,
             next_run_at=self._next_run(schedule, slot.scheduled_for, now),
             state=schedule.state,
@@ -292,9 +292,8 @@ class SlotRunner:
     def _next_run(
         self, schedule: ScheduleRecord, scheduled_for: datetime, now: datetime
     ) -> datetime | None:
-        """The next slot after max(scheduled_for, now), on the producer's grid."""
-        if schedule.schedule_type == "manual":
-            return None
+        """The next slot after max(scheduled_for, now), on the producer's grid (None for a
+        manual-only producer: its ManualSchedule never fires)."""
         compiled = schedule_from_row(
             schedule.schedule_type, schedule.schedule_value, schedule.timezone
         )
