@@ -97,3 +97,10 @@ class VersionConflictError(LifecycleError):
 
 class WorkflowNotFoundError(LifecycleError):
     code = "not_found"
+
+
+class VersionNotFoundError(LifecycleError):
+    """A rollback or diff named a version the workflow's history does not hold (never made, or
+    past the history's retention)."""
+
+    code = "no_such_version"

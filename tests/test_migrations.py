@@ -11,12 +11,14 @@ from sqlalchemy import Engine, bindparam, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from models import migrate
+from models.change_store import ChangeAuthor, ChangeStore
 from models.db import make_engine
 from models.run_path import RunPath
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
 from models.tables import metadata
 from models.types import UTCDateTime
+from models.vocabulary import ChangeAction
 from tests.databases import new_workflow, schedule_spec, table_dump
 
 
@@ -64,6 +66,18 @@ def test_upgrade_twice_is_a_no_op(db_url: str) -> None:
         task_id="prices.poll@1",
         now=now,
     )
+    with engine.begin() as conn:
+        ChangeStore(engine).record(
+            workflow="prices",
+            version=1,
+            action=ChangeAction.DEPLOY,
+            definition={"name": "prices"},
+            diff={},
+            author=ChangeAuthor("ops@host"),
+            now=now,
+            keep=10,
+            conn=conn,
+        )
     before = table_dump(engine)
     assert all(before.values()), before
     tables = set(inspect(engine).get_table_names())
@@ -113,7 +127,7 @@ def test_0002_adds_trigger_requests_to_a_populated_database_and_downgrades(
     old_rows = _runs(engine)
     assert len(old_rows) == 4
 
-    migrate.upgrade(engine)
+    migrate.upgrade(engine, "0002")
     assert migrate.current_revision(engine) == "0002"
     assert [row[:-1] for row in _runs(engine)] == old_rows  # the new column comes last
     assert all(row[-1] is None for row in _runs(engine))
