@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, delete, func, select
 
+from models.errors import InvalidAuthorError
 from models.records import JSONDict
 from models.tables import workflow_changes
 from models.transactions import transaction
@@ -34,7 +35,7 @@ class ChangeAuthor:
     def __post_init__(self) -> None:
         problem = author_problem(self.actor, self.note)
         if problem is not None:
-            raise ValueError(problem)
+            raise InvalidAuthorError(problem)
 
 
 def author_problem(actor: str, note: str | None) -> str | None:

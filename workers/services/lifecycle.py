@@ -36,6 +36,7 @@ from models.errors import (
     VersionNotFoundError,
     WorkflowNotFoundError,
 )
+from models.fire_times import upcoming
 from models.records import JSONDict, ScheduleRecord, ScheduleSpec, WorkflowRecord
 from models.schedule_store import ProducerScheduleStore
 from models.schedules import ManualSchedule, schedule_from_row
@@ -136,23 +137,44 @@ class DeployPlan:
     def changes(self) -> ProducerChanges:
         return ProducerChanges(**{kind: self.diff.names(kind) for kind in _CHANGE_KINDS})
 
+    def upcoming(self, count: int) -> dict[str, list[datetime]]:
+        """The next `count` fire times of each producer the deploy gives a fresh next run (added
+        or re-scheduled); the first is the next run it writes."""
+        times: dict[str, list[datetime]] = {}
+        for diff in self.diff.producers:
+            spec = self.specs.get(diff.producer)
+            if spec is not None and diff.rescheduled:
+                schedule = schedule_from_row(spec.schedule_type, spec.schedule_value, spec.timezone)
+                times[diff.producer] = upcoming(schedule, self.now, count)
+        return times
 
-class Lifecycle:
-    """The four lifecycle changes against one database, with one lock service and clock."""
+
+def definition_diff(old: JSONDict, new: JSONDict) -> WorkflowDiff:
+    """What changed between two stored definitions (two versions in the history), by the same
+    producer diff as a deploy."""
+
+    def rows(stored: JSONDict) -> dict[str, ScheduleSpec]:
+        definition = parse_definition(stored, source=SOURCE)
+        return {
+            name: _spec(0, False, name, producer, None)
+            for name, producer in definition.producers.items()
+        }
+
+    return WorkflowDiff(diff_producers(rows(old), rows(new)), workflow_field_changes(old, new))
+
+
+class LifecycleReader:
+    """What needs no lock: plans of changes and the history, against one database."""
 
     def __init__(
         self,
         engine: Engine,
-        locks: WorkflowLocks,
         *,
         now: Callable[[], datetime] = utc_now,
         max_timeout: timedelta | None = None,
-        history_kept: int = DEFAULT_HISTORY_KEPT,
     ) -> None:
         self.engine = engine
         self.max_timeout = max_timeout
-        self.history_kept = history_kept
-        self.locks = locks
         self.now = now
         self.workflows = WorkflowStore(engine)
         self.schedules = ProducerScheduleStore(engine)
@@ -160,7 +182,7 @@ class Lifecycle:
 
     def plan(self, data: object) -> DeployPlan:
         """What `deploy(data)` would do now; validates the same way and writes nothing."""
-        definition = _validate(data, self.max_timeout)
+        definition = validate_definition(data, self.max_timeout)
         return self._plan(definition)
 
     def plan_rollback(self, name: str, version: int) -> DeployPlan:
@@ -178,6 +200,43 @@ class Lifecycle:
             )
         return entry
 
+    def _plan(self, definition: WorkflowDefinition) -> DeployPlan:
+        """The diff of the stored producers against `definition`, read from the database."""
+        current = self.workflows.get(definition.name)
+        now = self.now()
+        rows = (
+            {} if current is None else {r.producer_name: r for r in self.schedules.list(current.id)}
+        )
+        paused = current is not None and current.status == WorkflowStatus.PAUSED
+        next_runs = _next_runs(definition.producers, now)
+        specs = {
+            name: _spec(current.id if current else 0, paused, name, producer, next_runs[name])
+            for name, producer in definition.producers.items()
+        }
+        stored = definition.model_dump(mode="json")
+        diff = WorkflowDiff(
+            diff_producers(rows, specs),
+            workflow_field_changes(current.definition if current else None, stored),
+        )
+        return DeployPlan(definition.name, current, stored, diff, specs, now)
+
+
+class Lifecycle(LifecycleReader):
+    """The lifecycle changes against one database, with one lock service and clock."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        locks: WorkflowLocks,
+        *,
+        now: Callable[[], datetime] = utc_now,
+        max_timeout: timedelta | None = None,
+        history_kept: int = DEFAULT_HISTORY_KEPT,
+    ) -> None:
+        super().__init__(engine, now=now, max_timeout=max_timeout)
+        self.locks = locks
+        self.history_kept = history_kept
+
     def deploy(
         self,
         data: object,
@@ -192,7 +251,7 @@ class Lifecycle:
         state. Redeploying the stored definition writes nothing and reports `noop`. The change
         and its history entry commit together.
         """
-        definition = _validate(data, self.max_timeout)
+        definition = validate_definition(data, self.max_timeout)
         with self.locks.hold(definition.name):
             # Read outside the transaction (no schedule math under SQLite's write lock): the
             # version fence rolls the change back if the workflow moved since.
@@ -308,26 +367,6 @@ class Lifecycle:
             raise WorkflowNotFoundError(f"workflow {name!r} does not exist", {"workflow": name})
         return record
 
-    def _plan(self, definition: WorkflowDefinition) -> DeployPlan:
-        """The diff of the stored producers against `definition`, read from the database."""
-        current = self.workflows.get(definition.name)
-        now = self.now()
-        rows = (
-            {} if current is None else {r.producer_name: r for r in self.schedules.list(current.id)}
-        )
-        paused = current is not None and current.status == WorkflowStatus.PAUSED
-        next_runs = _next_runs(definition.producers, now)
-        specs = {
-            name: _spec(current.id if current else 0, paused, name, producer, next_runs[name])
-            for name, producer in definition.producers.items()
-        }
-        stored = definition.model_dump(mode="json")
-        diff = WorkflowDiff(
-            diff_producers(rows, specs),
-            workflow_field_changes(current.definition if current else None, stored),
-        )
-        return DeployPlan(definition.name, current, stored, diff, specs, now)
-
     def _write_definition(self, plan: DeployPlan, conn: Connection) -> WorkflowRecord:
         """Create or update the workflow row, fenced on the version read before. A workflow
         created again after a delete goes on from the versions in its history."""
@@ -409,7 +448,7 @@ class Lifecycle:
         return moves
 
 
-def _validate(data: object, max_timeout: timedelta | None) -> WorkflowDefinition:
+def validate_definition(data: object, max_timeout: timedelta | None) -> WorkflowDefinition:
     """The same checks as `drumline validate` (one parse function, the same bounds), with the
     workers' own timeout limit."""
     try:
@@ -417,10 +456,10 @@ def _validate(data: object, max_timeout: timedelta | None) -> WorkflowDefinition
             data, source=SOURCE, known_producers=registered_names(), max_timeout=max_timeout
         )
     except DefinitionError as error:
-        raise _invalid(data, error) from None
+        raise invalid_definition(data, error) from None
 
 
-def _invalid(data: object, error: DefinitionError) -> InvalidDefinitionError:
+def invalid_definition(data: object, error: DefinitionError) -> InvalidDefinitionError:
     """One line for people (the first problem and a count), every problem in `details`."""
     name = data.get("name") if isinstance(data, dict) else None
     if not isinstance(name, str):
