@@ -89,15 +89,14 @@ class PendingChange:
             value = self.result.get(timeout=timeout, propagate=False)
         except CeleryTimeoutError:
             raise NoAnswerError(
-                f"{self.workflow}: no answer within {timeout:g}s: is a worker consuming the "
-                "'lifecycle' queue?",
+                f"no answer within {timeout:g}s: is a worker consuming the 'lifecycle' queue?",
                 {"workflow": self.workflow, "task_id": self.task_id},
             ) from None
         if self.result.successful():
             return ChangeSummary.from_json(value)
         if isinstance(value, DrumlineError):
             raise value
-        raise LifecycleError(f"{self.workflow}: the change failed: {value}")
+        raise LifecycleError(str(value) or type(value).__name__, {"workflow": self.workflow})
 
 
 class Drumline:
