@@ -18,6 +18,7 @@ straight from the database. The `drumline` command line is a thin layer over thi
 from __future__ import annotations
 
 import getpass
+import os
 import secrets
 import socket
 import time
@@ -70,8 +71,13 @@ TOKEN_BYTES = 16
 
 
 def default_actor() -> str:
-    """`user@host` of this process: who the history names when no actor is given."""
-    return f"{getpass.getuser()}@{socket.gethostname()}"
+    """`user@host` of this process: who the history names when no actor is given. A process
+    whose user has no name (a container's bare uid) is `uid<N>@host`."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = f"uid{os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
 
 
 @dataclass(frozen=True)
