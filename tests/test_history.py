@@ -4,6 +4,7 @@ and real SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import redis
@@ -26,6 +27,7 @@ from tests.test_lifecycle import (
 )
 from workers.services.lifecycle import Lifecycle, definition_diff
 from workers.services.locks import WorkflowLocks
+from workers.tasks.message_contracts import RefusedMessage, check_arguments
 
 OPS = ChangeAuthor("ops@build-7", "ticket 42")
 
@@ -217,3 +219,34 @@ def test_an_author_the_history_cannot_keep_is_refused(
     with pytest.raises(InvalidAuthorError) as caught:
         ChangeAuthor(actor, note)
     assert str(caught.value).startswith(f"{field} must be")
+
+
+@pytest.mark.parametrize(
+    ("task", "args", "kwargs", "problem"),
+    [
+        ("drumline.pause_workflow", ["prices"], {"actor": "a\nb"}, "actor must be 1 to 200"),
+        ("drumline.pause_workflow", ["prices"], {"note": "why"}, "a note needs an actor"),
+        ("drumline.delete_workflow", ["prices"], {"actor": "x" * 201}, "at most 200 characters"),
+        ("drumline.rollback_workflow", ["prices", "1"], {}, "version: Input should be a valid"),
+        ("drumline.rollback_workflow", ["prices", 0], {}, "greater than or equal to 1"),
+        ("drumline.rollback_workflow", ["prices"], {}, "version: Field required"),
+    ],
+)
+def test_the_boundary_refuses_a_bad_author_or_version(
+    task: str, args: list[Any], kwargs: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(RefusedMessage) as caught:
+        check_arguments(task, args, kwargs)
+    assert problem in str(caught.value)
+
+
+def test_the_boundary_accepts_an_author_and_a_rollback() -> None:
+    checked = check_arguments(
+        "drumline.rollback_workflow", ["prices", 3], {"actor": "ops@host", "note": "é" * 2000}
+    )
+    assert checked.model_dump() == {
+        "name": "prices",
+        "version": 3,
+        "actor": "ops@host",
+        "note": "é" * 2000,
+    }
