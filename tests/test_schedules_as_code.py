@@ -10,24 +10,28 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from celery import Celery
 from sqlalchemy import Engine
 
 from models.change_store import ChangeStore
 from models.definitions import parse_definition
-from models.errors import LifecycleError
+from models.errors import LifecycleError, WorkflowBusyError
 from models.schedule_store import ProducerScheduleStore
 from models.vocabulary import ChangeAction
 from models.workflow_store import WorkflowStore
 from tests.databases import table_dump
 from tests.processes import CeleryProcess, client_app, running_worker
+from workers.services.locks import WorkflowLocks
 
 TIMEOUT_S = 60
 CONCURRENT_DEPLOYS = 12
+HELD_OFF = 2  # deploys sent while the workflow's lock is held: refused as busy
 
 
 def drumline(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -134,24 +138,35 @@ def test_plan_shows_what_the_deploy_then_does_and_writes_nothing(
 
 
 def test_concurrent_deploys_leave_one_history_entry_per_applied_change(
-    drumline_env: dict[str, str], engine: Engine, tmp_path: Path
+    drumline_env: dict[str, str], engine: Engine, redis_url: str, tmp_path: Path
 ) -> None:
     client = client_app(drumline_env)
     definitions = [
         workflow("contended", shared={"run": "demo.noop", "interval": f"{i + 1}m"})
-        for i in range(CONCURRENT_DEPLOYS)
+        for i in range(CONCURRENT_DEPLOYS + HELD_OFF)
     ]
+
+    def send(index: int) -> Any:
+        return client.send_task(
+            "drumline.deploy_workflow",
+            args=[definitions[index]],
+            kwargs={"actor": f"deployer-{index}"},
+        )
+
+    locks = WorkflowLocks(
+        redis.Redis.from_url(redis_url), timeout=timedelta(seconds=60), wait=timedelta(0)
+    )
     with running_worker(drumline_env, tmp_path, concurrency=4):
-        pending = [
-            client.send_task(
-                "drumline.deploy_workflow", args=[d], kwargs={"actor": f"deployer-{i}"}
-            )
-            for i, d in enumerate(definitions)
-        ]
-        outcomes = [result.get(timeout=TIMEOUT_S, propagate=False) for result in pending]
+        # Refused for sure: sent and answered while another change holds the lock.
+        with locks.hold("contended"):
+            busy = [send(i).get(timeout=TIMEOUT_S, propagate=False) for i in range(HELD_OFF)]
+        pending = [send(i) for i in range(HELD_OFF, len(definitions))]
+        answers = [result.get(timeout=TIMEOUT_S, propagate=False) for result in pending]
     client.close()
-    applied = {o["version"]: i for i, o in enumerate(outcomes) if isinstance(o, dict)}
-    refused = [o for o in outcomes if not isinstance(o, dict)]
+    assert all(isinstance(answer, WorkflowBusyError) for answer in busy), busy
+    outcomes = dict(enumerate([*busy, *answers]))
+    applied = {o["version"]: i for i, o in outcomes.items() if isinstance(o, dict)}
+    refused = [o for o in outcomes.values() if not isinstance(o, dict)]
     assert all(isinstance(o, LifecycleError) for o in refused), refused
     assert applied, outcomes
 

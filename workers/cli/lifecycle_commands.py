@@ -124,7 +124,9 @@ def deploy_definitions(
     return _report(pending, wait, timeout, as_json)
 
 
-def _name_command(verb: str, send: Callable[[Drumline], Callable[..., PendingChange]]) -> Any:
+def _name_command(
+    verb: str, send: Callable[[Drumline], Callable[..., PendingChange]]
+) -> click.Command:
     @click.command(name=verb, help=f"{verb.capitalize()} the workflow NAME.")
     @click.argument("name")
     @wait_option
@@ -211,9 +213,7 @@ def _removals(client: Drumline, definitions: Sequence[WorkflowDefinition]) -> li
     """The workflows in the database that none of `definitions` names."""
     named = {definition.name for definition in definitions}
     return [
-        Removal(
-            workflow, [status.schedule.producer_name for status in client.status(workflow.name)]
-        )
+        Removal(workflow, sorted(workflow.definition.get("producers", {})))
         for workflow in client.workflows()
         if workflow.name not in named
     ]

@@ -37,6 +37,7 @@ from models.errors import (
     WorkflowNotFoundError,
 )
 from models.fire_times import upcoming
+from models.log_text import loggable
 from models.records import JSONDict, ScheduleRecord, ScheduleSpec, WorkflowRecord
 from models.schedule_store import ProducerScheduleStore
 from models.schedules import ManualSchedule, schedule_from_row
@@ -417,6 +418,13 @@ class Lifecycle(LifecycleReader):
         conn: Connection,
     ) -> None:
         """The history entry of a change, in the change's own transaction."""
+        logger.info(
+            "recording %s of workflow %r v%d by %s",
+            action,
+            workflow.name,
+            workflow.version,
+            loggable(author.actor),
+        )
         self.history.record(
             workflow=workflow.name,
             version=workflow.version,
