@@ -133,6 +133,10 @@ def test_plan_shows_what_the_deploy_then_does_and_writes_nothing(
     again = drumline(env, "plan", str(path))
     assert again.returncode == 0, again.stderr
     assert "prices v2: no change" in again.stdout
+    settled = table_dump(engine)
+    redeployed = drumline(env, "deploy", str(path))  # what the plan said: nothing
+    assert (redeployed.returncode, redeployed.stdout) == (0, "prices v2: no change\n")
+    assert table_dump(engine) == settled
     new = drumline(env, "plan", str(write(tmp_path / "v3" / "other.json", V1 | {"name": "n"})))
     assert new.returncode == 2 and "n: create" in new.stdout
 
