@@ -1,14 +1,14 @@
-"""Workflow lifecycle: deploy (create or update), pause, resume, delete.
+"""Workflow lifecycle: deploy (create or update), pause, resume, delete, rollback; and plans.
 
 Every change runs the same way:
 
 1. validate first: an invalid definition raises `InvalidDefinitionError` and writes nothing;
 2. take the workflow's Redis lock, so concurrent changes queue instead of colliding;
-3. read the workflow and its version;
-4. in ONE database transaction, re-check that version with the stores' fenced writes and apply the
-   change. The lock may have expired under a slow change, so the version check is what really
-   keeps two changes from interleaving: if it moved, the transaction rolls back and
-   `VersionConflictError` says so.
+3. read the workflow and its version (a deploy: its plan, the same one `drumline plan` shows);
+4. in ONE database transaction, re-check that version with the stores' fenced writes, apply the
+   change and record it in the history. The lock may have expired under a slow change, so the
+   version check is what really keeps two changes from interleaving: if it moved, the
+   transaction rolls back, history entry included, and `VersionConflictError` says so.
 
 No Celery here: the tasks in `workers/tasks/lifecycle_tasks.py` wire this to the app's settings.
 """
