@@ -23,6 +23,8 @@ _c = workflow_changes.c
 
 MAX_ACTOR_CHARS = 200
 MAX_NOTE_CHARS = 2000
+# The largest version a rollback or diff may name (the column is a 32-bit integer).
+MAX_VERSION = 2**31 - 1
 
 
 @dataclass(frozen=True)

@@ -336,7 +336,7 @@ def test_the_client_from_a_plain_python_process_deploys_triggers_and_reads_runs(
     assert out["refusal"] == "WorkflowNotFoundError: workflow 'nope' does not exist"
 
 
-def test_a_note_the_history_cannot_keep_is_refused_before_sending(
+def test_a_bad_note_actor_or_name_is_refused_before_sending(
     drumline_env: dict[str, str], tmp_path: Path
 ) -> None:
     """No worker runs here: a refused note must not even reach the broker."""
@@ -347,6 +347,9 @@ def test_a_note_the_history_cannot_keep_is_refused_before_sending(
     bad_actor = drumline(drumline_env, "pause", "prices", "--actor", "a\tb", "--no-wait")
     assert bad_actor.returncode == 2
     assert "--actor" in bad_actor.stderr and "printable" in bad_actor.stderr
+    bad_name = drumline(drumline_env, "pause", "Bad\nName", "--no-wait")
+    assert bad_name.returncode == 1
+    assert "'Bad\\nName' cannot be a workflow name" in bad_name.stderr
     client = Celery(broker=drumline_env["DRUMLINE_BROKER_URL"])
     with client.connection() as connection:
         assert connection.default_channel.client.llen("lifecycle") == 0

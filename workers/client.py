@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import secrets
 import socket
 import time
@@ -33,9 +34,9 @@ from kombu.exceptions import OperationalError
 from sqlalchemy import Engine
 
 from beat.dispatch import PRODUCERS_QUEUE, RUN_PRODUCER, run_producer_call
-from models.change_store import ChangeAuthor, ChangeRecord, ChangeStore
+from models.change_store import MAX_VERSION, ChangeAuthor, ChangeRecord, ChangeStore
 from models.db import make_engine, redact_url
-from models.definitions import WorkflowDefinition, parse_definition
+from models.definitions import SLUG_PATTERN, WorkflowDefinition, parse_definition
 from models.errors import (
     BrokerUnreachableError,
     DefinitionError,
@@ -43,8 +44,10 @@ from models.errors import (
     LifecycleError,
     NoAnswerError,
     TriggerRefusedError,
+    VersionNotFoundError,
     WorkflowNotFoundError,
 )
+from models.log_text import loggable
 from models.read_models import ProducerStatus, producer_status
 from models.records import RunRecord, WorkflowRecord
 from models.run_store import TERMINAL_STATUSES, RunStore
@@ -159,6 +162,11 @@ class Drumline:
     def send_rollback(self, name: str, version: int, *, note: str | None = None) -> PendingChange:
         """Deploy version `version` of the workflow again, as a new version; the workers read
         that definition from the history, under the workflow's lock and version fence."""
+        if not 1 <= version <= MAX_VERSION:
+            raise VersionNotFoundError(
+                f"workflow {name!r} has no version {version}",
+                {"workflow": name, "version": version},
+            )
         return self._send("drumline.rollback_workflow", name, [name, version], note)
 
     def deploy(
@@ -307,6 +315,14 @@ class Drumline:
     def _send(
         self, task: str, workflow: str, args: Sequence[Any], note: str | None
     ) -> PendingChange:
+        """Send a lifecycle task with this client's author; what its contract would refuse is
+        refused here, before anything is sent."""
+        if re.match(SLUG_PATTERN, workflow) is None:
+            raise WorkflowNotFoundError(
+                f"'{loggable(workflow)}' cannot be a workflow name (lowercase letters, digits,"
+                " - and _, at most 63)",
+                {"workflow": loggable(workflow)},
+            )
         author = ChangeAuthor(self.actor, note)
         result = self._publish(
             task, args=list(args), kwargs={"actor": author.actor, "note": author.note}

@@ -8,7 +8,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from models.change_store import ChangeRecord
+from models.change_store import MAX_VERSION, ChangeRecord
 from models.errors import DrumlineError
 from models.log_text import loggable
 from workers.cli.context import CliContext, json_option, pass_context, print_json, when
@@ -17,7 +17,7 @@ from workers.cli.read_commands import console, shown
 
 MAX_HISTORY = 10_000
 NOTE_CHARS = 60
-versions = click.IntRange(1, 2**31 - 1)
+versions = click.IntRange(1, MAX_VERSION)
 
 
 @click.command()

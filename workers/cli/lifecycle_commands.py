@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from models.change_store import MAX_VERSION
 from models.definitions import WorkflowDefinition, load_definition_files
 from models.errors import DefinitionError, DrumlineError
 from workers.cli.context import (
@@ -158,7 +159,7 @@ delete = _name_command("delete", lambda client: client.send_delete)
 
 @click.command()
 @click.argument("name")
-@click.option("--to", "version", type=click.IntRange(1, 2**31 - 1), required=True)
+@click.option("--to", "version", type=click.IntRange(1, MAX_VERSION), required=True)
 @plan_flag
 @wait_option
 @wait_timeout_option

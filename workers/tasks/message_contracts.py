@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from beat.dispatch import RUN_PRODUCER
-from models.change_store import MAX_ACTOR_CHARS, MAX_NOTE_CHARS, author_problem
+from models.change_store import MAX_ACTOR_CHARS, MAX_NOTE_CHARS, MAX_VERSION, author_problem
 from models.definitions import SLUG_PATTERN
 from models.plain_json import JsonBounds, PlainJsonError, check_plain_json
 from workers.tasks.celery_config import PRUNE_RUNS
@@ -123,7 +123,7 @@ class RollbackArguments(_AuthoredArguments):
     """`drumline.rollback_workflow`: a workflow and a version of its history."""
 
     name: Slug
-    version: int = Field(ge=1, le=2**31 - 1)
+    version: int = Field(ge=1, le=MAX_VERSION)
 
 
 class NoArguments(_Arguments):
