@@ -347,6 +347,15 @@ def test_a_bad_note_actor_or_name_is_refused_before_sending(
     bad_actor = drumline(drumline_env, "pause", "prices", "--actor", "a\tb", "--no-wait")
     assert bad_actor.returncode == 2
     assert "--actor" in bad_actor.stderr and "printable" in bad_actor.stderr
+    unknown = write(tmp_path / "unknown.json", workflow("x", p={"run": "nope.missing"}))
+    planned = drumline(drumline_env, "plan", str(unknown))
+    assert planned.returncode == 1
+    assert "workflow 'x': invalid definition: producers.p.run" in planned.stderr
+    cron = write(
+        tmp_path / "cron.json", workflow("x", p={"run": "demo.noop", "cron": "61 * * * *"})
+    )
+    planned = drumline(drumline_env, "plan", str(cron))
+    assert planned.returncode == 1 and "producers.p.cron" in planned.stderr
     bad_name = drumline(drumline_env, "pause", "Bad\nName", "--no-wait")
     assert bad_name.returncode == 1
     assert "'Bad\\nName' cannot be a workflow name" in bad_name.stderr
