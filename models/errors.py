@@ -97,3 +97,28 @@ class VersionConflictError(LifecycleError):
 
 class WorkflowNotFoundError(LifecycleError):
     code = "not_found"
+
+
+class VersionNotFoundError(LifecycleError):
+    """A rollback or diff named a version the workflow's history does not hold (never made, or
+    past the history's retention)."""
+
+    code = "no_such_version"
+
+
+class NoAnswerError(LifecycleError):
+    """No worker answered a change in time; it may still be applied (see `drumline history`)."""
+
+    code = "no_answer"
+
+
+class TriggerRefusedError(DrumlineError):
+    """A trigger was refused before anything was sent (a paused workflow, no such producer)."""
+
+
+class BrokerUnreachableError(DrumlineError):
+    """The broker could not be reached, so nothing was sent."""
+
+
+class InvalidAuthorError(DrumlineError, ValueError):
+    """An actor or note that the history cannot record; the message names the field."""

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 
 from models.types import UTCDateTime
-from models.vocabulary import RunStatus, ScheduleKind, Trigger, WorkflowStatus
+from models.vocabulary import ChangeAction, RunStatus, ScheduleKind, Trigger, WorkflowStatus
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -40,6 +40,7 @@ WORKFLOW_STATUSES = tuple(WorkflowStatus)
 SCHEDULE_TYPES = tuple(ScheduleKind)
 RUN_STATUSES = tuple(RunStatus)
 RUN_TRIGGERS = tuple(Trigger)
+CHANGE_ACTIONS = tuple(ChangeAction)
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
@@ -143,4 +144,23 @@ Index(
     producer_schedules.c.claimed_until,
     postgresql_where=producer_schedules.c.claimed_until.is_not(None),
     sqlite_where=producer_schedules.c.claimed_until.is_not(None),
+)
+
+# The history of lifecycle changes, keyed by the workflow's NAME (no foreign key): it outlives a
+# deleted workflow, and a workflow created again under the same name goes on from its versions.
+workflow_changes = Table(
+    "workflow_changes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("workflow", String(63), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("definition", JSON, nullable=False),
+    Column("diff", JSON, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("note", Text, nullable=True),
+    Column("changed_at", UTCDateTime, nullable=False),
+    # One entry per version of a workflow: two changes can never both claim one.
+    UniqueConstraint("workflow", "version"),
+    _one_of("action", CHANGE_ACTIONS),
 )

@@ -51,3 +51,13 @@ class SkipReason(StrEnum):
     # Also the `error` of the run row of a slot skipped because its producer is paused.
     PAUSED = "paused"
     NO_TRIGGER_REQUEST = "no pending trigger request matches (a forged or replayed message)"
+
+
+class ChangeAction(StrEnum):
+    """`workflow_changes.action`: which lifecycle change a history entry records."""
+
+    DEPLOY = "deploy"
+    PAUSE = "pause"
+    RESUME = "resume"
+    DELETE = "delete"
+    ROLLBACK = "rollback"

@@ -30,16 +30,23 @@ class WorkflowStore:
         return [_record(row) for row in rows]
 
     def create(
-        self, name: str, definition: JSONDict, *, now: datetime, conn: Connection | None = None
+        self,
+        name: str,
+        definition: JSONDict,
+        *,
+        now: datetime,
+        version: int = 1,
+        conn: Connection | None = None,
     ) -> WorkflowRecord | None:
-        """Insert a new workflow at version 1; None if the name was taken meanwhile."""
+        """Insert a new workflow at `version` (1, or past the history of a deleted one of the
+        same name); None if the name was taken meanwhile."""
         with transaction(self.engine, conn) as c:
             stmt = (
                 insert_for(c, workflows)
                 .values(
                     name=name,
                     status=WorkflowStatus.ACTIVE,
-                    version=1,
+                    version=version,
                     definition=definition,
                     created_at=now,
                     updated_at=now,

@@ -13,6 +13,7 @@ TIMEOUT_COMMANDS = [
     ["pause", "wf"],
     ["resume", "wf"],
     ["delete", "wf"],
+    ["rollback", "wf", "--to", "1"],
     ["trigger", "wf", "p", "--wait"],
 ]
 BAD_SECONDS = ["nan", "NaN", "inf", "-inf", "-1", "0", "0.05", "1e999", "3601", "99999999999", "x"]

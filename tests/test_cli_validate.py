@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from workers.cli.validate_command import upcoming, validate
+from models.fire_times import upcoming
+from workers.cli.validate_command import validate
 from workers.registry import registered_names
 
 REPO = Path(__file__).resolve().parent.parent

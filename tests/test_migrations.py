@@ -11,12 +11,14 @@ from sqlalchemy import Engine, bindparam, inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from models import migrate
+from models.change_store import ChangeAuthor, ChangeStore
 from models.db import make_engine
 from models.run_path import RunPath
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
 from models.tables import metadata
 from models.types import UTCDateTime
+from models.vocabulary import ChangeAction
 from tests.databases import new_workflow, schedule_spec, table_dump
 
 
@@ -64,6 +66,18 @@ def test_upgrade_twice_is_a_no_op(db_url: str) -> None:
         task_id="prices.poll@1",
         now=now,
     )
+    with engine.begin() as conn:
+        ChangeStore(engine).record(
+            workflow="prices",
+            version=1,
+            action=ChangeAction.DEPLOY,
+            definition={"name": "prices"},
+            diff={},
+            author=ChangeAuthor("ops@host"),
+            now=now,
+            keep=10,
+            conn=conn,
+        )
     before = table_dump(engine)
     assert all(before.values()), before
     tables = set(inspect(engine).get_table_names())
@@ -113,7 +127,7 @@ def test_0002_adds_trigger_requests_to_a_populated_database_and_downgrades(
     old_rows = _runs(engine)
     assert len(old_rows) == 4
 
-    migrate.upgrade(engine)
+    migrate.upgrade(engine, "0002")
     assert migrate.current_revision(engine) == "0002"
     assert [row[:-1] for row in _runs(engine)] == old_rows  # the new column comes last
     assert all(row[-1] is None for row in _runs(engine))
@@ -144,3 +158,55 @@ def test_0002_adds_trigger_requests_to_a_populated_database_and_downgrades(
 def _runs(engine: Engine) -> list[tuple[object, ...]]:
     with engine.connect() as conn:
         return [tuple(row) for row in conn.execute(text("SELECT * FROM producer_runs ORDER BY id"))]
+
+
+# The revision 0004 (the change history) follows; the lead re-chains it here at merge.
+BEFORE_0004 = "0002"
+
+
+def test_0004_adds_the_change_history_to_a_populated_database_and_downgrades(
+    empty_db_url: str,
+) -> None:
+    """previous -> 0004 keeps every row and records each workflow as it stands; 0004 ->
+    previous drops only the history."""
+    engine = make_engine(empty_db_url)
+    migrate.upgrade(engine, BEFORE_0004)
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    for name, version in (("prices", 3), ("reports", 1)):
+        workflow = new_workflow(engine, name, {"name": name, "description": name}, now=now)
+        ProducerScheduleStore(engine).upsert(schedule_spec(workflow.id, next_run_at=now), now=now)
+        with engine.begin() as conn:
+            conn.execute(
+                text("UPDATE workflows SET version = :v WHERE id = :id"),
+                {"v": version, "id": workflow.id},
+            )
+    before = _rows(engine, OLD_TABLES)
+
+    migrate.upgrade(engine, "0004")
+    assert _rows(engine, OLD_TABLES) == before
+    entries = {name: ChangeStore(engine).list(name, 10) for name in ("prices", "reports")}
+    assert {
+        name: [(e.version, e.action, e.definition) for e in es] for name, es in entries.items()
+    } == {
+        "prices": [(3, ChangeAction.DEPLOY, {"name": "prices", "description": "prices"})],
+        "reports": [(1, ChangeAction.DEPLOY, {"name": "reports", "description": "reports"})],
+    }
+    assert entries["prices"][0].actor == "drumline migrate"
+
+    migrate.downgrade(engine, BEFORE_0004)
+    assert migrate.current_revision(engine) == BEFORE_0004
+    assert "workflow_changes" not in inspect(engine).get_table_names()
+    assert _rows(engine, OLD_TABLES) == before
+    engine.dispose()
+
+
+OLD_TABLES = ("workflows", "producer_schedules", "producer_runs")
+
+
+def _rows(engine: Engine, tables: tuple[str, ...]) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of `tables`, read with plain SQL (the models name tables a revision lacks)."""
+    with engine.connect() as conn:
+        return {
+            table: [tuple(row) for row in conn.execute(text(f"SELECT * FROM {table} ORDER BY id"))]
+            for table in tables
+        }

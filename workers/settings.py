@@ -49,6 +49,8 @@ class Settings:
     run_max_age: timedelta | None
     runs_kept_per_producer: int | None
     prune_interval: timedelta
+    # Lifecycle history entries kept per workflow (its newest ones).
+    history_kept: int
     celery_config_module: str | None
     result_max_bytes: int
     state_max_bytes: int
@@ -338,6 +340,16 @@ FIELDS: tuple[Field, ...] = (
         "10,000,000)",
         minimum=0,
         maximum=10_000_000,
+    ),
+    Field(
+        "DRUMLINE_HISTORY_PER_WORKFLOW",
+        "history_kept",
+        _whole,
+        "100",
+        "each workflow's change history keeps its newest N entries, deleted ones' too "
+        "(1 to 100,000)",
+        minimum=1,
+        maximum=100_000,
     ),
     Field(
         "DRUMLINE_PRUNE_INTERVAL_SECONDS",

@@ -19,16 +19,21 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from models import migrate as migrations
 from models.db import make_engine, redact_url
-from models.errors import SettingsError
+from models.errors import InvalidAuthorError, SettingsError
 from models.records import ScheduleRecord, WorkflowRecord
 from models.schedule_store import ProducerScheduleStore
 from models.workflow_store import WorkflowStore
+from workers.client import Drumline
 from workers.settings import Settings
 from workers.tasks.celery_config import create_app
 
 FC = TypeVar("FC", bound=Callable[..., Any] | click.Command)
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+actor_option = click.option(
+    "--actor", help="Who the change's history entry names (default: user@host of this process)."
+)
+note_option = click.option("--note", help="Why: kept in the change's history entry.")
 logger = logging.getLogger("drumline.cli")
 
 MAX_WAIT_SECONDS = 3600.0
@@ -124,6 +129,21 @@ class CliContext:
     def celery(self) -> Celery:
         logger.info("broker: %s", redact_url(self.settings.broker_url))
         return create_app(self.settings)
+
+    def client(
+        self, *, actor: str | None = None, broker: bool = False, database: bool = False
+    ) -> Drumline:
+        """The Python client over this command's resources: the broker and the (checked)
+        database only where the command needs them. A bad `--actor` exits 2 naming it."""
+        try:
+            return Drumline(
+                self.settings,
+                app=self.celery if broker else None,
+                engine=self.engine if database else None,
+                actor=actor,
+            )
+        except InvalidAuthorError as exc:
+            raise click.BadParameter(str(exc), param_hint="--actor") from None
 
 
 def _sqlite_file(url: str) -> Path | None:

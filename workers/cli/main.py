@@ -9,7 +9,8 @@ import click
 
 from workers.cli.dead_letters_command import dead_letters
 from workers.cli.flower_command import flower
-from workers.cli.lifecycle_commands import delete, deploy, pause, resume
+from workers.cli.history_commands import diff, history
+from workers.cli.lifecycle_commands import delete, deploy, pause, plan, resume, rollback
 from workers.cli.migrate import migrate
 from workers.cli.read_commands import ls, runs, status
 from workers.cli.trigger import trigger
@@ -45,9 +46,13 @@ for command in (
     validate,
     migrate,
     deploy,
+    plan,
     pause,
     resume,
     delete,
+    rollback,
+    history,
+    diff,
     ls,
     status,
     runs,

@@ -12,7 +12,8 @@ import click
 
 from models.definitions import WorkflowDefinition, load_definition_files
 from models.errors import DefinitionError
-from models.schedules import ManualSchedule, Schedule
+from models.fire_times import upcoming
+from models.schedules import ManualSchedule
 from workers.cli.context import json_option, load_settings, print_json
 from workers.registry import load_producer_modules, registered_names
 
@@ -110,21 +111,6 @@ def _workflow_report(definition: WorkflowDefinition, start: datetime, count: int
             }
         )
     return {"name": definition.name, "producers": producers}
-
-
-def upcoming(schedule: Schedule | None, start: datetime, count: int) -> list[datetime]:
-    """The next `count` fire times after `start` (fewer if the schedule runs out)."""
-    moments: list[datetime] = []
-    if schedule is None:
-        return moments
-    cursor: datetime | None = start
-    anchor: datetime | None = None
-    while cursor is not None and len(moments) < count:
-        cursor = schedule.next_after(cursor, anchor=anchor)
-        if cursor is not None:
-            moments.append(cursor)
-            anchor = cursor
-    return moments
 
 
 def _print_workflow(workflow: dict[str, Any]) -> None:

@@ -1,14 +1,14 @@
-"""Workflow lifecycle: deploy (create or update), pause, resume, delete.
+"""Workflow lifecycle: deploy (create or update), pause, resume, delete, rollback; and plans.
 
 Every change runs the same way:
 
 1. validate first: an invalid definition raises `InvalidDefinitionError` and writes nothing;
 2. take the workflow's Redis lock, so concurrent changes queue instead of colliding;
-3. read the workflow and its version;
-4. in ONE database transaction, re-check that version with the stores' fenced writes and apply the
-   change. The lock may have expired under a slow change, so the version check is what really
-   keeps two changes from interleaving: if it moved, the transaction rolls back and
-   `VersionConflictError` says so.
+3. read the workflow and its version (a deploy: its plan, the same one `drumline plan` shows);
+4. in ONE database transaction, re-check that version with the stores' fenced writes, apply the
+   change and record it in the history. The lock may have expired under a slow change, so the
+   version check is what really keeps two changes from interleaving: if it moved, the
+   transaction rolls back, history entry included, and `VersionConflictError` says so.
 
 No Celery here: the tasks in `workers/tasks/lifecycle_tasks.py` wire this to the app's settings.
 """
@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 
+from models.change_store import ChangeAuthor, ChangeRecord, ChangeStore
 from models.definitions import (
     ProducerDefinition,
     WorkflowDefinition,
@@ -32,13 +33,17 @@ from models.errors import (
     DefinitionError,
     InvalidDefinitionError,
     VersionConflictError,
+    VersionNotFoundError,
     WorkflowNotFoundError,
 )
+from models.fire_times import upcoming
+from models.log_text import loggable
 from models.records import JSONDict, ScheduleRecord, ScheduleSpec, WorkflowRecord
 from models.schedule_store import ProducerScheduleStore
 from models.schedules import ManualSchedule, schedule_from_row
 from models.types import utc_now
-from models.vocabulary import WorkflowStatus
+from models.vocabulary import ChangeAction, WorkflowStatus
+from models.workflow_diff import WorkflowDiff, diff_producers, workflow_field_changes
 from models.workflow_store import WorkflowStore
 from workers.registry import registered_names
 from workers.services.locks import WorkflowLocks
@@ -47,6 +52,10 @@ logger = logging.getLogger("drumline.lifecycle")
 
 # Where problems say they are: a definition sent to the workers has no file name.
 SOURCE = "<definition>"
+# Who made a change sent without an actor (by a client that predates the history).
+UNKNOWN_AUTHOR = ChangeAuthor("unknown")
+# History entries kept per workflow unless the caller says otherwise.
+DEFAULT_HISTORY_KEPT = 100
 
 
 @dataclass
@@ -107,8 +116,114 @@ class ChangeSummary:
 _CHANGE_KINDS = tuple(kind.name for kind in fields(ProducerChanges))
 
 
-class Lifecycle:
-    """The four lifecycle changes against one database, with one lock service and clock."""
+@dataclass(frozen=True)
+class DeployPlan:
+    """What deploying a definition does, as read from the database: `drumline plan` shows it
+    and writes nothing; the deploy task computes the same plan under the lock and applies it."""
+
+    workflow: str
+    current: WorkflowRecord | None  # None: the deploy creates the workflow
+    stored: JSONDict  # the definition as the workflow row keeps it
+    diff: WorkflowDiff
+    # The row each producer's definition calls for; workflow_id is 0 for a new workflow.
+    specs: Mapping[str, ScheduleSpec]
+    now: datetime
+
+    @property
+    def noop(self) -> bool:
+        """Whether the deploy writes nothing: the stored definition is this one already."""
+        return self.current is not None and self.current.definition == self.stored
+
+    @property
+    def changes(self) -> ProducerChanges:
+        return ProducerChanges(**{kind: self.diff.names(kind) for kind in _CHANGE_KINDS})
+
+    def upcoming(self, count: int) -> dict[str, list[datetime]]:
+        """The next `count` fire times of each producer the deploy gives a fresh next run (added
+        or re-scheduled); the first is the next run it writes."""
+        times: dict[str, list[datetime]] = {}
+        for diff in self.diff.producers:
+            spec = self.specs.get(diff.producer)
+            if spec is not None and diff.rescheduled:
+                schedule = schedule_from_row(spec.schedule_type, spec.schedule_value, spec.timezone)
+                times[diff.producer] = upcoming(schedule, self.now, count)
+        return times
+
+
+def definition_diff(old: JSONDict, new: JSONDict) -> WorkflowDiff:
+    """What changed between two stored definitions (two versions in the history), by the same
+    producer diff as a deploy."""
+
+    def rows(stored: JSONDict) -> dict[str, ScheduleSpec]:
+        definition = parse_definition(stored, source=SOURCE)
+        return {
+            name: _spec(0, False, name, producer, None)
+            for name, producer in definition.producers.items()
+        }
+
+    return WorkflowDiff(diff_producers(rows(old), rows(new)), workflow_field_changes(old, new))
+
+
+class LifecycleReader:
+    """What needs no lock: plans of changes and the history, against one database."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        now: Callable[[], datetime] = utc_now,
+        max_timeout: timedelta | None = None,
+    ) -> None:
+        self.engine = engine
+        self.max_timeout = max_timeout
+        self.now = now
+        self.workflows = WorkflowStore(engine)
+        self.schedules = ProducerScheduleStore(engine)
+        self.history = ChangeStore(engine)
+
+    def plan(self, data: object) -> DeployPlan:
+        """What `deploy(data)` would do now; validates the same way and writes nothing."""
+        definition = validate_definition(data, self.max_timeout)
+        return self._plan(definition)
+
+    def plan_rollback(self, name: str, version: int) -> DeployPlan:
+        """What `rollback(name, version)` would do now; writes nothing."""
+        return self.plan(self.change(name, version).definition)
+
+    def change(self, name: str, version: int) -> ChangeRecord:
+        """The history entry of `version`; VersionNotFoundError if there is none."""
+        entry = self.history.get(name, version)
+        if entry is None:
+            raise VersionNotFoundError(
+                f"workflow {name!r} has no version {version} in its history "
+                "(see `drumline history`)",
+                {"workflow": name, "version": version},
+            )
+        return entry
+
+    def _plan(self, definition: WorkflowDefinition) -> DeployPlan:
+        """The diff of the stored producers against `definition`, read from the database."""
+        current = self.workflows.get(definition.name)
+        now = self.now()
+        rows = (
+            {} if current is None else {r.producer_name: r for r in self.schedules.list(current.id)}
+        )
+        paused = current is not None and current.status == WorkflowStatus.PAUSED
+        next_runs = _next_runs(definition.producers, now)
+        specs = {
+            name: _spec(current.id if current else 0, paused, name, producer, next_runs[name])
+            for name, producer in definition.producers.items()
+        }
+        stored = definition.model_dump(mode="json")
+        diff = WorkflowDiff(
+            diff_producers(rows, specs),
+            workflow_field_changes(current.definition if current else None, stored),
+        )
+        return DeployPlan(definition.name, current, stored, diff, specs, now)
+
+
+class Lifecycle(LifecycleReader):
+    """The lifecycle changes against one database, with one lock service and clock."""
 
     def __init__(
         self,
@@ -117,35 +232,45 @@ class Lifecycle:
         *,
         now: Callable[[], datetime] = utc_now,
         max_timeout: timedelta | None = None,
+        history_kept: int = DEFAULT_HISTORY_KEPT,
     ) -> None:
-        self.engine = engine
-        self.max_timeout = max_timeout
+        super().__init__(engine, now=now, max_timeout=max_timeout)
         self.locks = locks
-        self.now = now
-        self.workflows = WorkflowStore(engine)
-        self.schedules = ProducerScheduleStore(engine)
+        self.history_kept = history_kept
 
-    def deploy(self, data: object) -> ChangeSummary:
+    def deploy(
+        self,
+        data: object,
+        *,
+        author: ChangeAuthor = UNKNOWN_AUTHOR,
+        rollback_of: int | None = None,
+    ) -> ChangeSummary:
         """Create the workflow or bring it to `data`, touching only the producers that changed.
 
         A producer whose schedule changed gets a fresh next run and loses any claim (a run in
         flight is superseded); one whose config alone changed keeps its next run, claim and
-        state. Redeploying the stored definition writes nothing and reports `noop`.
+        state. Redeploying the stored definition writes nothing and reports `noop`. The change
+        and its history entry commit together.
         """
-        definition = _validate(data, self.max_timeout)
-        stored = definition.model_dump(mode="json")
+        definition = validate_definition(data, self.max_timeout)
         with self.locks.hold(definition.name):
-            current = self.workflows.get(definition.name)
-            if current is not None and current.definition == stored:
+            # Read outside the transaction (no schedule math under SQLite's write lock): the
+            # version fence rolls the change back if the workflow moved since.
+            plan = self._plan(definition)
+            if plan.current is not None and plan.noop:
+                current = plan.current
                 logger.info("workflow %r v%d redeployed unchanged", current.name, current.version)
                 changes = ProducerChanges(unchanged=list(definition.producers))
                 return _summary(current, changes, noop=True)
-            now = self.now()
-            # Schedule math before the transaction, never inside it (SQLite's write lock).
-            next_runs = _next_runs(definition.producers, now)
+            diff = plan.diff.to_json()
+            action = ChangeAction.DEPLOY
+            if rollback_of is not None:
+                action, diff = ChangeAction.ROLLBACK, {**diff, "rollback_of": rollback_of}
             with self.engine.begin() as conn:
-                record = self._write_definition(definition.name, current, stored, now, conn)
-                changes = self._apply_producers(record, definition.producers, next_runs, now, conn)
+                record = self._write_definition(plan, conn)
+                self._apply_producers(record, plan, conn)
+                self._record(record, action, diff, author, plan.now, conn)
+        changes = plan.changes
         logger.info(
             "deployed workflow %r v%d: added %s; changed %s; removed %s; unchanged %s",
             record.name,
@@ -154,34 +279,47 @@ class Lifecycle:
         )
         return _summary(record, changes, noop=False)
 
-    def pause(self, name: str) -> ChangeSummary:
+    def rollback(
+        self, name: str, version: int, *, author: ChangeAuthor = UNKNOWN_AUTHOR
+    ) -> ChangeSummary:
+        """Deploy the definition of `version` as a new version, recorded as a rollback."""
+        return self.deploy(
+            self.change(name, version).definition, author=author, rollback_of=version
+        )
+
+    def pause(self, name: str, *, author: ChangeAuthor = UNKNOWN_AUTHOR) -> ChangeSummary:
         """Stop the workflow's producers from becoming due; runs in flight finish normally.
 
         Messages already queued are not run: the worker's start step sees `paused` on the row
         and records the slot skipped (models.run_path)."""
-        return self._set_status(name, WorkflowStatus.PAUSED)
+        return self._set_status(name, WorkflowStatus.PAUSED, author)
 
-    def resume(self, name: str) -> ChangeSummary:
+    def resume(self, name: str, *, author: ChangeAuthor = UNKNOWN_AUTHOR) -> ChangeSummary:
         """Let the producers run again, from their next slot after now: no burst of missed runs.
 
         The summary's `rescheduled` lists the producers whose next run passed while paused.
         """
-        return self._set_status(name, WorkflowStatus.ACTIVE)
+        return self._set_status(name, WorkflowStatus.ACTIVE, author)
 
-    def delete(self, name: str) -> ChangeSummary:
-        """Delete the workflow; its schedules and run history go with it (ON DELETE CASCADE)."""
+    def delete(self, name: str, *, author: ChangeAuthor = UNKNOWN_AUTHOR) -> ChangeSummary:
+        """Delete the workflow; its schedules and run history go with it (ON DELETE CASCADE).
+
+        Its change history stays, ending with the delete as the next version."""
         with self.locks.hold(name):
             current = self._require(name)
             with self.engine.begin() as conn:
                 producers = _names(self.schedules.list(current.id, conn=conn))
                 if not self.workflows.delete_fenced(current.id, current.version, conn=conn):
                     raise _conflict(name, current.version)
+                gone = replace(current, version=current.version + 1)
+                diff = {"removed": producers}
+                self._record(gone, ChangeAction.DELETE, diff, author, self.now(), conn)
         logger.info(
             "deleted workflow %r (v%d) and its producers %s", name, current.version, producers
         )
         return _summary(current, ProducerChanges(removed=producers), noop=False, deleted=True)
 
-    def _set_status(self, name: str, status: WorkflowStatus) -> ChangeSummary:
+    def _set_status(self, name: str, status: WorkflowStatus, author: ChangeAuthor) -> ChangeSummary:
         with self.locks.hold(name):
             current = self._require(name)
             if current.status == status:
@@ -208,6 +346,11 @@ class Lifecycle:
                         schedule_id, read=read, to=next_run, now=now, conn=conn
                     )
                 )
+                action = ChangeAction.PAUSE if paused else ChangeAction.RESUME
+                diff: JSONDict = {"status": {"old": current.status, "new": status.value}}
+                if not paused:
+                    diff["rescheduled"] = rescheduled
+                self._record(record, action, diff, author, now, conn)
         logger.info(
             "workflow %r v%d is now %s%s",
             name,
@@ -225,58 +368,74 @@ class Lifecycle:
             raise WorkflowNotFoundError(f"workflow {name!r} does not exist", {"workflow": name})
         return record
 
-    def _write_definition(
-        self,
-        name: str,
-        current: WorkflowRecord | None,
-        stored: JSONDict,
-        now: datetime,
-        conn: Connection,
-    ) -> WorkflowRecord:
-        """Create or update the workflow row, fenced on the version read before."""
+    def _write_definition(self, plan: DeployPlan, conn: Connection) -> WorkflowRecord:
+        """Create or update the workflow row, fenced on the version read before. A workflow
+        created again after a delete goes on from the versions in its history."""
+        current = plan.current
         if current is None:
-            record = self.workflows.create(name, stored, now=now, conn=conn)
+            version = self.history.latest_version(plan.workflow, conn=conn) + 1
+            record = self.workflows.create(
+                plan.workflow, plan.stored, now=plan.now, version=version, conn=conn
+            )
         else:
             record = self.workflows.update_fenced(
-                current.id, current.version, now=now, definition=stored, conn=conn
+                current.id, current.version, now=plan.now, definition=plan.stored, conn=conn
             )
         if record is None:
-            raise _conflict(name, current.version if current else None)
+            raise _conflict(plan.workflow, current.version if current else None)
         return record
 
     def _apply_producers(
-        self,
-        workflow: WorkflowRecord,
-        producers: Mapping[str, ProducerDefinition],
-        next_runs: Mapping[str, datetime | None],
-        now: datetime,
-        conn: Connection,
-    ) -> ProducerChanges:
-        rows = {row.producer_name: row for row in self.schedules.list(workflow.id, conn=conn)}
-        changes = ProducerChanges()
-        for name, producer in producers.items():
-            spec = _spec(workflow, name, producer, next_runs[name])
-            row = rows.get(name)
-            if row is None or _schedule_of(row) != _schedule_of(spec):
-                self.schedules.upsert(spec, now=now, conn=conn)
-                (changes.added if row is None else changes.changed).append(name)
-            elif _config_of(row) != _config_of(spec):
+        self, workflow: WorkflowRecord, plan: DeployPlan, conn: Connection
+    ) -> None:
+        """Write what the plan's diff says: fresh rows for added and re-scheduled producers, the
+        config alone for the rest of the changed ones, and delete the removed ones."""
+        for diff in plan.diff.producers:
+            if diff.kind == "removed":
+                self.schedules.delete(workflow.id, diff.producer, conn=conn)
+                continue
+            spec = replace(plan.specs[diff.producer], workflow_id=workflow.id)
+            if diff.rescheduled:
+                self.schedules.upsert(spec, now=plan.now, conn=conn)
+            elif diff.kind == "changed":
                 self.schedules.update_config(
                     workflow.id,
-                    name,
+                    diff.producer,
                     run=spec.run,
                     params=spec.params,
                     timeout_seconds=spec.timeout_seconds,
-                    now=now,
+                    now=plan.now,
                     conn=conn,
                 )
-                changes.changed.append(name)
-            else:
-                changes.unchanged.append(name)
-        for name in rows.keys() - producers.keys():
-            self.schedules.delete(workflow.id, name, conn=conn)
-            changes.removed.append(name)
-        return changes
+
+    def _record(
+        self,
+        workflow: WorkflowRecord,
+        action: ChangeAction,
+        diff: JSONDict,
+        author: ChangeAuthor,
+        now: datetime,
+        conn: Connection,
+    ) -> None:
+        """The history entry of a change, in the change's own transaction."""
+        logger.info(
+            "recording %s of workflow %r v%d by %s",
+            action,
+            workflow.name,
+            workflow.version,
+            loggable(author.actor),
+        )
+        self.history.record(
+            workflow=workflow.name,
+            version=workflow.version,
+            action=action,
+            definition=workflow.definition,
+            diff=diff,
+            author=author,
+            now=now,
+            keep=self.history_kept,
+            conn=conn,
+        )
 
     def _missed_runs(
         self, workflow_id: int, now: datetime
@@ -297,7 +456,7 @@ class Lifecycle:
         return moves
 
 
-def _validate(data: object, max_timeout: timedelta | None) -> WorkflowDefinition:
+def validate_definition(data: object, max_timeout: timedelta | None) -> WorkflowDefinition:
     """The same checks as `drumline validate` (one parse function, the same bounds), with the
     workers' own timeout limit."""
     try:
@@ -305,10 +464,10 @@ def _validate(data: object, max_timeout: timedelta | None) -> WorkflowDefinition
             data, source=SOURCE, known_producers=registered_names(), max_timeout=max_timeout
         )
     except DefinitionError as error:
-        raise _invalid(data, error) from None
+        raise invalid_definition(data, error) from None
 
 
-def _invalid(data: object, error: DefinitionError) -> InvalidDefinitionError:
+def invalid_definition(data: object, error: DefinitionError) -> InvalidDefinitionError:
     """One line for people (the first problem and a count), every problem in `details`."""
     name = data.get("name") if isinstance(data, dict) else None
     if not isinstance(name, str):
@@ -346,7 +505,8 @@ def _next_runs(
 
 
 def _spec(
-    workflow: WorkflowRecord,
+    workflow_id: int,
+    paused: bool,
     name: str,
     producer: ProducerDefinition,
     next_run_at: datetime | None,
@@ -354,7 +514,7 @@ def _spec(
     """The row a producer's definition calls for; no schedule means manual-only (never due)."""
     schedule = producer.schedule or ManualSchedule()
     return ScheduleSpec(
-        workflow_id=workflow.id,
+        workflow_id=workflow_id,
         producer_name=name,
         run=producer.run,
         params=producer.params,
@@ -363,16 +523,8 @@ def _spec(
         schedule_value=schedule.value,
         timezone=schedule.timezone,
         next_run_at=next_run_at,
-        paused=workflow.status == WorkflowStatus.PAUSED,
+        paused=paused,
     )
-
-
-def _schedule_of(row: ScheduleRecord | ScheduleSpec) -> tuple[str, str, str]:
-    return (row.schedule_type, row.schedule_value, row.timezone)
-
-
-def _config_of(row: ScheduleRecord | ScheduleSpec) -> tuple[str, JSONDict, float | None]:
-    return (row.run, row.params, row.timeout_seconds)
 
 
 def _names(rows: Sequence[ScheduleRecord]) -> list[str]:

@@ -18,6 +18,7 @@ LIFECYCLE_TASKS = (
     "drumline.pause_workflow",
     "drumline.resume_workflow",
     "drumline.delete_workflow",
+    "drumline.rollback_workflow",
 )
 PRUNE_RUNS = "drumline.prune_runs"
 PRUNE_RUNS_ENTRY = "drumline-prune-runs"

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from models.change_store import ChangeAuthor
 from models.errors import LifecycleError
 from models.records import JSONDict
-from workers.services.lifecycle import Lifecycle
+from workers.services.lifecycle import UNKNOWN_AUTHOR, Lifecycle
 from workers.services.locks import WorkflowLocks
 from workers.tasks.app import app, settings
 from workers.tasks.celery_config import LIFECYCLE_QUEUE
@@ -34,25 +35,43 @@ def _lifecycle() -> Lifecycle:
         wait=settings.lock_wait,
     )
     return Lifecycle(
-        resources.engine(settings.database_url), locks, max_timeout=settings.max_timeout
+        resources.engine(settings.database_url),
+        locks,
+        max_timeout=settings.max_timeout,
+        history_kept=settings.history_kept,
     )
 
 
+def _author(actor: str | None, note: str | None) -> ChangeAuthor:
+    """Who the history names: the message's actor (its contract checked it), else `unknown`."""
+    return UNKNOWN_AUTHOR if actor is None else ChangeAuthor(actor, note)
+
+
 @app.task(name="drumline.deploy_workflow", **TASK_OPTIONS)
-def deploy_workflow(definition: dict[str, Any]) -> JSONDict:
-    return _lifecycle().deploy(definition).to_json()
+def deploy_workflow(
+    definition: dict[str, Any], actor: str | None = None, note: str | None = None
+) -> JSONDict:
+    return _lifecycle().deploy(definition, author=_author(actor, note)).to_json()
 
 
 @app.task(name="drumline.pause_workflow", **TASK_OPTIONS)
-def pause_workflow(name: str) -> JSONDict:
-    return _lifecycle().pause(name).to_json()
+def pause_workflow(name: str, actor: str | None = None, note: str | None = None) -> JSONDict:
+    return _lifecycle().pause(name, author=_author(actor, note)).to_json()
 
 
 @app.task(name="drumline.resume_workflow", **TASK_OPTIONS)
-def resume_workflow(name: str) -> JSONDict:
-    return _lifecycle().resume(name).to_json()
+def resume_workflow(name: str, actor: str | None = None, note: str | None = None) -> JSONDict:
+    return _lifecycle().resume(name, author=_author(actor, note)).to_json()
 
 
 @app.task(name="drumline.delete_workflow", **TASK_OPTIONS)
-def delete_workflow(name: str) -> JSONDict:
-    return _lifecycle().delete(name).to_json()
+def delete_workflow(name: str, actor: str | None = None, note: str | None = None) -> JSONDict:
+    return _lifecycle().delete(name, author=_author(actor, note)).to_json()
+
+
+@app.task(name="drumline.rollback_workflow", **TASK_OPTIONS)
+def rollback_workflow(
+    name: str, version: int, actor: str | None = None, note: str | None = None
+) -> JSONDict:
+    """Deploy the definition the history holds for `version` (never one from the message)."""
+    return _lifecycle().rollback(name, version, author=_author(actor, note)).to_json()

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from beat.dispatch import RUN_PRODUCER
+from models.change_store import MAX_ACTOR_CHARS, MAX_NOTE_CHARS, MAX_VERSION, author_problem
 from models.definitions import SLUG_PATTERN
 from models.plain_json import JsonBounds, PlainJsonError, check_plain_json
 from workers.tasks.celery_config import PRUNE_RUNS
@@ -42,6 +43,8 @@ MAX_INSTANT_CHARS = 64
 # A definition file may be 1 MiB; as JSON it can grow, so a deploy message may be 2 MiB.
 DEPLOY_MAX_BYTES = 2 * 1024 * 1024
 SMALL_MAX_BYTES = 4 * 1024
+# A lifecycle change by name carries its author too: a note of MAX_NOTE_CHARS, escaped.
+AUTHORED_MAX_BYTES = 16 * 1024
 
 
 class RefusedMessage(ValueError):
@@ -88,16 +91,39 @@ class RunProducerArguments(_Arguments):
         return self
 
 
-class DeployArguments(_Arguments):
+class _AuthoredArguments(_Arguments):
+    """Who makes a lifecycle change and why, as its history entry will name them."""
+
+    actor: str | None = Field(default=None, max_length=MAX_ACTOR_CHARS)
+    note: str | None = Field(default=None, max_length=MAX_NOTE_CHARS)
+
+    @model_validator(mode="after")
+    def _recordable_author(self) -> _AuthoredArguments:
+        if self.note is not None and self.actor is None:
+            raise ValueError("a note needs an actor")
+        problem = author_problem(self.actor, self.note) if self.actor is not None else None
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
+
+class DeployArguments(_AuthoredArguments):
     """`drumline.deploy_workflow`: the definition itself is validated by the deploy."""
 
     definition: dict[str, Any]
 
 
-class WorkflowNameArguments(_Arguments):
+class WorkflowNameArguments(_AuthoredArguments):
     """`drumline.pause_workflow`, `resume_workflow` and `delete_workflow`."""
 
     name: Slug
+
+
+class RollbackArguments(_AuthoredArguments):
+    """`drumline.rollback_workflow`: a workflow and a version of its history."""
+
+    name: Slug
+    version: int = Field(ge=1, le=MAX_VERSION)
 
 
 class NoArguments(_Arguments):
@@ -130,13 +156,16 @@ CONTRACTS: dict[str, TaskContract] = {
         DeployArguments, DEPLOY_MAX_BYTES, positional=("definition",)
     ),
     "drumline.pause_workflow": TaskContract(
-        WorkflowNameArguments, SMALL_MAX_BYTES, positional=("name",)
+        WorkflowNameArguments, AUTHORED_MAX_BYTES, positional=("name",)
     ),
     "drumline.resume_workflow": TaskContract(
-        WorkflowNameArguments, SMALL_MAX_BYTES, positional=("name",)
+        WorkflowNameArguments, AUTHORED_MAX_BYTES, positional=("name",)
     ),
     "drumline.delete_workflow": TaskContract(
-        WorkflowNameArguments, SMALL_MAX_BYTES, positional=("name",)
+        WorkflowNameArguments, AUTHORED_MAX_BYTES, positional=("name",)
+    ),
+    "drumline.rollback_workflow": TaskContract(
+        RollbackArguments, AUTHORED_MAX_BYTES, positional=("name", "version")
     ),
     PRUNE_RUNS: TaskContract(NoArguments, SMALL_MAX_BYTES),
 }

@@ -1,0 +1,347 @@
+"""drumline from Python: what an application uses instead of shelling out to the CLI.
+
+```python
+from workers.client import Drumline
+
+drumline = Drumline()  # the DRUMLINE_* settings; or Drumline(settings, app=celery_app)
+summary = drumline.deploy({"name": "prices", "producers": {...}}, note="add EURUSD")
+run = drumline.trigger("prices", "poll-exchange", wait=30)
+history = drumline.history("prices")
+```
+
+Changes are lifecycle tasks, validated here first exactly as the workers will (a bad definition
+raises `InvalidDefinitionError` and sends nothing); a change's answer is a `ChangeSummary`, and a
+refusal raises the project's own error (`models.errors`, all under `DrumlineError`). Reads come
+straight from the database. The `drumline` command line is a thin layer over this class.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import secrets
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from celery import Celery
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+from kombu.exceptions import OperationalError
+from sqlalchemy import Engine
+
+from beat.dispatch import PRODUCERS_QUEUE, RUN_PRODUCER, run_producer_call
+from models.change_store import MAX_VERSION, ChangeAuthor, ChangeRecord, ChangeStore
+from models.db import make_engine, redact_url
+from models.definitions import SLUG_PATTERN, WorkflowDefinition, parse_definition
+from models.errors import (
+    BrokerUnreachableError,
+    DefinitionError,
+    DrumlineError,
+    LifecycleError,
+    NoAnswerError,
+    TriggerRefusedError,
+    VersionNotFoundError,
+    WorkflowNotFoundError,
+)
+from models.log_text import loggable
+from models.read_models import ProducerStatus, producer_status
+from models.records import RunRecord, WorkflowRecord
+from models.run_store import TERMINAL_STATUSES, RunStore
+from models.schedule_store import ProducerScheduleStore
+from models.types import utc_now
+from models.vocabulary import WorkflowStatus
+from models.workflow_diff import WorkflowDiff
+from models.workflow_store import WorkflowStore
+from workers.registry import load_producer_modules
+from workers.services.lifecycle import (
+    ChangeSummary,
+    DeployPlan,
+    LifecycleReader,
+    definition_diff,
+    invalid_definition,
+)
+from workers.settings import Settings
+from workers.tasks.celery_config import create_app
+
+PUBLISH_RETRY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1}
+DEFAULT_WAIT_S = 30.0
+POLL_S = 0.2
+TOKEN_BYTES = 16
+
+
+def default_actor() -> str:
+    """`user@host` of this process: who the history names when no actor is given. A process
+    whose user has no name (a container's bare uid) is `uid<N>@host`."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = f"uid{os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class PendingChange:
+    """A lifecycle task sent to the workers; `wait()` for what it did."""
+
+    workflow: str
+    task_id: str
+    result: Any  # Celery's AsyncResult
+
+    def wait(self, timeout: float = DEFAULT_WAIT_S) -> ChangeSummary:
+        """The change's summary; its refusal (busy, conflict, invalid, ...) raised as the
+        project's error, or NoAnswerError if no worker answered within `timeout` seconds."""
+        try:
+            value = self.result.get(timeout=timeout, propagate=False)
+        except CeleryTimeoutError:
+            raise NoAnswerError(
+                f"no answer within {timeout:g}s: is a worker consuming the 'lifecycle' queue?",
+                {"workflow": self.workflow, "task_id": self.task_id},
+            ) from None
+        if self.result.successful():
+            return ChangeSummary.from_json(value)
+        if isinstance(value, DrumlineError):
+            raise value
+        raise LifecycleError(str(value) or type(value).__name__, {"workflow": self.workflow})
+
+
+class Drumline:
+    """A client of one drumline system: its broker (for changes) and database (for reads).
+
+    `settings` default to the DRUMLINE_* environment; `app` is a Celery app to send with
+    (default: one built from the settings); `engine` the database (default: the settings'
+    URL). Both are opened on first use only. `actor` is who the history names for changes
+    made through this client (default `user@host`).
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        app: Celery | None = None,
+        engine: Engine | None = None,
+        actor: str | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else Settings.from_env()
+        self._app = app
+        self._engine = engine
+        self.actor = actor if actor is not None else default_actor()
+        ChangeAuthor(self.actor)  # refuses a bad actor now, not at the first change
+
+    @cached_property
+    def app(self) -> Celery:
+        return self._app if self._app is not None else create_app(self.settings)
+
+    @cached_property
+    def engine(self) -> Engine:
+        return self._engine if self._engine is not None else make_engine(self.settings.database_url)
+
+    # --- changes: lifecycle tasks ----------------------------------------------------------
+
+    def send_deploy(
+        self, definition: WorkflowDefinition | Mapping[str, Any], *, note: str | None = None
+    ) -> PendingChange:
+        """Validate `definition` as the workers will, then send its deploy task."""
+        parsed = self._validated(definition)
+        # Only what was written: never larger than what was validated.
+        data = parsed.model_dump(mode="json", exclude_defaults=True)
+        return self._send("drumline.deploy_workflow", parsed.name, [data], note)
+
+    def send_pause(self, name: str, *, note: str | None = None) -> PendingChange:
+        return self._send("drumline.pause_workflow", name, [name], note)
+
+    def send_resume(self, name: str, *, note: str | None = None) -> PendingChange:
+        return self._send("drumline.resume_workflow", name, [name], note)
+
+    def send_delete(self, name: str, *, note: str | None = None) -> PendingChange:
+        return self._send("drumline.delete_workflow", name, [name], note)
+
+    def send_rollback(self, name: str, version: int, *, note: str | None = None) -> PendingChange:
+        """Deploy version `version` of the workflow again, as a new version; the workers read
+        that definition from the history, under the workflow's lock and version fence."""
+        if not 1 <= version <= MAX_VERSION:
+            raise VersionNotFoundError(
+                f"workflow {name!r} has no version {version}",
+                {"workflow": name, "version": version},
+            )
+        return self._send("drumline.rollback_workflow", name, [name, version], note)
+
+    def deploy(
+        self,
+        definition: WorkflowDefinition | Mapping[str, Any],
+        *,
+        note: str | None = None,
+        timeout: float = DEFAULT_WAIT_S,
+    ) -> ChangeSummary:
+        return self.send_deploy(definition, note=note).wait(timeout)
+
+    def pause(
+        self, name: str, *, note: str | None = None, timeout: float = DEFAULT_WAIT_S
+    ) -> ChangeSummary:
+        return self.send_pause(name, note=note).wait(timeout)
+
+    def resume(
+        self, name: str, *, note: str | None = None, timeout: float = DEFAULT_WAIT_S
+    ) -> ChangeSummary:
+        return self.send_resume(name, note=note).wait(timeout)
+
+    def delete(
+        self, name: str, *, note: str | None = None, timeout: float = DEFAULT_WAIT_S
+    ) -> ChangeSummary:
+        return self.send_delete(name, note=note).wait(timeout)
+
+    def rollback(
+        self, name: str, version: int, *, note: str | None = None, timeout: float = DEFAULT_WAIT_S
+    ) -> ChangeSummary:
+        return self.send_rollback(name, version, note=note).wait(timeout)
+
+    def trigger(self, name: str, producer: str, *, wait: float | None = None) -> RunRecord:
+        """Run `producer` of workflow `name` once, now, without moving its next run.
+
+        The request is recorded first (a pending run with a random token the message must
+        carry). Returns that pending run, or with `wait` (seconds) the finished run;
+        NoAnswerError if it did not finish in time. A paused workflow is refused.
+        """
+        workflow = self.workflow(name)
+        row = ProducerScheduleStore(self.engine).get(workflow.id, producer)
+        if row is None:
+            raise TriggerRefusedError(f"workflow {workflow.name!r} has no producer {producer!r}")
+        if workflow.status == WorkflowStatus.PAUSED or row.paused:
+            raise TriggerRefusedError(
+                f"workflow {workflow.name!r} is paused, so nothing was triggered: "
+                f"`drumline resume {workflow.name}` first"
+            )
+        runs = RunStore(self.engine)
+        slot = utc_now()
+        token = secrets.token_hex(TOKEN_BYTES)
+        task_id, kwargs = run_producer_call(
+            workflow.id, workflow.name, producer, slot, trigger_token=token
+        )
+        request = runs.request_trigger(
+            workflow_id=workflow.id,
+            producer_name=producer,
+            scheduled_for=slot,
+            trigger_token=token,
+            task_id=task_id,
+            now=slot,
+        )
+        if request is None:
+            raise TriggerRefusedError(f"{task_id} has a run already; nothing was triggered: retry")
+        try:
+            self._publish(RUN_PRODUCER, kwargs=kwargs, task_id=task_id, queue=PRODUCERS_QUEUE)
+        except BaseException:
+            runs.withdraw_trigger(request.id)  # never sent: leave no request behind
+            raise
+        if wait is None:
+            return request
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            run = runs.get_slot(workflow.id, producer, slot)
+            if run is not None and run.status in TERMINAL_STATUSES:
+                return run
+            time.sleep(POLL_S)
+        raise NoAnswerError(f"the run did not finish within {wait:g}s", {"task_id": task_id})
+
+    # --- reads: straight from the database -------------------------------------------------
+
+    def plan(self, definition: WorkflowDefinition | Mapping[str, Any]) -> DeployPlan:
+        """What deploying `definition` would do now: the deploy task's own validation and diff,
+        with the producers this process knows (the built-ins and DRUMLINE_PRODUCER_MODULES).
+        Writes nothing."""
+        load_producer_modules(self.settings.producer_modules)
+        return self._lifecycle().plan(self._validated(definition).model_dump(mode="json"))
+
+    def plan_rollback(self, name: str, version: int) -> DeployPlan:
+        """What `rollback(name, version)` would do now; writes nothing."""
+        return self._lifecycle().plan_rollback(name, version)
+
+    def workflow(self, name: str) -> WorkflowRecord:
+        record = WorkflowStore(self.engine).get(name)
+        if record is None:
+            raise WorkflowNotFoundError(
+                f"no workflow named {name!r} (see `drumline ls`)", {"workflow": name}
+            )
+        return record
+
+    def workflows(self) -> list[WorkflowRecord]:
+        return WorkflowStore(self.engine).list()
+
+    def status(self, name: str) -> list[ProducerStatus]:
+        return producer_status(self.engine, workflow_id=self.workflow(name).id)
+
+    def runs(self, name: str, *, producer: str | None = None, limit: int = 50) -> list[RunRecord]:
+        """The workflow's runs, newest slot first."""
+        workflow = self.workflow(name)
+        return RunStore(self.engine).list(workflow.id, producer_name=producer, limit=limit)
+
+    def history(self, name: str, *, limit: int = 50) -> list[ChangeRecord]:
+        """The workflow's changes, newest first; a deleted workflow's too."""
+        return ChangeStore(self.engine).list(name, limit)
+
+    def diff(
+        self, name: str, *, old: int | None = None, new: int | None = None
+    ) -> tuple[ChangeRecord, ChangeRecord, WorkflowDiff]:
+        """What changed from version `old` to version `new` (default: the newest, and the one
+        before it)."""
+        lifecycle = self._lifecycle()
+        if new is None:
+            newest = ChangeStore(self.engine).list(name, 1)
+            if not newest:
+                raise WorkflowNotFoundError(f"workflow {name!r} has no history", {"workflow": name})
+            new = newest[0].version
+        to = lifecycle.change(name, new)
+        since = lifecycle.change(name, old if old is not None else max(new - 1, 1))
+        return since, to, definition_diff(since.definition, to.definition)
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def _validated(self, definition: WorkflowDefinition | Mapping[str, Any]) -> WorkflowDefinition:
+        """The definition checked as `drumline deploy` checks a file before sending it (the
+        workers' timeout limit; the workers check that its producers are registered)."""
+        if isinstance(definition, WorkflowDefinition):
+            return definition
+        try:
+            return parse_definition(dict(definition), max_timeout=self.settings.max_timeout)
+        except DefinitionError as error:
+            raise invalid_definition(definition, error) from None
+
+    def _lifecycle(self) -> LifecycleReader:
+        """Plans and history reads take no lock, so they need no Redis."""
+        return LifecycleReader(self.engine, max_timeout=self.settings.max_timeout)
+
+    def _send(
+        self, task: str, workflow: str, args: Sequence[Any], note: str | None
+    ) -> PendingChange:
+        """Send a lifecycle task with this client's author; what its contract would refuse is
+        refused here, before anything is sent."""
+        if re.match(SLUG_PATTERN, workflow) is None:
+            raise WorkflowNotFoundError(
+                f"'{loggable(workflow)}' cannot be a workflow name (lowercase letters, digits,"
+                " - and _, at most 63)",
+                {"workflow": loggable(workflow)},
+            )
+        author = ChangeAuthor(self.actor, note)
+        result = self._publish(
+            task, args=list(args), kwargs={"actor": author.actor, "note": author.note}
+        )
+        return PendingChange(workflow, result.id, result)
+
+    def _publish(self, task: str, **options: Any) -> Any:
+        """Send a task by name; a broker that cannot be reached is a clear error, not a hang.
+
+        The broker is checked first: `send_task` subscribes to the task's result before it
+        publishes, and the result backend would retry an unreachable Redis for 20 seconds.
+        """
+        try:
+            with self.app.connection_for_write() as connection:
+                connection.ensure_connection(**PUBLISH_RETRY)
+            return self.app.send_task(task, retry=True, retry_policy=PUBLISH_RETRY, **options)
+        except OperationalError as exc:
+            where = redact_url(self.settings.broker_url)
+            raise BrokerUnreachableError(
+                f"cannot reach the broker at {where} (DRUMLINE_BROKER_URL, or the Redis of a"
+                f" `drumline up` running on DRUMLINE_DATA_DIR): {exc}"
+            ) from None
