@@ -1,28 +1,22 @@
-"""`drumline trigger`: run one producer now, outside its schedule, without moving its next run.
-
-The request is recorded first, as a pending run row with a random token; the message carries
-that token, and a worker runs a manual slot only if the database holds a pending request with
-the same slot and token. So a message nobody recorded, or one delivered twice, runs nothing.
-"""
+"""`drumline trigger`: run one producer now, outside its schedule, without moving its next run
+(recorded first, then sent: `workers/tasks/manual_runs.py`)."""
 
 from __future__ import annotations
 
-import secrets
 import sys
 import time
 from typing import Any
 
 import click
 
-from beat.dispatch import PRODUCERS_QUEUE, RUN_PRODUCER, run_producer_call
+from beat.dispatch import PRODUCERS_QUEUE, RUN_PRODUCER
+from models.log_text import last_line
 from models.records import RunRecord
 from models.run_store import TERMINAL_STATUSES, RunStore
-from models.types import utc_now
 from models.vocabulary import RunStatus, WorkflowStatus
 from workers.cli.context import (
     CliContext,
     json_option,
-    last_line,
     milliseconds,
     pass_context,
     print_json,
@@ -31,9 +25,10 @@ from workers.cli.context import (
     timeout_option,
 )
 from workers.cli.tasks_client import enqueue
+from workers.read_views import triggered_view
+from workers.tasks.manual_runs import request_manual_run
 
 POLL_S = 0.2
-TOKEN_BYTES = 16
 
 
 @click.command()
@@ -58,28 +53,19 @@ def trigger(
             f"`drumline resume {workflow.name}` first"
         )
     runs = RunStore(ctx.engine)
-    slot = utc_now()
-    token = secrets.token_hex(TOKEN_BYTES)
-    task_id, kwargs = run_producer_call(
-        workflow.id, workflow.name, producer, slot, trigger_token=token
-    )
-    request = runs.request_trigger(
-        workflow_id=workflow.id,
-        producer_name=producer,
-        scheduled_for=slot,
-        trigger_token=token,
-        task_id=task_id,
-        now=slot,
-    )
-    if request is None:
-        raise click.ClickException(f"{task_id} has a run already; nothing was triggered: retry")
-    try:
+
+    def send(task_id: str, kwargs: dict[str, Any]) -> None:
         enqueue(ctx, RUN_PRODUCER, kwargs=kwargs, task_id=task_id, queue=PRODUCERS_QUEUE)
-    except BaseException:
-        runs.withdraw_trigger(request.id)  # never sent: leave no request behind
-        raise
+
+    request = request_manual_run(ctx.engine, workflow, producer, send)
+    if request is None:
+        raise click.ClickException(
+            f"{workflow.name}.{producer} has a run in this slot already; nothing was "
+            "triggered: retry"
+        )
+    slot = request.scheduled_for
     if not wait:
-        _report(workflow.name, request, as_json, f"triggered {task_id}")
+        _report(workflow.name, request, as_json, f"triggered {request.task_id}")
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -96,19 +82,6 @@ def trigger(
 
 def _report(workflow: str, run: RunRecord, as_json: bool, line: str) -> None:
     if as_json:
-        print_json(_run_view(workflow, run))
+        print_json(triggered_view(workflow, run))
     else:
         click.echo(line)
-
-
-def _run_view(workflow: str, run: RunRecord) -> dict[str, Any]:
-    return {
-        "task_id": run.task_id,
-        "workflow": workflow,
-        "producer": run.producer_name,
-        "scheduled_for": run.scheduled_for,
-        "status": run.status,
-        "duration_ms": run.duration_ms,
-        "error": run.error,
-        "result": run.result,
-    }
