@@ -1,0 +1,119 @@
+"""The web's actions, each only by enqueuing what the CLI enqueues: the lifecycle tasks
+(deploy, pause, resume) and a recorded manual run. Blocking: the pages call these in a thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+from celery.exceptions import TimeoutError as CeleryTimeoutError
+from kombu.exceptions import OperationalError
+from sqlalchemy import Engine
+
+import models.errors  # noqa: F401 - lets Celery rebuild lifecycle errors as their own class
+from beat.dispatch import PRODUCERS_QUEUE, RUN_PRODUCER
+from models.log_text import loggable
+from models.records import RunRecord, WorkflowRecord
+from models.run_store import TERMINAL_STATUSES, RunStore
+from workers.tasks.manual_runs import request_manual_run
+
+logger = logging.getLogger("drumline.web")
+
+PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1}
+# How long a page waits for a lifecycle task's answer, or for a triggered run to finish,
+# before it shows what it knows (the task id; the producer page shows the rest).
+ANSWER_WAIT_S = 15.0
+RUN_WAIT_S = 10.0
+POLL_S = 0.2
+
+PAUSE, RESUME, DEPLOY = (
+    "drumline.pause_workflow",
+    "drumline.resume_workflow",
+    "drumline.deploy_workflow",
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A lifecycle task's answer, in the shape of `drumline pause --json` (one item)."""
+
+    workflow: str
+    ok: bool
+    summary: dict[str, Any] | None
+    error: str | None
+    task_id: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "workflow": self.workflow,
+            "ok": self.ok,
+            "summary": self.summary,
+            "error": self.error,
+        }
+
+
+class BrokerUnreachableError(Exception):
+    """The broker could not take the message: nothing was enqueued."""
+
+
+def change(celery: Celery, task: str, workflow: str, argument: Any, note: str = "") -> Outcome:
+    """Send lifecycle `task` and wait for its answer."""
+    if note:
+        logger.info(
+            "%s of workflow %s requested with note: %s", task, loggable(workflow), loggable(note)
+        )
+    try:
+        with celery.connection_for_write() as connection:
+            connection.ensure_connection(**PUBLISH_RETRY)
+        result = celery.send_task(task, args=[argument], retry=True, retry_policy=PUBLISH_RETRY)
+    except OperationalError as error:
+        raise BrokerUnreachableError(f"cannot reach the broker: {error}") from None
+    try:
+        value = result.get(timeout=ANSWER_WAIT_S, propagate=False)
+    except CeleryTimeoutError:
+        error_text = (
+            f"enqueued as task {result.id}; no answer within {ANSWER_WAIT_S:g}s "
+            "(is a worker consuming the 'lifecycle' queue?)"
+        )
+        return Outcome(workflow, False, None, error_text, result.id)
+    if result.successful():
+        return Outcome(workflow, True, value, None, result.id)
+    text = (str(value) or type(value).__name__) if isinstance(value, BaseException) else str(value)
+    return Outcome(workflow, False, None, text, result.id)
+
+
+def trigger(
+    celery: Celery, engine: Engine, workflow: WorkflowRecord, producer: str
+) -> RunRecord | None:
+    """Record and send a manual run of `producer` now, then wait a little for it to finish;
+    the run as it stands (None: its slot had a run already, nothing was sent)."""
+
+    def send(task_id: str, kwargs: dict[str, Any]) -> None:
+        try:
+            celery.send_task(
+                RUN_PRODUCER,
+                kwargs=kwargs,
+                task_id=task_id,
+                queue=PRODUCERS_QUEUE,
+                retry=True,
+                retry_policy=PUBLISH_RETRY,
+            )
+        except OperationalError as error:
+            raise BrokerUnreachableError(f"cannot reach the broker: {error}") from None
+
+    request = request_manual_run(engine, workflow, producer, send)
+    if request is None:
+        return None
+    runs = RunStore(engine)
+    deadline = time.monotonic() + RUN_WAIT_S
+    run: RunRecord | None = request
+    while time.monotonic() < deadline:
+        run = runs.get_slot(workflow.id, producer, request.scheduled_for)
+        if run is None or run.status in TERMINAL_STATUSES:
+            break
+        time.sleep(POLL_S)
+    return run or request
