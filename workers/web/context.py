@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from models.log_text import last_line
 from models.types import utc_now
 from workers.read_views import json_default
 from workers.settings import Settings
@@ -42,6 +43,7 @@ class WebContext:
             undefined=jinja2.StrictUndefined,
         )
         self.templates.filters["ago"] = self.ago
+        self.templates.filters["last_line"] = last_line
         self.templates.filters["json"] = lambda value: json.dumps(
             value, indent=2, default=json_default
         )
