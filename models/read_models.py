@@ -176,9 +176,7 @@ def run_timings(
     """The scheduled runs of a workflow (or one producer) since `since`, at most
     `per_producer` newest of each, oldest first, in one query (a window over the unique
     (workflow, producer, slot) index)."""
-    newest = func.row_number().over(
-        partition_by=_r.producer_name, order_by=_r.scheduled_for.desc()
-    )
+    newest = func.row_number().over(partition_by=_r.producer_name, order_by=_r.scheduled_for.desc())
     ranked = select(
         _r.producer_name.label("producer"),
         _r.scheduled_for,

@@ -169,6 +169,8 @@ def test_each_action_takes_effect_through_the_workers(
     )
     assert "now paused" in paused.body and "maintenance" in paused.body
     assert workflow(engine, "wf").status == WorkflowStatus.PAUSED
+    logged = "drumline.pause_workflow of workflow wf requested from the web with the note "
+    assert logged + "maintenance" in web.process.log()
     refused = web.request("/workflows/wf/producers/p/trigger", method="POST", form={"csrf": token})
     assert refused.status == 409 and "is paused" in refused.body
     resumed = web.request("/workflows/wf/resume", method="POST", form={"csrf": token})

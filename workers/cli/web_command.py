@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from workers.cli.context import CliContext, pass_context
@@ -21,6 +23,8 @@ def web(ctx: CliContext, host: str, port: int) -> None:
     Browsers log in with DRUMLINE_WEB_BASIC_AUTH=user:password; scripts send
     `Authorization: Bearer $DRUMLINE_WEB_TOKEN`. Every request needs one of them.
     """
+    # The actions' own log lines (who asked for what, with which note), without -v.
+    logging.getLogger("drumline.web").setLevel(logging.INFO)
     try:
         load_producer_modules(ctx.settings.producer_modules)
     except ImportError as error:

@@ -62,10 +62,12 @@ class BrokerUnreachableError(Exception):
 
 def change(celery: Celery, task: str, workflow: str, argument: Any, note: str = "") -> Outcome:
     """Send lifecycle `task` and wait for its answer."""
-    if note:
-        logger.info(
-            "%s of workflow %s requested with note: %s", task, loggable(workflow), loggable(note)
-        )
+    logger.info(
+        "%s of workflow %s requested from the web%s",
+        task,
+        loggable(workflow),
+        f" with the note {loggable(note)}" if note else "",
+    )
     try:
         with celery.connection_for_write() as connection:
             connection.ensure_connection(**PUBLISH_RETRY)
@@ -105,6 +107,9 @@ def trigger(
         except OperationalError as error:
             raise BrokerUnreachableError(f"cannot reach the broker: {error}") from None
 
+    logger.info(
+        "manual run of %s.%s requested from the web", loggable(workflow.name), loggable(producer)
+    )
     request = request_manual_run(engine, workflow, producer, send)
     if request is None:
         return None
