@@ -162,7 +162,7 @@ def failing_producers(engine: Engine) -> dict[str, int]:
         .group_by(_w.name)
     )
     with engine.connect() as conn:
-        return {name: count for name, count in conn.execute(query).tuples()}
+        return {name: count for name, count in conn.execute(query)}
 
 
 def run_timings(

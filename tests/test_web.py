@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from tests.processes import client_app, running_worker
 from tests.web import BASIC, BEARER, CREDENTIALS, WebServer, running_web
 from workers.settings import Settings
 from workers.web.app import create_app
-from workers.web.auth import SECURITY_HEADERS
+from workers.web.auth import MAX_BODY_BYTES, SECURITY_HEADERS
 
 HOSTILE = '<script>alert("owned")</script>'
 HOSTILE_ERROR = "<img src=x onerror=alert(1)>"
@@ -229,3 +230,41 @@ def test_the_api_answers_as_the_cli_json_does(
         assert web.request(api, auth=BASIC).json() == json.loads(cli.stdout), api
     assert web.request("/api/workflows/wf/runs?limit=0").status == 400
     assert web.request("/api/workflows/nope").json() == {"error": "no workflow named 'nope'"}
+
+
+def test_a_bad_definition_lists_its_problems_and_deploys_nothing(
+    env: dict[str, str], engine: Engine, tmp_path: Path
+) -> None:
+    with running_web(env, tmp_path) as web:
+        token = web.request("/deploy").csrf()
+        pasted = web.request(
+            "/deploy/plan",
+            method="POST",
+            form={"csrf": token, "definition": f"name: wf\nproducers:\n  p: {{run: {HOSTILE}}}"},
+        )
+        assert pasted.status == 422
+        assert "producers.p.run" in pasted.body and "<script>" not in pasted.body
+        boundary = "drumline-test-boundary"
+        parts = [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="csrf"\r\n\r\n{token}\r\n',
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="wf.yaml"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n",
+        ]
+        body = "".join(parts).encode() + b"name: \xff\xfe\r\n" + f"--{boundary}--\r\n".encode()
+        uploaded = web.request(
+            "/deploy/plan",
+            method="POST",
+            body_bytes=body,
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        assert (
+            uploaded.status == 422 and "file &#39;wf.yaml&#39;: is not UTF-8 text" in uploaded.body
+        )
+        # A body announced larger than the bound is refused before a byte of it is read.
+        with socket.create_connection(("127.0.0.1", web.port), timeout=10) as sock:
+            sock.sendall(
+                f"POST /deploy/plan HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {BASIC}\r\n"
+                f"Content-Length: {MAX_BODY_BYTES + 1}\r\n\r\n".encode()
+            )
+            assert sock.recv(100).startswith(b"HTTP/1.1 413 ")
+    assert WorkflowStore(engine).get("wf") is None

@@ -62,6 +62,7 @@ class WebServer:
         auth: str | None = BASIC,
         form: Mapping[str, str] | None = None,
         body: Any = None,
+        body_bytes: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Answer:
         """One request, whatever its status."""
@@ -73,6 +74,8 @@ class WebServer:
         elif body is not None:
             data = json.dumps(body).encode()
             request.add_header("Content-Type", "application/json")
+        elif body_bytes is not None:
+            data = body_bytes
         elif method == "POST":
             data = b""
         request.data = data

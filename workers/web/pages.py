@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from models.definitions import MAX_DEFINITION_BYTES, load_definition_text
-from models.errors import DefinitionError
+from models.errors import DefinitionError, DefinitionProblem
 from models.read_models import (
     failing_producers,
     producer_status,
@@ -238,8 +238,9 @@ class Pages:
         )
 
     async def deploy_plan(self, request: Request, form: FormData) -> Response:
-        text = await _definition_text(form)
+        text = ""
         try:
+            text = await _definition_text(form)
             definition = load_definition_text(
                 text,
                 source=PASTED,
@@ -247,8 +248,9 @@ class Pages:
                 max_timeout=self.web.settings.max_timeout,
             )
         except DefinitionError as error:
-            problems = [f"{p.path or '(top)'}: {p.message}" for p in error.problems]
-            return self.web.render(request, "deploy.html", 422, text=text, problems=problems)
+            return self.web.render(
+                request, "deploy.html", 422, text=text, problems=_problems(error)
+            )
         current = await run_in_threadpool(WorkflowStore(self.web.engine).get, definition.name)
         plan = plan_deploy(definition, current)
         return self.web.render(request, "plan.html", plan=plan, text=text)
@@ -263,8 +265,9 @@ class Pages:
                 max_timeout=self.web.settings.max_timeout,
             )
         except DefinitionError as error:
-            problems = [f"{p.path or '(top)'}: {p.message}" for p in error.problems]
-            return self.web.render(request, "deploy.html", 422, text=text, problems=problems)
+            return self.web.render(
+                request, "deploy.html", 422, text=text, problems=_problems(error)
+            )
         argument = definition.model_dump(mode="json", exclude_defaults=True)
         try:
             outcome = await run_in_threadpool(
@@ -293,16 +296,31 @@ class Pages:
         return self.web.render(request, "error.html", status, message=message)
 
 
+def _problems(error: DefinitionError) -> list[str]:
+    """Each problem as `path: message` (an uploaded file's own problems name the file)."""
+    return [
+        f"{p.path or '(top level)'}: {p.message}" if p.file == PASTED else f"{p.file}: {p.message}"
+        for p in error.problems
+    ]
+
+
 def _text(form: FormData, key: str) -> str:
     value = form.get(key)
     return value if isinstance(value, str) else ""
 
 
 async def _definition_text(form: FormData) -> str:
-    """The pasted definition, or the uploaded file's (at most the definition limit + 1 byte,
-    so a larger one is refused by the validation, naming the limit)."""
+    """The pasted definition, or the uploaded file's: refused if larger than a definition file
+    may be, or not UTF-8."""
     upload = form.get("file")
-    if isinstance(upload, UploadFile) and upload.filename:
-        data = await upload.read(MAX_DEFINITION_BYTES + 1)
-        return data.decode("utf-8", errors="replace")
-    return _text(form, "definition")
+    if not (isinstance(upload, UploadFile) and upload.filename):
+        return _text(form, "definition")
+    source = f"file {upload.filename[:100]!r}"
+    data = await upload.read(MAX_DEFINITION_BYTES + 1)
+    if len(data) > MAX_DEFINITION_BYTES:
+        problem = f"is larger than {MAX_DEFINITION_BYTES} bytes, the limit"
+        raise DefinitionError([DefinitionProblem(source, "", problem)])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DefinitionError([DefinitionProblem(source, "", "is not UTF-8 text")]) from None
