@@ -26,7 +26,7 @@ from tests.e2e import deploy, wait_until
 from tests.processes import client_app, running_worker
 from tests.web import BASIC, BEARER, CREDENTIALS, WebServer, running_web
 from workers.settings import Settings
-from workers.web.app import create_app
+from workers.web.app import create_app, credentials_of
 from workers.web.auth import MAX_BODY_BYTES, SECURITY_HEADERS
 
 HOSTILE = '<script>alert("owned")</script>'
@@ -50,7 +50,8 @@ def every_route(env: dict[str, str]) -> list[tuple[str, str]]:
     """Each (method, path) the application serves, path parameters filled in, plus a static
     file, an unknown path and methods no route takes."""
     settings = Settings.from_env({**env, **CREDENTIALS})
-    guard: Any = create_app(None, client_app(env), settings, [])  # type: ignore[arg-type]
+    engine: Any = None  # never used: only the routes are read
+    guard: Any = create_app(engine, client_app(env), settings, [], credentials_of(settings))
     routes: list[tuple[str, str]] = []
     for route in guard.app.routes:
         if isinstance(route, Route):
@@ -268,3 +269,29 @@ def test_a_bad_definition_lists_its_problems_and_deploys_nothing(
             )
             assert sock.recv(100).startswith(b"HTTP/1.1 413 ")
     assert WorkflowStore(engine).get("wf") is None
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({}, "drumline web needs credentials: set DRUMLINE_WEB_BASIC_AUTH"),
+        ({"DRUMLINE_WEB_BASIC_AUTH": "nopassword"}, "DRUMLINE_WEB_BASIC_AUTH must be user:"),
+        ({"DRUMLINE_WEB_TOKEN": "short"}, "DRUMLINE_WEB_TOKEN must be at least 24"),
+        ({**CREDENTIALS, "DRUMLINE_FLOWER_URL": "javascript:alert(1)"}, "DRUMLINE_FLOWER_URL"),
+    ],
+)
+def test_drumline_web_refuses_to_start_without_sound_credentials(
+    tmp_path: Path, variables: dict[str, str], expected: str
+) -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("DRUMLINE_")}
+    environment["DRUMLINE_DATA_DIR"] = str(tmp_path)  # no database: refused before it matters
+    refused = subprocess.run(
+        [sys.executable, "-m", "workers.cli.main", "web", "--port", "1"],
+        env={**environment, **variables},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 1 and expected in refused.stderr, refused.stderr
+    assert "short" not in refused.stderr and "nopassword" not in refused.stderr

@@ -24,19 +24,28 @@ class NoCredentialsError(ValueError):
     """`drumline web` would answer anyone."""
 
 
-def create_app(
-    engine: Engine, celery: Celery, settings: Settings, known_producers: Collection[str]
-) -> ASGIApp:
+def credentials_of(settings: Settings) -> Credentials:
+    """What the guard accepts; refused when nothing is set, since it would answer anyone."""
     if settings.web_basic_auth is None and settings.web_token is None:
         raise NoCredentialsError(
             "drumline web needs credentials: set DRUMLINE_WEB_BASIC_AUTH=user:password "
             "(browsers) and/or DRUMLINE_WEB_TOKEN (scripts); `drumline up` sets them"
         )
+    basic = [settings.web_basic_auth.encode()] if settings.web_basic_auth else []
+    return Credentials(basic, settings.web_token)
+
+
+def create_app(
+    engine: Engine,
+    celery: Celery,
+    settings: Settings,
+    known_producers: Collection[str],
+    credentials: Credentials,
+) -> ASGIApp:
     web = WebContext(engine, celery, settings, frozenset(known_producers), CsrfTokens())
     routes = [
         *Pages(web).routes(),
         *Api(web).routes(),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    basic = [settings.web_basic_auth.encode()] if settings.web_basic_auth else []
-    return Guard(Starlette(routes=routes), Credentials(basic, settings.web_token))
+    return Guard(Starlette(routes=routes), credentials)
