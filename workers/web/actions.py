@@ -10,20 +10,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
-from celery.exceptions import TimeoutError as CeleryTimeoutError
-from kombu.exceptions import OperationalError
 from sqlalchemy import Engine
 
-import models.errors  # noqa: F401 - lets Celery rebuild lifecycle errors as their own class
 from beat.dispatch import PRODUCERS_QUEUE, RUN_PRODUCER
 from models.log_text import loggable
 from models.records import RunRecord, WorkflowRecord
 from models.run_store import TERMINAL_STATUSES, RunStore
 from workers.tasks.manual_runs import request_manual_run
+from workers.tasks.sending import BrokerUnreachableError, send, wait_for
+
+__all__ = ["BrokerUnreachableError", "Outcome", "change", "trigger"]
 
 logger = logging.getLogger("drumline.web")
 
-PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1}
 # How long a page waits for a lifecycle task's answer, or for a triggered run to finish,
 # before it shows what it knows (the task id; the producer page shows the rest).
 ANSWER_WAIT_S = 15.0
@@ -56,10 +55,6 @@ class Outcome:
         }
 
 
-class BrokerUnreachableError(Exception):
-    """The broker could not take the message: nothing was enqueued."""
-
-
 def change(celery: Celery, task: str, workflow: str, argument: Any, note: str = "") -> Outcome:
     """Send lifecycle `task` and wait for its answer."""
     logger.info(
@@ -68,24 +63,10 @@ def change(celery: Celery, task: str, workflow: str, argument: Any, note: str = 
         loggable(workflow),
         f" with the note {loggable(note)}" if note else "",
     )
-    try:
-        with celery.connection_for_write() as connection:
-            connection.ensure_connection(**PUBLISH_RETRY)
-        result = celery.send_task(task, args=[argument], retry=True, retry_policy=PUBLISH_RETRY)
-    except OperationalError as error:
-        raise BrokerUnreachableError(f"cannot reach the broker: {error}") from None
-    try:
-        value = result.get(timeout=ANSWER_WAIT_S, propagate=False)
-    except CeleryTimeoutError:
-        error_text = (
-            f"enqueued as task {result.id}; no answer within {ANSWER_WAIT_S:g}s "
-            "(is a worker consuming the 'lifecycle' queue?)"
-        )
-        return Outcome(workflow, False, None, error_text, result.id)
-    if result.successful():
-        return Outcome(workflow, True, value, None, result.id)
-    text = (str(value) or type(value).__name__) if isinstance(value, BaseException) else str(value)
-    return Outcome(workflow, False, None, text, result.id)
+    result = send(celery, task, argument)
+    answer = wait_for(result, ANSWER_WAIT_S)
+    summary = answer.value if answer.ok else None
+    return Outcome(workflow, answer.ok, summary, answer.error, result.id)
 
 
 def trigger(
@@ -94,23 +75,13 @@ def trigger(
     """Record and send a manual run of `producer` now, then wait a little for it to finish;
     the run as it stands (None: its slot had a run already, nothing was sent)."""
 
-    def send(task_id: str, kwargs: dict[str, Any]) -> None:
-        try:
-            celery.send_task(
-                RUN_PRODUCER,
-                kwargs=kwargs,
-                task_id=task_id,
-                queue=PRODUCERS_QUEUE,
-                retry=True,
-                retry_policy=PUBLISH_RETRY,
-            )
-        except OperationalError as error:
-            raise BrokerUnreachableError(f"cannot reach the broker: {error}") from None
+    def send_run(task_id: str, kwargs: dict[str, Any]) -> None:
+        send(celery, RUN_PRODUCER, kwargs=kwargs, task_id=task_id, queue=PRODUCERS_QUEUE)
 
     logger.info(
         "manual run of %s.%s requested from the web", loggable(workflow.name), loggable(producer)
     )
-    request = request_manual_run(engine, workflow, producer, send)
+    request = request_manual_run(engine, workflow, producer, send_run)
     if request is None:
         return None
     runs = RunStore(engine)

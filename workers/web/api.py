@@ -79,7 +79,7 @@ class Api:
             except ApiError as error:
                 return json_response({"error": str(error)}, error.status)
             except actions.BrokerUnreachableError as error:
-                return json_response({"error": str(error)}, 503)
+                return json_response({"error": f"cannot reach the broker: {error}"}, 503)
             return json_response(data, status)
 
         return endpoint

@@ -207,7 +207,7 @@ class Pages:
                 actions.change, self.web.celery, task, name, name, note
             )
         except actions.BrokerUnreachableError as error:
-            return self._error(request, 503, str(error))
+            return self._error(request, 503, f"cannot reach the broker: {error}")
         return self.web.render(
             request, "outcome.html", verb=verb, workflow_name=name, outcome=outcome, note=note
         )
@@ -226,7 +226,7 @@ class Pages:
                 actions.trigger, self.web.celery, self.web.engine, record, name
             )
         except actions.BrokerUnreachableError as error:
-            return self._error(request, 503, str(error))
+            return self._error(request, 503, f"cannot reach the broker: {error}")
         if run is None:
             return self._error(request, 409, "this slot has a run already: try again")
         return self.web.render(
@@ -274,7 +274,7 @@ class Pages:
                 actions.change, self.web.celery, actions.DEPLOY, definition.name, argument
             )
         except actions.BrokerUnreachableError as error:
-            return self._error(request, 503, str(error))
+            return self._error(request, 503, f"cannot reach the broker: {error}")
         return self.web.render(
             request,
             "outcome.html",
