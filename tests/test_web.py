@@ -190,7 +190,12 @@ def test_each_action_takes_effect_through_the_workers(
     # A script: bearer token, no CSRF token, the CLI's JSON shapes.
     by_api = web.request("/api/workflows/wf/producers/p/trigger", method="POST", auth=BEARER)
     assert by_api.status == 200 and by_api.json()["status"] == RunStatus.SUCCEEDED
-    paused_by_api = web.request("/api/workflows/wf/pause", method="POST", auth=BEARER)
+    bad_note = web.request("/api/workflows/wf/pause", method="POST", auth=BEARER, body=[1])
+    assert bad_note.status == 400 and workflow(engine, "wf").status == WorkflowStatus.ACTIVE
+    paused_by_api = web.request(
+        "/api/workflows/wf/pause", method="POST", auth=BEARER, body={"note": "from a script"}
+    )
+    assert logged + "from a script" in web.process.log()
     assert paused_by_api.json()[0]["summary"]["status"] == WorkflowStatus.PAUSED
     assert workflow(engine, "wf").status == WorkflowStatus.PAUSED
     redeploy = web.request(

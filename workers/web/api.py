@@ -26,6 +26,7 @@ from workers.web.context import WebContext, json_response
 from workers.web.csrf import CsrfError
 
 MAX_RUNS = 10_000
+MAX_NOTE_CHARS = 500
 DEFAULT_RUNS = 20
 SOURCE = "<request body>"
 
@@ -120,7 +121,8 @@ class Api:
 
     async def _change(self, request: Request, task: str) -> tuple[int, Any]:
         name = request.path_params["name"]
-        outcome = await run_in_threadpool(actions.change, self.web.celery, task, name, name)
+        note = _note(await request.body())
+        outcome = await run_in_threadpool(actions.change, self.web.celery, task, name, name, note)
         return (200 if outcome.ok else 409), [outcome.as_json()]
 
     async def trigger(self, request: Request) -> tuple[int, Any]:
@@ -164,3 +166,19 @@ class Api:
         if record is None:
             raise ApiError(404, f"no workflow named {name[:100]!r}")
         return record
+
+
+def _note(body: bytes) -> str:
+    """The optional `{"note": "..."}` body of a pause or resume."""
+    if not body.strip():
+        return ""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        raise ApiError(400, 'the body must be JSON: {"note": "..."}') from None
+    if not isinstance(data, dict) or set(data) - {"note"}:
+        raise ApiError(400, 'the body may only hold {"note": "..."}')
+    note = data.get("note", "")
+    if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS:
+        raise ApiError(400, f"note: must be text of at most {MAX_NOTE_CHARS} characters")
+    return note

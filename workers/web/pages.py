@@ -29,6 +29,7 @@ from models.vocabulary import WorkflowStatus
 from models.workflow_store import WorkflowStore
 from workers.read_views import producer_view, run_view, workflow_view
 from workers.web import actions
+from workers.web.api import MAX_NOTE_CHARS
 from workers.web.charts import Point, line_chart, percentile
 from workers.web.context import WebContext
 from workers.web.csrf import CsrfError
@@ -38,7 +39,6 @@ LATENESS_WINDOW = timedelta(days=1)
 RECENT_RUNS = 15
 PRODUCER_RUNS = 50
 CHART_RUNS = 300
-MAX_NOTE_CHARS = 500
 PASTED = "<pasted definition>"
 
 Handler = Callable[[Request, FormData], Awaitable[Response]]
