@@ -120,17 +120,15 @@ class Pages:
 
     def producer(self, request: Request) -> Response:
         record = self._workflow(request)
+        if record is None:
+            return self._missing(request)
         name = request.path_params["producer"]
-        found = (
-            [
-                p
-                for p in producer_status(self.web.engine, workflow_id=record.id)
-                if p.schedule.producer_name == name
-            ]
-            if record is not None
-            else []
-        )
-        if record is None or not found:
+        found = [
+            p
+            for p in producer_status(self.web.engine, workflow_id=record.id)
+            if p.schedule.producer_name == name
+        ]
+        if not found:
             return self._missing(request)
         status = found[0]
         runs = RunStore(self.web.engine).list(record.id, producer_name=name, limit=PRODUCER_RUNS)
