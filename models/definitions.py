@@ -340,6 +340,28 @@ def load_definition_file(
     )
 
 
+def load_definition_text(
+    text: str,
+    *,
+    source: str,
+    known_producers: Collection[str] | None = None,
+    max_timeout: timedelta | None = None,
+) -> WorkflowDefinition:
+    """Validate a definition given as text (pasted in the web view), YAML or JSON (JSON is
+    read as the YAML it also is), with the same limits as a file."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_DEFINITION_BYTES:
+        problem = f"text is {size} bytes; the limit is {MAX_DEFINITION_BYTES}"
+        raise DefinitionError([DefinitionProblem(source, "", problem)])
+    data = _parse_text(text, source, as_json=False)
+    _check_plain(data, source)
+    if null_problems := _null_fields(data, source):
+        raise DefinitionError(null_problems)
+    return parse_definition(
+        data, source=source, known_producers=known_producers, max_timeout=max_timeout
+    )
+
+
 def load_definition_files(
     paths: Iterable[str | Path],
     *,
@@ -396,13 +418,16 @@ def _read(path: Path) -> object:
     suffix = path.suffix.lower()
     if suffix not in (".yaml", ".yml", ".json"):
         raise DefinitionError([DefinitionProblem(source, "", "use a .yaml, .yml or .json file")])
-    text = _read_text(path)
+    return _parse_text(_read_text(path), source, as_json=suffix == ".json")
+
+
+def _parse_text(text: str, source: str, *, as_json: bool) -> object:
     try:
-        if suffix == ".json":
+        if as_json:
             return json.loads(text, object_pairs_hook=_unique_keys, parse_int=_bounded_int)
         return _load_yaml(text)
     except (json.JSONDecodeError, yaml.YAMLError, DuplicateKeyError, LimitError) as exc:
-        kind = "JSON" if suffix == ".json" else "YAML"
+        kind = "JSON" if as_json else "YAML"
         detail = " ".join(str(exc).split())
         raise DefinitionError(
             [DefinitionProblem(source, "", f"{kind} syntax error: {detail}")]

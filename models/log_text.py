@@ -19,3 +19,9 @@ def loggable(text: object, limit: int = MAX_LOGGED_CHARS) -> str:
     if len(raw) > limit:
         escaped += f"...(+{len(raw) - limit} chars)"
     return escaped
+
+
+def last_line(error: str | None) -> str:
+    """The last line of an error (a traceback's last line names the exception)."""
+    lines = (error or "").strip().splitlines()
+    return lines[-1] if lines else ""

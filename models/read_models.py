@@ -16,6 +16,7 @@ from sqlalchemy import Engine, case, false, func, literal, select
 
 from models.records import ScheduleRecord
 from models.tables import producer_runs, producer_schedules, workflows
+from models.vocabulary import RunStatus, Trigger
 
 # How many of a producer's newest runs are searched for its last failure and recent runs:
 # more than a 1s schedule makes in a minute, so the runs of the last minute are all counted.
@@ -134,3 +135,69 @@ def _producer_status(row: Any) -> ProducerStatus:
         last_error=fields.pop("last_error"),
         schedule=ScheduleRecord(**fields),
     )
+
+
+@dataclass(frozen=True)
+class RunTiming:
+    """When one scheduled run started against its slot, and how long it took."""
+
+    producer: str
+    scheduled_for: datetime
+    started_at: datetime
+    duration_ms: float | None
+    status: str
+    task_id: str | None
+
+
+# How many of each producer's newest scheduled runs the web view's lateness figures read.
+TIMED_RUNS = 1000
+
+
+def failing_producers(engine: Engine) -> dict[str, int]:
+    """Per workflow name, how many of its producers failed their last run(s), in one query."""
+    query = (
+        select(_w.name, func.count(_s.id))
+        .join(workflows, _w.id == _s.workflow_id)
+        .where(_s.consecutive_failures > 0)
+        .group_by(_w.name)
+    )
+    with engine.connect() as conn:
+        return {name: count for name, count in conn.execute(query)}
+
+
+def run_timings(
+    engine: Engine,
+    workflow_id: int,
+    *,
+    since: datetime,
+    producer: str | None = None,
+    per_producer: int = TIMED_RUNS,
+) -> list[RunTiming]:
+    """The scheduled runs of a workflow (or one producer) since `since`, at most
+    `per_producer` newest of each, oldest first, in one query (a window over the unique
+    (workflow, producer, slot) index)."""
+    newest = func.row_number().over(partition_by=_r.producer_name, order_by=_r.scheduled_for.desc())
+    ranked = select(
+        _r.producer_name.label("producer"),
+        _r.scheduled_for,
+        _r.started_at,
+        _r.duration_ms,
+        _r.status,
+        _r.task_id,
+        newest.label("rank"),
+    ).where(
+        _r.workflow_id == workflow_id,
+        _r.scheduled_for >= since,
+        _r.trigger == Trigger.SCHEDULE,
+        _r.status != RunStatus.PENDING,
+    )
+    if producer is not None:
+        ranked = ranked.where(_r.producer_name == producer)
+    runs = ranked.subquery("ranked")
+    query = (
+        select(*(column for column in runs.c if column.name != "rank"))
+        .where(runs.c.rank <= per_producer)
+        .order_by(runs.c.producer, runs.c.scheduled_for)
+    )
+    with engine.connect() as conn:
+        return [RunTiming(**row._asdict()) for row in conn.execute(query)]

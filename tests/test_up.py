@@ -55,7 +55,8 @@ from workers.local.stack import REPO_ROOT, find_examples
 from workers.local.supervisor import Interrupts, Supervisor
 from workers.registry import ProducerContext, ProducerResult, get_producer, registered_names
 
-UP = [sys.executable, "-c", "from workers.cli.main import main; main()", "up"]
+# Without the web view unless a test asks (`--web --web-port P`): its default port is fixed.
+UP = [sys.executable, "-c", "from workers.cli.main import main; main()", "up", "--no-web"]
 EXAMPLES = sorted((REPO_ROOT / "examples").glob("*.yaml"))
 FIRST_RUNS_WITHIN_S = 20
 STOP_WITHIN_S = 15
@@ -668,3 +669,36 @@ def test_read_commands_create_nothing_and_name_the_data_dir_they_looked_at(
         assert list(empty.iterdir()) == [], args
     # -v: drumline's own steps, in a format naming the logger.
     assert " INFO drumline.cli: producer modules besides the built-ins: none" in result.stderr
+
+
+def test_up_serves_the_web_view_with_flowers_credentials_and_a_private_token(
+    tmp_path: Path, start_up: StartUp
+) -> None:
+    data, port = tmp_path / "data", free_port()
+    up = start_up(data, "--flower-port", str(free_port()), "--web", "--web-port", str(port))
+    up.wait_for_output("runs in the last minute", 60)  # started, and the examples deployed
+    password = (data / "flower.password").read_text().strip()
+    token = (data / "web.token").read_text().strip()
+    where = f"password in {data / 'flower.password'}, bearer token in {data / 'web.token'}"
+    assert f"web ready on http://127.0.0.1:{port} (user drumline, {where})" in up.text()
+    assert password not in up.text() and token not in up.text()  # piped: a log
+    assert modes(data)["web.token"] == 0o600
+
+    def get(path: str, authorization: str | None) -> tuple[int, str]:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+        if authorization is not None:
+            request.add_header("Authorization", authorization)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return int(response.status), response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, ""
+
+    basic = "Basic " + base64.b64encode(f"drumline:{password}".encode()).decode()
+    assert get("/", None)[0] == 401
+    status, page = get("/", basic)
+    assert status == 200 and "example-summaries" in page
+    status, body = get("/api/workflows", f"Bearer {token}")
+    assert status == 200
+    assert "example-summaries" in {w["name"] for w in json.loads(body)["workflows"]}
+    assert_stopped_cleanly(up, signal.SIGINT)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from workers.local_broker import announced_broker
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 # The most a producer's result or state may be configured to hold (each run row keeps one).
 MAX_OUTPUT_BYTES = 16 * 1024 * 1024
+# The shortest bearer token `drumline web` accepts: guessing 24 characters is hopeless.
+MIN_TOKEN_CHARS = 24
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,10 @@ class Settings:
     result_max_bytes: int
     state_max_bytes: int
     output_max_depth: int
+    # Secrets: kept out of the repr, so a logged Settings shows neither.
+    web_basic_auth: str | None = dataclass_field(repr=False)
+    web_token: str | None = dataclass_field(repr=False)
+    flower_url: str
 
     @property
     def visibility_timeout(self) -> timedelta:
@@ -206,6 +213,33 @@ def _days_or_off(field: Field, raw: str) -> timedelta | None:
 def _count_or_off(field: Field, raw: str) -> int | None:
     """A whole number, or None for 0 (the rule is off)."""
     return _whole(field, raw) or None
+
+
+def _credentials(field: Field, raw: str) -> str | None:
+    """`user:password`, neither part empty (the value is never shown in a message)."""
+    if not raw:
+        return None
+    user, colon, password = raw.partition(":")
+    if not (user and colon and password):
+        raise SettingsError(f"{field.variable} must be user:password, neither part empty")
+    return raw
+
+
+def _token(field: Field, raw: str) -> str | None:
+    if not raw:
+        return None
+    if len(raw) < MIN_TOKEN_CHARS or not raw.isascii() or not raw.isprintable() or " " in raw:
+        raise SettingsError(
+            f"{field.variable} must be at least {MIN_TOKEN_CHARS} printable ASCII characters "
+            "without spaces"
+        )
+    return raw
+
+
+def _http_url(field: Field, raw: str) -> str:
+    if not raw.startswith(("http://", "https://")):
+        raise SettingsError(f"{field.variable} must be an http:// or https:// URL")
+    return raw.rstrip("/")
 
 
 def _broker(earlier: Mapping[str, Any]) -> str:
@@ -395,5 +429,27 @@ FIELDS: tuple[Field, ...] = (
         "how deeply a result or state may nest (1 to 256)",
         minimum=1,
         maximum=256,
+    ),
+    Field(
+        "DRUMLINE_WEB_BASIC_AUTH",
+        "web_basic_auth",
+        _credentials,
+        "",
+        "`user:password` that `drumline web` asks browsers for (basic auth; `drumline up` sets "
+        "Flower's)",
+    ),
+    Field(
+        "DRUMLINE_WEB_TOKEN",
+        "web_token",
+        _token,
+        "",
+        "a bearer token for scripts calling `drumline web` (at least 24 characters)",
+    ),
+    Field(
+        "DRUMLINE_FLOWER_URL",
+        "flower_url",
+        _http_url,
+        "http://127.0.0.1:5555",
+        "where the web view links a run's task id to (Flower's task page)",
     ),
 )

@@ -24,6 +24,7 @@ from models.records import ScheduleRecord, WorkflowRecord
 from models.schedule_store import ProducerScheduleStore
 from models.workflow_store import WorkflowStore
 from workers.client import Drumline
+from workers.read_views import json_default
 from workers.settings import Settings
 from workers.tasks.celery_config import create_app
 
@@ -179,13 +180,7 @@ def require_producer(
 
 
 def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=_json_default))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"cannot serialise {type(value).__name__}")
+    click.echo(json.dumps(data, indent=2, default=json_default))
 
 
 def when(moment: datetime | None, never: str = "-") -> str:
@@ -198,9 +193,3 @@ def when(moment: datetime | None, never: str = "-") -> str:
 def milliseconds(duration_ms: float | None, unit: str = "") -> str:
     """A run's duration, to a tenth of a millisecond; `-` if it has none (yet)."""
     return "-" if duration_ms is None else f"{duration_ms:.1f}{unit}"
-
-
-def last_line(error: str | None) -> str:
-    """The last line of an error (a traceback's last line names the exception)."""
-    lines = (error or "").strip().splitlines()
-    return lines[-1] if lines else ""

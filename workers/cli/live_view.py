@@ -24,7 +24,7 @@ from models.log_text import loggable
 from models.read_models import producer_status
 from models.types import utc_now
 from models.vocabulary import RunStatus
-from workers.cli.read_commands import describe_schedule, last_failure
+from workers.read_views import describe_schedule, last_failure
 
 RECENT = timedelta(minutes=1)
 # The log line names at most this many failing producers, each reason cut to REASON_CHARS.

@@ -16,6 +16,7 @@ from workers.cli.read_commands import ls, runs, status
 from workers.cli.trigger import trigger
 from workers.cli.up import up
 from workers.cli.validate_command import validate
+from workers.cli.web_command import web
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -60,6 +61,7 @@ for command in (
     dead_letters,
     up,
     flower,
+    web,
 ):
     cli.add_command(command)
 

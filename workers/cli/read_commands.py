@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict
-from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from models.log_text import loggable
-from models.read_models import ProducerStatus, producer_status, workflow_overview
-from models.records import RunRecord, ScheduleRecord
+from models.log_text import last_line, loggable
+from models.read_models import producer_status, workflow_overview
 from models.run_store import RunStore
-from models.schedules import schedule_from_row
 from workers.cli.context import (
     CliContext,
     json_option,
-    last_line,
     milliseconds,
     pass_context,
     print_json,
@@ -27,8 +22,8 @@ from workers.cli.context import (
     require_workflow,
     when,
 )
+from workers.read_views import producer_view, run_view, workflow_view
 
-FAILURE_CHARS = 80
 PAUSED = "paused"
 
 
@@ -38,7 +33,7 @@ PAUSED = "paused"
 def ls(ctx: CliContext, as_json: bool) -> None:
     """List workflows: status, version, producers and the earliest next run."""
     # A paused producer's stored next run passes without a run: `next_run_at` leaves it out.
-    rows = [asdict(workflow) for workflow in workflow_overview(ctx.engine)]
+    rows = [workflow_view(workflow) for workflow in workflow_overview(ctx.engine)]
     if as_json:
         print_json({"workflows": rows})
         return
@@ -62,7 +57,7 @@ def ls(ctx: CliContext, as_json: bool) -> None:
 def status(ctx: CliContext, name: str, as_json: bool) -> None:
     """Show each producer of workflow NAME: schedule, next and last run, failures."""
     workflow = require_workflow(ctx, name)
-    producers = [_producer_view(p) for p in producer_status(ctx.engine, workflow_id=workflow.id)]
+    producers = [producer_view(p) for p in producer_status(ctx.engine, workflow_id=workflow.id)]
     if as_json:
         print_json(
             {
@@ -117,7 +112,7 @@ def runs(ctx: CliContext, name: str, producer: str | None, limit: int, as_json: 
         require_producer(ctx, workflow, producer, param_hint="--producer")
     records = RunStore(ctx.engine).list(workflow.id, producer_name=producer, limit=limit)
     if as_json:
-        print_json({"workflow": workflow.name, "runs": [_run_view(run) for run in records]})
+        print_json({"workflow": workflow.name, "runs": [run_view(run) for run in records]})
         return
     table = Table(
         "producer",
@@ -153,46 +148,3 @@ def shown(text: str) -> Text:
 def console() -> Console:
     """Full-width tables when piped: rich would squeeze them to 80 columns."""
     return Console() if sys.stdout.isatty() else Console(width=220)
-
-
-def describe_schedule(row: ScheduleRecord) -> str:
-    schedule = schedule_from_row(row.schedule_type, row.schedule_value, row.timezone)
-    return schedule.describe(exhausted=row.next_run_at is None)
-
-
-def last_failure(error: str | None) -> str | None:
-    """A run's error as one short, escaped line (a traceback's last line)."""
-    return loggable(last_line(error), FAILURE_CHARS) if error else None
-
-
-def _producer_view(producer: ProducerStatus) -> dict[str, Any]:
-    row = producer.schedule
-    return {
-        "name": row.producer_name,
-        "run": row.run,
-        "schedule": describe_schedule(row),
-        "paused": row.paused,
-        # A paused producer's stored next run passes without a run: it has none.
-        "next_run_at": None if row.paused else row.next_run_at,
-        "last_run_at": row.last_run_at,
-        "last_status": row.last_status,
-        "consecutive_failures": row.consecutive_failures,
-        "last_failure": last_failure(producer.last_error),
-        "state": row.state,
-    }
-
-
-def _run_view(run: RunRecord) -> dict[str, Any]:
-    return {
-        "producer": run.producer_name,
-        "scheduled_for": run.scheduled_for,
-        "trigger": run.trigger,
-        "started_at": run.started_at,
-        "finished_at": run.finished_at,
-        "status": run.status,
-        "duration_ms": run.duration_ms,
-        "attempt": run.attempt,
-        "task_id": run.task_id,
-        "error": run.error,
-        "result": run.result,
-    }

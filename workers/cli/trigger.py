@@ -14,12 +14,12 @@ from typing import Any
 import click
 
 from models.errors import DrumlineError
+from models.log_text import last_line
 from models.records import RunRecord
 from models.vocabulary import RunStatus
 from workers.cli.context import (
     CliContext,
     json_option,
-    last_line,
     milliseconds,
     pass_context,
     print_json,

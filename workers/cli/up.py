@@ -42,6 +42,7 @@ from workers.local.stack import (
     producer_modules,
     start_celery,
     start_redis,
+    start_web,
 )
 from workers.local.supervisor import Interrupts
 from workers.registry import load_producer_modules, registered_names
@@ -59,6 +60,8 @@ from workers.registry import load_producer_modules, registered_names
 @click.option("--beats", type=click.IntRange(1, 8), default=1, show_default=True)
 @click.option("--flower/--no-flower", default=True, show_default=True)
 @click.option("--flower-port", type=click.IntRange(1, 65535), default=5555, show_default=True)
+@click.option("--web/--no-web", default=True, show_default=True, help="The web view.")
+@click.option("--web-port", type=click.IntRange(1, 65535), default=8050, show_default=True)
 @click.option(
     "--redis-port",
     type=click.IntRange(0, 65535),
@@ -87,11 +90,14 @@ def up(
     beats: int,
     flower: bool,
     flower_port: int,
+    web: bool,
+    web_port: int,
     redis_port: int,
     data_dir: Path,
     deploy_files: tuple[Path, ...],
 ) -> None:
-    """Run Redis, SQLite, workers, beat and Flower here, deploy the examples, and watch them.
+    """Run Redis, SQLite, workers, beat, Flower and the web view here, deploy the examples, and
+    watch them.
 
     Ctrl-C stops everything. Starting again on the same data dir carries on where it stopped.
     """
@@ -109,6 +115,7 @@ def up(
         examples=examples,
         external_broker=bool(os.environ.get("DRUMLINE_BROKER_URL")),
         producer_modules=producer_modules(settings.producer_modules, examples),
+        web_port=web_port if web else None,
     )
     definitions = validate_definitions(plan, settings.max_timeout)
     with ExitStack() as held:
@@ -131,13 +138,14 @@ def run(plan: Plan, definitions: list[WorkflowDefinition]) -> None:
         cli_ctx.settings = load_settings(env)
         apply_migrations(cli_ctx.settings.database_url)
         flower_line = start_celery(system, plan, env)
+        web_line = start_web(system, plan)
         if definitions:
             if not deploy_definitions(cli_ctx, definitions):
                 raise click.ClickException("the workflows were not all deployed (see above)")
         else:
             click.echo("no example workflows found: deploy yours with --deploy FILE")
         header = [f"drumline up: data dir {plan.layout.root}, logs in {plan.layout.logs}"]
-        live_view.watch(cli_ctx.engine, [*header, flower_line], system.check, Console())
+        live_view.watch(cli_ctx.engine, [*header, flower_line, web_line], system.check, Console())
     except KeyboardInterrupt:
         click.echo("stopping (warm shutdown)...")
     except (StartupError, ChildExitedError) as error:

@@ -1,5 +1,5 @@
 """The command lines of drumline's processes, in one place: `drumline up`, the tests and the
-benchmark start the same Celery worker, beat and Flower."""
+benchmark start the same Celery worker, beat, Flower and web view."""
 
 from __future__ import annotations
 
@@ -74,3 +74,8 @@ def beat_pidfile(workdir: Path, name: str) -> Path:
 def flower_argv(port: int) -> list[str]:
     """`drumline flower` on loopback (its credentials come through the environment)."""
     return [*DRUMLINE, "flower", f"--port={port}", "--address=127.0.0.1"]
+
+
+def web_argv(port: int) -> list[str]:
+    """`drumline web` on loopback (its credentials come through the environment)."""
+    return [*DRUMLINE, "web", f"--port={port}", "--host=127.0.0.1"]

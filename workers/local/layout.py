@@ -36,6 +36,10 @@ class Layout:
         return self.root / "flower.password"
 
     @property
+    def web_token(self) -> Path:
+        return self.root / "web.token"
+
+    @property
     def redis_pid(self) -> Path:
         return self.run / "redis.pid"
 

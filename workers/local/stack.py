@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from models.db import default_database_url
-from workers.local.celery_argv import beat_argv, beat_pidfile, flower_argv, worker_argv
+from workers.local.celery_argv import beat_argv, beat_pidfile, flower_argv, web_argv, worker_argv
 from workers.local.child import ChildProcess, StartupError
 from workers.local.layout import Layout, stored_secret
 from workers.local.orphans import REDIS_STOP_S
@@ -48,6 +48,7 @@ class Plan:
     examples: Path | None
     external_broker: bool
     producer_modules: tuple[str, ...]
+    web_port: int | None = None
 
 
 class LocalSystem:
@@ -114,7 +115,12 @@ def import_paths(examples: Path | None) -> list[str]:
 
 
 def check_ports(plan: Plan) -> None:
-    for port, option in ((plan.flower_port, "--flower-port"), (plan.redis_port, "--redis-port")):
+    ports = (
+        (plan.flower_port, "--flower-port"),
+        (plan.redis_port, "--redis-port"),
+        (plan.web_port, "--web-port"),
+    )
+    for port, option in ports:
         if port is not None and port_in_use(port):
             raise click.ClickException(
                 f"port {port} on 127.0.0.1 is already in use; choose another with {option}"
@@ -205,3 +211,30 @@ def start_flower(supervisor: Supervisor, plan: Plan) -> str:
     shown = f"password {password}" if sys.stdout.isatty() else where
     click.echo(f"flower ready on {url} (user {FLOWER_USER}, {shown})")
     return f"Flower: {url} (user {FLOWER_USER}, {where})"
+
+
+def start_web(system: LocalSystem, plan: Plan) -> str:
+    """`drumline web` on loopback, asking browsers for Flower's credentials and scripts for the
+    bearer token kept in the data dir; both go through the environment. Returns the line
+    shown in the view."""
+    port = plan.web_port
+    if port is None or system.supervisor is None:
+        return "web: off (--no-web)"
+    password = stored_secret(plan.layout.flower_password)
+    token_file = plan.layout.web_token
+    flower = f"http://127.0.0.1:{plan.flower_port}" if plan.flower_port else ""
+    child = system.supervisor.spawn(
+        "web",
+        web_argv(port),
+        extra_env={
+            "DRUMLINE_WEB_BASIC_AUTH": f"{FLOWER_USER}:{password}",
+            "DRUMLINE_WEB_TOKEN": stored_secret(token_file),
+            **({"DRUMLINE_FLOWER_URL": flower} if flower else {}),
+        },
+    )
+    child.wait_until(lambda: port_in_use(port), READY_TIMEOUT_S)
+    url = f"http://127.0.0.1:{port}"
+    where = f"password in {plan.layout.flower_password}, bearer token in {token_file}"
+    shown = f"password {password}, bearer token in {token_file}" if sys.stdout.isatty() else where
+    click.echo(f"web ready on {url} (user {FLOWER_USER}, {shown})")
+    return f"web: {url} (user {FLOWER_USER}, {where})"

@@ -1,0 +1,86 @@
+"""The JSON shapes of what drumline shows: `drumline ls | status | runs | trigger --json` and
+the web's `/api/...` answer with the same dicts, built here once."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from models.log_text import last_line, loggable
+from models.read_models import ProducerStatus, WorkflowOverview
+from models.records import RunRecord, ScheduleRecord
+from models.schedules import schedule_from_row
+
+FAILURE_CHARS = 80
+
+
+def json_default(value: Any) -> Any:
+    """`json.dumps(..., default=json_default)`: instants as ISO-8601 text."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def describe_schedule(row: ScheduleRecord) -> str:
+    schedule = schedule_from_row(row.schedule_type, row.schedule_value, row.timezone)
+    return schedule.describe(exhausted=row.next_run_at is None)
+
+
+def last_failure(error: str | None) -> str | None:
+    """A run's error as one short, escaped line (a traceback's last line)."""
+    return loggable(last_line(error), FAILURE_CHARS) if error else None
+
+
+def workflow_view(workflow: WorkflowOverview) -> dict[str, Any]:
+    """One workflow of `ls --json`."""
+    return asdict(workflow)
+
+
+def producer_view(producer: ProducerStatus) -> dict[str, Any]:
+    """One producer of `status --json`."""
+    row = producer.schedule
+    return {
+        "name": row.producer_name,
+        "run": row.run,
+        "schedule": describe_schedule(row),
+        "paused": row.paused,
+        # A paused producer's stored next run passes without a run: it has none.
+        "next_run_at": None if row.paused else row.next_run_at,
+        "last_run_at": row.last_run_at,
+        "last_status": row.last_status,
+        "consecutive_failures": row.consecutive_failures,
+        "last_failure": last_failure(producer.last_error),
+        "state": row.state,
+    }
+
+
+def run_view(run: RunRecord) -> dict[str, Any]:
+    """One run of `runs --json`."""
+    return {
+        "producer": run.producer_name,
+        "scheduled_for": run.scheduled_for,
+        "trigger": run.trigger,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "status": run.status,
+        "duration_ms": run.duration_ms,
+        "attempt": run.attempt,
+        "task_id": run.task_id,
+        "error": run.error,
+        "result": run.result,
+    }
+
+
+def triggered_view(workflow: str, run: RunRecord) -> dict[str, Any]:
+    """A triggered run as `trigger --json` shows it."""
+    return {
+        "task_id": run.task_id,
+        "workflow": workflow,
+        "producer": run.producer_name,
+        "scheduled_for": run.scheduled_for,
+        "status": run.status,
+        "duration_ms": run.duration_ms,
+        "error": run.error,
+        "result": run.result,
+    }

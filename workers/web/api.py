@@ -1,0 +1,184 @@
+"""`/api/...`: the JSON behind the pages, in the shapes of the CLI's --json
+(`workers/read_views.py`), for scripts (bearer token) and browsers (basic auth, and the
+X-CSRF-Token header on a POST)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from models.definitions import parse_definition
+from models.errors import DefinitionError
+from models.read_models import producer_status, workflow_overview
+from models.records import WorkflowRecord
+from models.run_store import RunStore
+from models.vocabulary import WorkflowStatus
+from models.workflow_store import WorkflowStore
+from workers.read_views import producer_view, run_view, triggered_view, workflow_view
+from workers.web import actions
+from workers.web.context import WebContext, json_response
+from workers.web.csrf import CsrfError
+
+MAX_RUNS = 10_000
+MAX_NOTE_CHARS = 500
+DEFAULT_RUNS = 20
+SOURCE = "<request body>"
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Api:
+    def __init__(self, web: WebContext) -> None:
+        self.web = web
+
+    def routes(self) -> list[Route]:
+        workflow = "/api/workflows/{name}"
+        return [
+            Route("/api/workflows", self.read(self.workflows), methods=["GET"]),
+            Route(workflow, self.read(self.status), methods=["GET"]),
+            Route(workflow + "/runs", self.read(self.runs), methods=["GET"]),
+            Route(workflow + "/pause", self.post(self.pause), methods=["POST"]),
+            Route(workflow + "/resume", self.post(self.resume), methods=["POST"]),
+            Route(
+                workflow + "/producers/{producer}/trigger",
+                self.post(self.trigger),
+                methods=["POST"],
+            ),
+            Route("/api/deploy", self.post(self.deploy), methods=["POST"]),
+        ]
+
+    def read(self, handler: Callable[[Request], Any]) -> Endpoint:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return json_response(await run_in_threadpool(handler, request))
+            except ApiError as error:
+                return json_response({"error": str(error)}, error.status)
+
+        return endpoint
+
+    def post(self, handler: Callable[[Request], Awaitable[tuple[int, Any]]]) -> Endpoint:
+        """A POST: CSRF checked (for a browser), errors as `{"error": ...}`."""
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                self.web.csrf.check(request)
+                status, data = await handler(request)
+            except CsrfError as error:
+                return json_response({"error": str(error)}, 403)
+            except ApiError as error:
+                return json_response({"error": str(error)}, error.status)
+            except actions.BrokerUnreachableError as error:
+                return json_response({"error": f"cannot reach the broker: {error}"}, 503)
+            return json_response(data, status)
+
+        return endpoint
+
+    # GET: `drumline ls | status | runs --json`
+
+    def workflows(self, request: Request) -> Any:
+        return {"workflows": [workflow_view(w) for w in workflow_overview(self.web.engine)]}
+
+    def status(self, request: Request) -> Any:
+        record = self._workflow(request)
+        producers = producer_status(self.web.engine, workflow_id=record.id)
+        return {
+            "workflow": record.name,
+            "status": record.status,
+            "version": record.version,
+            "producers": [producer_view(p) for p in producers],
+        }
+
+    def runs(self, request: Request) -> Any:
+        record = self._workflow(request)
+        producer = request.query_params.get("producer")
+        if producer is not None and producer not in record.definition.get("producers", {}):
+            raise ApiError(404, f"workflow {record.name!r} has no producer {producer[:100]!r}")
+        raw = request.query_params.get("limit", str(DEFAULT_RUNS))
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_RUNS:
+            raise ApiError(400, f"limit: {raw[:20]!r} is not a whole number from 1 to {MAX_RUNS}")
+        runs = RunStore(self.web.engine).list(record.id, producer_name=producer, limit=int(raw))
+        return {"workflow": record.name, "runs": [run_view(run) for run in runs]}
+
+    # POST: `drumline pause | resume | deploy | trigger --json`
+
+    async def pause(self, request: Request) -> tuple[int, Any]:
+        return await self._change(request, actions.PAUSE)
+
+    async def resume(self, request: Request) -> tuple[int, Any]:
+        return await self._change(request, actions.RESUME)
+
+    async def _change(self, request: Request, task: str) -> tuple[int, Any]:
+        name = request.path_params["name"]
+        note = _note(await request.body())
+        outcome = await run_in_threadpool(actions.change, self.web.celery, task, name, name, note)
+        return (200 if outcome.ok else 409), [outcome.as_json()]
+
+    async def trigger(self, request: Request) -> tuple[int, Any]:
+        record = await run_in_threadpool(self._workflow, request)
+        producer = request.path_params["producer"]
+        if producer not in record.definition.get("producers", {}):
+            raise ApiError(404, f"workflow {record.name!r} has no producer {producer[:100]!r}")
+        if record.status == WorkflowStatus.PAUSED:
+            raise ApiError(409, f"workflow {record.name!r} is paused: resume it first")
+        run = await run_in_threadpool(
+            actions.trigger, self.web.celery, self.web.engine, record, producer
+        )
+        if run is None:
+            raise ApiError(409, "this slot has a run already; nothing was triggered: retry")
+        return 200, triggered_view(record.name, run)
+
+    async def deploy(self, request: Request) -> tuple[int, Any]:
+        try:
+            data = json.loads(await request.body())
+        except (ValueError, RecursionError) as error:
+            raise ApiError(400, f"the body is not JSON: {str(error)[:200]}") from None
+        try:
+            definition = parse_definition(
+                data,
+                source=SOURCE,
+                known_producers=self.web.known_producers,
+                max_timeout=self.web.settings.max_timeout,
+            )
+        except DefinitionError as error:
+            problems = [{"path": p.path, "message": p.message} for p in error.problems]
+            return 422, {"error": "invalid definition", "problems": problems}
+        argument = definition.model_dump(mode="json", exclude_defaults=True)
+        outcome = await run_in_threadpool(
+            actions.change, self.web.celery, actions.DEPLOY, definition.name, argument
+        )
+        return (200 if outcome.ok else 409), [outcome.as_json()]
+
+    def _workflow(self, request: Request) -> WorkflowRecord:
+        name = request.path_params["name"]
+        record = WorkflowStore(self.web.engine).get(name)
+        if record is None:
+            raise ApiError(404, f"no workflow named {name[:100]!r}")
+        return record
+
+
+def _note(body: bytes) -> str:
+    """The optional `{"note": "..."}` body of a pause or resume."""
+    if not body.strip():
+        return ""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        raise ApiError(400, 'the body must be JSON: {"note": "..."}') from None
+    if not isinstance(data, dict) or set(data) - {"note"}:
+        raise ApiError(400, 'the body may only hold {"note": "..."}')
+    note = data.get("note", "")
+    if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS:
+        raise ApiError(400, f"note: must be text of at most {MAX_NOTE_CHARS} characters")
+    return note

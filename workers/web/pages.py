@@ -1,0 +1,324 @@
+"""The pages: workflows, a workflow, a producer; confirmations before every action, and the
+actions' outcomes. Reads go through models/read_models.py like the CLI's; actions enqueue the
+lifecycle tasks (`actions.py`). No GET changes anything: a GET of an action shows its
+confirmation, whose form POSTs."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from urllib.parse import quote
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from models.definitions import MAX_DEFINITION_BYTES, load_definition_text
+from models.errors import DefinitionError, DefinitionProblem
+from models.read_models import (
+    failing_producers,
+    producer_status,
+    run_timings,
+    workflow_overview,
+)
+from models.records import WorkflowRecord
+from models.run_store import RunStore
+from models.vocabulary import WorkflowStatus
+from models.workflow_store import WorkflowStore
+from workers.read_views import producer_view, run_view, workflow_view
+from workers.web import actions
+from workers.web.api import MAX_NOTE_CHARS
+from workers.web.charts import Point, line_chart, percentile
+from workers.web.context import WebContext
+from workers.web.csrf import CsrfError
+from workers.web.plan import plan_deploy
+
+LATENESS_WINDOW = timedelta(days=1)
+RECENT_RUNS = 15
+PRODUCER_RUNS = 50
+CHART_RUNS = 300
+PASTED = "<pasted definition>"
+
+Handler = Callable[[Request, FormData], Awaitable[Response]]
+
+
+class Pages:
+    def __init__(self, web: WebContext) -> None:
+        self.web = web
+
+    def routes(self) -> list[Route]:
+        workflow = "/workflows/{name}"
+        producer = workflow + "/producers/{producer}"
+        return [
+            Route("/", self.workflows, methods=["GET"]),
+            Route(workflow, self.workflow, methods=["GET"]),
+            Route(producer, self.producer, methods=["GET"]),
+            Route(workflow + "/pause", self.confirm_pause, methods=["GET"]),
+            Route(workflow + "/pause", self.action(self.pause), methods=["POST"]),
+            Route(workflow + "/resume", self.confirm_resume, methods=["GET"]),
+            Route(workflow + "/resume", self.action(self.resume), methods=["POST"]),
+            Route(producer + "/trigger", self.confirm_trigger, methods=["GET"]),
+            Route(producer + "/trigger", self.action(self.trigger), methods=["POST"]),
+            Route("/deploy", self.deploy_form, methods=["GET"]),
+            Route("/deploy/plan", self.action(self.deploy_plan), methods=["POST"]),
+            Route("/deploy", self.action(self.deploy), methods=["POST"]),
+        ]
+
+    def action(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        """A POST: its form read within bounds and its CSRF token checked, before `handler`."""
+
+        async def endpoint(request: Request) -> Response:
+            async with request.form(
+                max_files=1, max_fields=8, max_part_size=MAX_DEFINITION_BYTES + 1
+            ) as form:
+                try:
+                    self.web.csrf.check(request, form)
+                except CsrfError as error:
+                    return self._error(request, 403, str(error))
+                return await handler(request, form)
+
+        return endpoint
+
+    # Pages
+
+    def workflows(self, request: Request) -> Response:
+        failing = failing_producers(self.web.engine)
+        rows = [
+            {**workflow_view(w), "failing": failing.get(w.name, 0)}
+            for w in workflow_overview(self.web.engine)
+        ]
+        return self.web.render(request, "workflows.html", workflows=rows)
+
+    def workflow(self, request: Request) -> Response:
+        record = self._workflow(request)
+        if record is None:
+            return self._missing(request)
+        engine = self.web.engine
+        since = self.web.now() - LATENESS_WINDOW
+        lateness: dict[str, list[float]] = {}
+        for timing in run_timings(engine, record.id, since=since):
+            late = (timing.started_at - timing.scheduled_for).total_seconds()
+            lateness.setdefault(timing.producer, []).append(late)
+        producers = []
+        for status in producer_status(engine, workflow_id=record.id):
+            view = producer_view(status)
+            seconds = lateness.get(view["name"], [])
+            producers.append(
+                {**view, "p50": percentile(seconds, 0.5), "p99": percentile(seconds, 0.99)}
+            )
+        runs = [run_view(run) for run in RunStore(engine).list(record.id, limit=RECENT_RUNS)]
+        return self.web.render(
+            request,
+            "workflow.html",
+            workflow=record,
+            description=str(record.definition.get("description") or ""),
+            producers=producers,
+            runs=runs,
+        )
+
+    def producer(self, request: Request) -> Response:
+        record = self._workflow(request)
+        if record is None:
+            return self._missing(request)
+        name = request.path_params["producer"]
+        found = [
+            p
+            for p in producer_status(self.web.engine, workflow_id=record.id)
+            if p.schedule.producer_name == name
+        ]
+        if not found:
+            return self._missing(request)
+        status = found[0]
+        runs = RunStore(self.web.engine).list(record.id, producer_name=name, limit=PRODUCER_RUNS)
+        timings = run_timings(
+            self.web.engine,
+            record.id,
+            since=self.web.now() - LATENESS_WINDOW,
+            producer=name,
+            per_producer=CHART_RUNS,
+        )
+        lateness = [
+            Point(t.scheduled_for, (t.started_at - t.scheduled_for).total_seconds(), t.status)
+            for t in timings
+        ]
+        durations = [
+            Point(t.scheduled_for, t.duration_ms, t.status)
+            for t in timings
+            if t.duration_ms is not None
+        ]
+        return self.web.render(
+            request,
+            "producer.html",
+            workflow=record,
+            producer={**producer_view(status), "params": status.schedule.params},
+            runs=[run_view(run) for run in runs],
+            lateness_chart=line_chart("start lateness", "s", lateness),
+            duration_chart=line_chart("duration", "ms", durations),
+            task_url=self.task_url,
+        )
+
+    def task_url(self, task_id: str) -> str:
+        """Flower's page of a task."""
+        return f"{self.web.settings.flower_url}/task/{quote(task_id, safe='')}"
+
+    # Confirmations (GET: show what would happen, change nothing)
+
+    def confirm_pause(self, request: Request) -> Response:
+        return self._confirm(request, "pause")
+
+    def confirm_resume(self, request: Request) -> Response:
+        return self._confirm(request, "resume")
+
+    def _confirm(self, request: Request, verb: str) -> Response:
+        record = self._workflow(request)
+        if record is None:
+            return self._missing(request)
+        return self.web.render(request, "confirm.html", workflow=record, verb=verb, producer=None)
+
+    def confirm_trigger(self, request: Request) -> Response:
+        record = self._workflow(request)
+        name = request.path_params["producer"]
+        if record is None or name not in record.definition.get("producers", {}):
+            return self._missing(request)
+        return self.web.render(
+            request, "confirm.html", workflow=record, verb="trigger", producer=name
+        )
+
+    def deploy_form(self, request: Request) -> Response:
+        return self.web.render(request, "deploy.html", text="", problems=[])
+
+    # Actions (POST, CSRF checked)
+
+    async def pause(self, request: Request, form: FormData) -> Response:
+        return await self._change(request, form, actions.PAUSE, "pause")
+
+    async def resume(self, request: Request, form: FormData) -> Response:
+        return await self._change(request, form, actions.RESUME, "resume")
+
+    async def _change(self, request: Request, form: FormData, task: str, verb: str) -> Response:
+        name = request.path_params["name"]
+        note = _text(form, "note")[:MAX_NOTE_CHARS]
+        try:
+            outcome = await run_in_threadpool(
+                actions.change, self.web.celery, task, name, name, note
+            )
+        except actions.BrokerUnreachableError as error:
+            return self._error(request, 503, f"cannot reach the broker: {error}")
+        return self.web.render(
+            request, "outcome.html", verb=verb, workflow_name=name, outcome=outcome, note=note
+        )
+
+    async def trigger(self, request: Request, form: FormData) -> Response:
+        record = await run_in_threadpool(self._workflow, request)
+        name = request.path_params["producer"]
+        if record is None or name not in record.definition.get("producers", {}):
+            return self._missing(request)
+        if record.status == WorkflowStatus.PAUSED:
+            return self._error(
+                request, 409, f"workflow {record.name} is paused: resume it before triggering"
+            )
+        try:
+            run = await run_in_threadpool(
+                actions.trigger, self.web.celery, self.web.engine, record, name
+            )
+        except actions.BrokerUnreachableError as error:
+            return self._error(request, 503, f"cannot reach the broker: {error}")
+        if run is None:
+            return self._error(request, 409, "this slot has a run already: try again")
+        return self.web.render(
+            request,
+            "triggered.html",
+            workflow=record,
+            run=run_view(run),
+            task_url=self.task_url,
+        )
+
+    async def deploy_plan(self, request: Request, form: FormData) -> Response:
+        text = ""
+        try:
+            text = await _definition_text(form)
+            definition = load_definition_text(
+                text,
+                source=PASTED,
+                known_producers=self.web.known_producers,
+                max_timeout=self.web.settings.max_timeout,
+            )
+        except DefinitionError as error:
+            return self.web.render(
+                request, "deploy.html", 422, text=text, problems=_problems(error)
+            )
+        current = await run_in_threadpool(WorkflowStore(self.web.engine).get, definition.name)
+        plan = plan_deploy(definition, current)
+        return self.web.render(request, "plan.html", plan=plan, text=text)
+
+    async def deploy(self, request: Request, form: FormData) -> Response:
+        text = _text(form, "definition")
+        try:
+            definition = load_definition_text(
+                text,
+                source=PASTED,
+                known_producers=self.web.known_producers,
+                max_timeout=self.web.settings.max_timeout,
+            )
+        except DefinitionError as error:
+            return self.web.render(
+                request, "deploy.html", 422, text=text, problems=_problems(error)
+            )
+        argument = definition.model_dump(mode="json", exclude_defaults=True)
+        try:
+            outcome = await run_in_threadpool(
+                actions.change, self.web.celery, actions.DEPLOY, definition.name, argument
+            )
+        except actions.BrokerUnreachableError as error:
+            return self._error(request, 503, f"cannot reach the broker: {error}")
+        return self.web.render(
+            request,
+            "outcome.html",
+            verb="deploy",
+            workflow_name=definition.name,
+            outcome=outcome,
+            note="",
+        )
+
+    # Helpers
+
+    def _workflow(self, request: Request) -> WorkflowRecord | None:
+        return WorkflowStore(self.web.engine).get(request.path_params["name"])
+
+    def _missing(self, request: Request) -> Response:
+        return self._error(request, 404, "no such workflow or producer (see the workflows page)")
+
+    def _error(self, request: Request, status: int, message: str) -> Response:
+        return self.web.render(request, "error.html", status, message=message)
+
+
+def _problems(error: DefinitionError) -> list[str]:
+    """Each problem as `path: message` (an uploaded file's own problems name the file)."""
+    return [
+        f"{p.path or '(top level)'}: {p.message}" if p.file == PASTED else f"{p.file}: {p.message}"
+        for p in error.problems
+    ]
+
+
+def _text(form: FormData, key: str) -> str:
+    value = form.get(key)
+    return value if isinstance(value, str) else ""
+
+
+async def _definition_text(form: FormData) -> str:
+    """The pasted definition, or the uploaded file's: refused if larger than a definition file
+    may be, or not UTF-8."""
+    upload = form.get("file")
+    if not (isinstance(upload, UploadFile) and upload.filename):
+        return _text(form, "definition")
+    source = f"file {upload.filename[:100]!r}"
+    data = await upload.read(MAX_DEFINITION_BYTES + 1)
+    if len(data) > MAX_DEFINITION_BYTES:
+        problem = f"is larger than {MAX_DEFINITION_BYTES} bytes, the limit"
+        raise DefinitionError([DefinitionProblem(source, "", problem)])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DefinitionError([DefinitionProblem(source, "", "is not UTF-8 text")]) from None
