@@ -1,0 +1,155 @@
+"""drumline on seven hosts: Redis, PostgreSQL, two beats and three workers, each in its own
+network namespace, talking over the namespaces' addresses (never loopback).
+
+The services and commands are those of `compose/docker-compose.yml` (a test holds the two
+together: `TOPOLOGY` below is what that test compares), started with drumline's own command
+lines (`workers/local/celery_argv.py`) under `ip netns exec`. Like compose's `restart: always`,
+`revive()` starts again any Celery process that has exited.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from models import migrate
+from models.db import make_engine
+from tests.hosts.network import Network
+from tests.hosts.postgres import PostgresServer
+from tests.processes import CeleryProcess
+from workers.local.celery_argv import beat_argv, worker_argv
+from workers.local.redis_server import RedisServer
+
+REDIS_PORT = 6379
+BEATS = ("beat1", "beat2")
+WORKERS = ("worker1", "worker2", "worker3")
+# Service name -> how many replicas, as in compose (beat: 2 replicas; worker: scaled to 3).
+TOPOLOGY = {"redis": 1, "postgres": 1, "beat": len(BEATS), "worker": len(WORKERS)}
+HOSTS = ("redis", "postgres", *BEATS, *WORKERS)
+WORKER_CONCURRENCY = 2
+# Short leases and locks, so that a fault outlives them within a test's time.
+SETTINGS = {
+    "DRUMLINE_LEASE_SECONDS": "4",
+    "DRUMLINE_PRODUCER_TIMEOUT_SECONDS": "3",
+    "DRUMLINE_LOCK_TIMEOUT_SECONDS": "3",
+    "DRUMLINE_LOCK_WAIT_SECONDS": "10",
+    "DRUMLINE_BEAT_MAX_INTERVAL_SECONDS": "0.5",
+    "DRUMLINE_PRODUCER_MODULES": "tests.e2e_producers",
+}
+LEASE_S = float(SETTINGS["DRUMLINE_LEASE_SECONDS"])
+LOCK_TIMEOUT_S = float(SETTINGS["DRUMLINE_LOCK_TIMEOUT_SECONDS"])
+
+
+@dataclass
+class Cluster:
+    """The running hosts; `processes` maps a host name to its Celery process."""
+
+    network: Network
+    scratch: Path
+    redis: RedisServer
+    postgres: PostgresServer
+    env: dict[str, str]
+    processes: dict[str, CeleryProcess] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)
+
+    def engine(self) -> Engine:
+        return make_engine(self.postgres.url)
+
+    def process(self, host: str) -> CeleryProcess:
+        """A new (not yet started) Celery process for `host`, inside its namespace."""
+        where = self.network.hosts[host]
+        if host in BEATS:
+            argv = beat_argv(self.scratch, host)
+        else:
+            argv = worker_argv(host, concurrency=WORKER_CONCURRENCY, peers=False)
+        restarts = self.restarts.get(host, 0)
+        log = self.scratch / f"{host}-{restarts}.log"
+        process = CeleryProcess(where.command(argv), self.env, log)
+        process.die_with_parent = True  # a killed test run leaves no process behind
+        return process
+
+    def start(self, hosts: tuple[str, ...]) -> None:
+        """Start the Celery processes of `hosts` together, then wait until each is ready."""
+        started = []
+        for host in hosts:
+            self.processes[host] = process = self.process(host)
+            process.start()
+            started.append(process)
+        for process in started:
+            process.wait_for_log(ready_marker(process.name))
+
+    def revive(self) -> list[str]:
+        """Start again every Celery process that has exited (compose's `restart: always`)."""
+        dead = tuple(host for host, process in self.processes.items() if not process.alive())
+        for host in dead:
+            self.processes[host].kill()
+            self.restarts[host] = self.restarts.get(host, 0) + 1
+        self.start(dead)
+        return list(dead)
+
+    def freeze(self, host: str) -> None:
+        """SIGSTOP the whole process group of `host`'s process (a worker and its pool)."""
+        os.killpg(self.processes[host].pid, signal.SIGSTOP)
+
+    def thaw(self, host: str) -> None:
+        os.killpg(self.processes[host].pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            process.stop()
+
+
+def ready_marker(host: str) -> str:
+    """What `host`'s process logs once it is ready (log files are named after their host)."""
+    return "beat: Starting..." if host.startswith("beat") else "ready."
+
+
+@contextmanager
+def running_cluster() -> Iterator[Cluster]:
+    """Every host up and migrated; everything removed afterwards, whatever happens."""
+    # Outside pytest's temp dir: PostgreSQL's own user must pass through its parent.
+    scratch = Path(tempfile.mkdtemp(prefix="drumline-hosts-"))
+    with ExitStack() as stack:
+        stack.callback(shutil.rmtree, scratch, ignore_errors=True)
+        network = stack.enter_context(Network(HOSTS))
+        assert network.subnet is not None
+        postgres = PostgresServer(
+            scratch / "postgres",
+            host=network.hosts["postgres"].address,
+            subnet=str(network.subnet),
+            launcher=network.hosts["postgres"].command([]),
+        )
+        stack.callback(postgres.stop)
+        postgres.start()
+        redis = RedisServer(
+            scratch / "redis",
+            port=REDIS_PORT,
+            host=network.hosts["redis"].address,
+            launcher=network.hosts["redis"].command([]),
+            appendonly=True,
+        )
+        stack.callback(redis.stop)
+        redis.start()
+        engine = make_engine(postgres.url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        env = {
+            **SETTINGS,
+            "DRUMLINE_BROKER_URL": redis.url,
+            "DRUMLINE_DATABASE_URL": postgres.url,
+            "DRUMLINE_DATA_DIR": str(scratch / "data"),
+        }
+        cluster = Cluster(network, scratch, redis, postgres, env)
+        stack.callback(cluster.stop)
+        cluster.start((*WORKERS, *BEATS))
+        yield cluster
