@@ -1,0 +1,60 @@
+"""The fault matrix in CI: seven hosts in network namespaces, one workflow per scenario, one
+fault each, then the invariants from the database and the producers' journal.
+
+Scaled down (30 producers, about 25 s a scenario, a few hundred slots each); `python -m
+bench.chaos --full` runs the same scenarios for at least 1,000 slots each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.hosts.cluster import LEASE_S, Cluster, running_cluster
+from tests.hosts.network import namespaces_left, why_unavailable
+from tests.hosts.scenarios import SCENARIOS, Load, run_scenario
+
+CI_LOAD = Load(producers=30, fault_at_s=3, after_heal_s=12, outage_s=5)
+# Lateness once recovered: a beat tick (0.5 s), a queue behind 1.2 s runs, a loaded machine.
+LATE_BOUND_S = 3.0
+# From the heal to the last late start: a lease for stranded claims, plus reconnecting.
+RECOVERY_BOUND_S = LEASE_S + 8
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    reason = why_unavailable()
+    if reason is not None:
+        pytest.skip(f"no multi-host harness here: {reason}")
+    with running_cluster() as running:
+        tag = running.network.hosts["redis"].namespace.split("-")[0]
+        yield running
+    assert namespaces_left(tag) == []
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_every_due_slot_has_one_outcome_under_the_fault(
+    cluster: Cluster, scenario: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outcome = run_scenario(cluster, scenario, CI_LOAD)
+    ledger = outcome.ledger
+    with capsys.disabled():
+        print(f"\n  {scenario}: {outcome.fault.what}; {ledger.row()}; {outcome.restarted}")
+    assert ledger.duplicates == []
+    assert ledger.lost == []
+    assert outcome.stuck == {}
+    # Every due slot has one outcome (slots missed during an outage are coalesced, by design).
+    assert ledger.slots_due >= 200
+    assert ledger.committed + ledger.coalesced + ledger.still_due == ledger.slots_due
+    assert ledger.recovery_s < RECOVERY_BOUND_S
+    assert ledger.max_late_after_recovery_s < LATE_BOUND_S
+    if scenario.startswith("worker"):
+        # The slot the faulted worker was running ran again elsewhere, to its end, once.
+        assert ledger.fenced_reruns >= 1
+    if ledger.overwritten:
+        pytest.xfail(
+            "known: a fenced late commit still rewrites the run row of the attempt that took "
+            f"the slot over ({ledger.overwritten}); models/run_path.py's run-row update is not "
+            "fenced on the attempt"
+        )
