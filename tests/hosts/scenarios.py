@@ -23,8 +23,8 @@ from tests.hosts.invariants import Ledger, check
 from tests.test_topology import group_pids, open_starts, queued, stuck_rows
 
 RUN_SECONDS = 0.05
-# Some producers run longer, so a fault can wait until a worker is inside a run.
-HOLD_EVERY, HOLD_SECONDS = 5, 1.2
+# A few producers run longer, so a fault can wait until a worker is inside a run.
+HOLDS, HOLD_SECONDS = 3, 1.2
 STUCK_RECHECK_S = 1.5
 DRAIN_TIMEOUT_S = 60.0
 SUPERVISE_POLL_S = 0.2
@@ -155,9 +155,9 @@ def run_scenario(cluster: Cluster, scenario: str, load: Load) -> Outcome:
     workflow = "chaos-" + scenario.replace(" ", "-")
     journal = cluster.scratch / f"{workflow}.jsonl"
     producers = {
-        ("h" if n % HOLD_EVERY == 0 else "p") + producer_name(n)[1:]: journal_producer(
+        ("h" if n < HOLDS else "p") + producer_name(n)[1:]: journal_producer(
             journal,
-            seconds=HOLD_SECONDS if n % HOLD_EVERY == 0 else RUN_SECONDS,
+            seconds=HOLD_SECONDS if n < HOLDS else RUN_SECONDS,
             interval=f"{every(n).seconds}s",
         )
         for n in range(load.producers)
