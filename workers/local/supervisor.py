@@ -89,7 +89,7 @@ class Restarts:
         self.times = [t for t in self.times if now - t < policy.window_s]
         if len(self.times) >= policy.limit:
             return None
-        backoff = min(policy.max_backoff_s, policy.first_backoff_s * 2 ** len(self.times))
+        backoff: float = min(policy.max_backoff_s, policy.first_backoff_s * 2.0 ** len(self.times))
         self.due_at = now + backoff
         return backoff
 
