@@ -73,13 +73,21 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     load = FULL if args.full else QUICK
     outcomes: list[Outcome] = []
+    failed: list[str] = []
     began = time.monotonic()
     with running_cluster() as cluster:
         for name in chosen:
             print(f"{name}...", file=sys.stderr, flush=True)
-            outcomes.append(run_scenario(cluster, name, load))
+            try:
+                outcomes.append(run_scenario(cluster, name, load))
+            except Exception as error:  # one scenario failing must not hide the others' rows
+                failed.append(f"{name}: {type(error).__name__}: {str(error)[:300]}")
+                continue
+            print(table(outcomes[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
     print(f"{'full' if args.full else 'quick'}: {load}; {time.monotonic() - began:.0f} s")
     print(table(outcomes))
+    for line in failed:
+        print(f"\nscenario failed: {line}")
     bad = [o for o in outcomes if o.ledger.duplicates or o.ledger.lost or o.stuck]
     for outcome in bad:
         print(
@@ -87,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             f"lost {outcome.ledger.lost[:5]}, stuck {outcome.stuck}",
             file=sys.stderr,
         )
-    return 1 if bad else 0
+    return 1 if bad or failed else 0
 
 
 if __name__ == "__main__":

@@ -69,25 +69,30 @@ class Cluster:
         if host in BEATS:
             argv = beat_argv(self.scratch, host)
         else:
-            argv = worker_argv(host, concurrency=WORKER_CONCURRENCY, peers=False)
+            argv = worker_argv(host, concurrency=WORKER_CONCURRENCY)
         restarts = self.restarts.get(host, 0)
         log = self.scratch / f"{host}-{restarts}.log"
         process = CeleryProcess(where.command(argv), self.env, log)
         process.die_with_parent = True  # a killed test run leaves no process behind
         return process
 
-    def start(self, hosts: tuple[str, ...]) -> None:
-        """Start the Celery processes of `hosts` together, then wait until each is ready."""
+    def start(self, hosts: tuple[str, ...]) -> list[CeleryProcess]:
+        """Start the Celery processes of `hosts` together (without waiting for them)."""
         started = []
         for host in hosts:
             self.processes[host] = process = self.process(host)
             process.start()
             started.append(process)
-        for process in started:
+        return started
+
+    def start_ready(self, hosts: tuple[str, ...]) -> None:
+        """Start the Celery processes of `hosts` together, then wait until each is ready."""
+        for process in self.start(hosts):
             process.wait_for_log(ready_marker(process.name))
 
     def revive(self) -> list[str]:
-        """Start again every Celery process that has exited (compose's `restart: always`)."""
+        """Start again every Celery process that has exited, as compose's restart policy does:
+        at once, without waiting for it (what it needs, Redis say, may still be down)."""
         dead = tuple(host for host, process in self.processes.items() if not process.alive())
         for host in dead:
             self.processes[host].kill()
@@ -151,5 +156,5 @@ def running_cluster() -> Iterator[Cluster]:
         }
         cluster = Cluster(network, scratch, redis, postgres, env)
         stack.callback(cluster.stop)
-        cluster.start((*WORKERS, *BEATS))
+        cluster.start_ready((*WORKERS, *BEATS))
         yield cluster

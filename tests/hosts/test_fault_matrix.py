@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.hosts.cluster import LEASE_S, Cluster, running_cluster
+from tests.hosts.lock_fence import lock_holder_partitioned
 from tests.hosts.network import namespaces_left, why_unavailable
 from tests.hosts.scenarios import SCENARIOS, Load, run_scenario
 
@@ -58,3 +59,13 @@ def test_every_due_slot_has_one_outcome_under_the_fault(
             f"the slot over ({ledger.overwritten}); models/run_path.py's run-row update is not "
             "fenced on the attempt"
         )
+
+
+def test_a_partitioned_lock_holder_is_fenced_by_the_version(cluster: Cluster) -> None:
+    outcome = lock_holder_partitioned(cluster)
+    assert outcome.stale_error.startswith("FAILURE"), outcome.stale_error
+    assert "changed from version 1" in outcome.stale_error
+    assert (outcome.final_version, outcome.final_producers) == (2, ["second"])
+    assert outcome.final_definition == outcome.second_definition
+    holder_log = cluster.processes[outcome.holder].log()
+    assert "the lock of workflow 'chaos-lock' expired before the change finished" in holder_log
