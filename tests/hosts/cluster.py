@@ -29,6 +29,7 @@ from workers.local.celery_argv import beat_argv, worker_argv
 from workers.local.redis_server import RedisServer
 
 REDIS_PORT = 6379
+REDIS_APPENDONLY = True  # as compose's Redis: the queues survive a restart
 BEATS = ("beat1", "beat2")
 WORKERS = ("worker1", "worker2", "worker3")
 # Service name -> how many replicas, as in compose (beat: 2 replicas; worker: scaled to 3).
@@ -66,10 +67,7 @@ class Cluster:
     def process(self, host: str) -> CeleryProcess:
         """A new (not yet started) Celery process for `host`, inside its namespace."""
         where = self.network.hosts[host]
-        if host in BEATS:
-            argv = beat_argv(self.scratch, host)
-        else:
-            argv = worker_argv(host, concurrency=WORKER_CONCURRENCY)
+        argv = celery_argv(host, self.scratch)
         restarts = self.restarts.get(host, 0)
         log = self.scratch / f"{host}-{restarts}.log"
         process = CeleryProcess(where.command(argv), self.env, log)
@@ -114,6 +112,13 @@ class Cluster:
             process.stop()
 
 
+def celery_argv(host: str, workdir: Path) -> list[str]:
+    """The command line of `host`'s Celery process (before `ip netns exec`)."""
+    if host in BEATS:
+        return beat_argv(workdir, host)
+    return worker_argv(host, concurrency=WORKER_CONCURRENCY)
+
+
 def ready_marker(host: str) -> str:
     """What `host`'s process logs once it is ready (log files are named after their host)."""
     return "beat: Starting..." if host.startswith("beat") else "ready."
@@ -141,7 +146,7 @@ def running_cluster() -> Iterator[Cluster]:
             port=REDIS_PORT,
             host=network.hosts["redis"].address,
             launcher=network.hosts["redis"].command([]),
-            appendonly=True,
+            appendonly=REDIS_APPENDONLY,
         )
         stack.callback(redis.stop)
         redis.start()
