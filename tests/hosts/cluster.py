@@ -18,15 +18,18 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from redis import Redis
 from sqlalchemy import Engine
 
 from models import migrate
 from models.db import make_engine
 from tests.hosts.network import Network
 from tests.hosts.postgres import PostgresServer
+from tests.hosts.sentinel import MASTER, SentinelServer, sentinel_url
 from tests.processes import CeleryProcess
 from workers.local.celery_argv import beat_argv, worker_argv
 from workers.local.redis_server import RedisServer
+from workers.services.redis_client import redis_client
 
 REDIS_PORT = 6379
 REDIS_APPENDONLY = True  # as compose's Redis: the queues survive a restart
@@ -35,6 +38,9 @@ WORKERS = ("worker1", "worker2", "worker3")
 # Service name -> how many replicas, as in compose (beat: 2 replicas; worker: scaled to 3).
 TOPOLOGY = {"redis": 1, "postgres": 1, "beat": len(BEATS), "worker": len(WORKERS)}
 HOSTS = ("redis", "postgres", *BEATS, *WORKERS)
+# With Redis Sentinel: a replica and three sentinels, each a host of its own.
+SENTINELS = ("sentinel1", "sentinel2", "sentinel3")
+SENTINEL_HOSTS = ("redis2", *SENTINELS)
 WORKER_CONCURRENCY = 2
 # Short leases and locks, so that a fault outlives them within a test's time.
 SETTINGS = {
@@ -58,11 +64,18 @@ class Cluster:
     redis: RedisServer
     postgres: PostgresServer
     env: dict[str, str]
+    replica: RedisServer | None = None
+    sentinels: list[SentinelServer] = field(default_factory=list)
     processes: dict[str, CeleryProcess] = field(default_factory=dict)
     restarts: dict[str, int] = field(default_factory=dict)
 
     def engine(self) -> Engine:
         return make_engine(self.postgres.url)
+
+    def broker(self) -> Redis:
+        """A client of the broker's current primary (through the sentinels, if any)."""
+        master = self.env.get("DRUMLINE_REDIS_SENTINEL_MASTER")
+        return redis_client(self.env["DRUMLINE_BROKER_URL"], master)
 
     def process(self, host: str) -> CeleryProcess:
         """A new (not yet started) Celery process for `host`, inside its namespace."""
@@ -112,6 +125,37 @@ class Cluster:
             process.stop()
 
 
+def start_sentinels(stack: ExitStack, cluster: Cluster) -> None:
+    """A replica of the primary and three sentinels; every URL through the sentinels."""
+    network, primary = cluster.network, cluster.redis
+    replica = RedisServer(
+        cluster.scratch / "redis2",
+        port=REDIS_PORT,
+        password=primary.password,
+        host=network.hosts["redis2"].address,
+        launcher=network.hosts["redis2"].command([]),
+        appendonly=REDIS_APPENDONLY,
+        extra_args=["--replicaof", primary.host, str(REDIS_PORT)],
+    )
+    stack.callback(replica.stop)
+    replica.start()
+    cluster.replica = replica
+    for name in SENTINELS:
+        server = SentinelServer(
+            cluster.scratch / name,
+            host=network.hosts[name].address,
+            launcher=network.hosts[name].command([]),
+            primary=primary.host,
+            port=REDIS_PORT,
+            password=primary.password,
+        )
+        stack.callback(server.stop)
+        cluster.sentinels.append(server.start())
+    url = sentinel_url(cluster.sentinels, primary.password)
+    cluster.env["DRUMLINE_BROKER_URL"] = url
+    cluster.env["DRUMLINE_REDIS_SENTINEL_MASTER"] = MASTER
+
+
 def celery_argv(host: str, workdir: Path) -> list[str]:
     """The command line of `host`'s Celery process (before `ip netns exec`)."""
     if host in BEATS:
@@ -125,13 +169,14 @@ def ready_marker(host: str) -> str:
 
 
 @contextmanager
-def running_cluster() -> Iterator[Cluster]:
-    """Every host up and migrated; everything removed afterwards, whatever happens."""
+def running_cluster(*, sentinel: bool = False) -> Iterator[Cluster]:
+    """Every host up and migrated; everything removed afterwards, whatever happens. With
+    `sentinel`, Redis has a replica and three sentinels, and every URL is `sentinel://`."""
     # Outside pytest's temp dir: PostgreSQL's own user must pass through its parent.
     scratch = Path(tempfile.mkdtemp(prefix="drumline-hosts-"))
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, scratch, ignore_errors=True)
-        network = stack.enter_context(Network(HOSTS))
+        network = stack.enter_context(Network((*HOSTS, *(SENTINEL_HOSTS if sentinel else ()))))
         assert network.subnet is not None
         postgres = PostgresServer(
             scratch / "postgres",
@@ -160,6 +205,8 @@ def running_cluster() -> Iterator[Cluster]:
             "DRUMLINE_DATA_DIR": str(scratch / "data"),
         }
         cluster = Cluster(network, scratch, redis, postgres, env)
+        if sentinel:
+            start_sentinels(stack, cluster)
         stack.callback(cluster.stop)
         cluster.start_ready((*WORKERS, *BEATS))
         yield cluster

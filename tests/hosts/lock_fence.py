@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import redis
 from celery.result import AsyncResult
 from sqlalchemy import text
 
@@ -45,7 +44,7 @@ def definition(producer: str) -> dict[str, Any]:
 def lock_holder_partitioned(cluster: Cluster) -> LockOutcome:
     deploy(cluster.env, definition("first"))
     engine = cluster.engine()
-    broker = redis.Redis.from_url(cluster.redis.url)
+    broker = cluster.broker()
     app = client_app(cluster.env)
     addresses = {cluster.network.hosts[w].address: w for w in WORKERS}
     try:

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import redis
-
 from models.schedule_store import ProducerScheduleStore
 from models.types import utc_now
 from models.workflow_store import WorkflowStore
@@ -20,6 +18,7 @@ from tests.e2e import deploy, journal_producer, lifecycle, runs_of, wait_until
 from tests.e2e_producers import read_journal
 from tests.hosts.cluster import LEASE_S, WORKERS, Cluster
 from tests.hosts.invariants import Ledger, check
+from tests.hosts.sentinel import wait_for_new_master
 from tests.test_topology import group_pids, open_starts, queued, stuck_rows
 
 RUN_SECONDS = 0.05
@@ -130,6 +129,17 @@ def restart_redis(cluster: Cluster, load: Load, journal: Path) -> Fault:
     return Fault(set(), utc_now(), f"Redis (AOF) down for {load.outage_s:g}s")
 
 
+def kill_primary(cluster: Cluster, load: Load, journal: Path) -> Fault:
+    """SIGKILL the Redis primary; the sentinels promote the replica (needs a sentinel cluster)."""
+    assert cluster.replica is not None, "a failover needs running_cluster(sentinel=True)"
+    old = cluster.redis.host
+    assert cluster.redis.child is not None
+    cluster.redis.child.kill()
+    moved_to = wait_for_new_master(cluster.sentinels, old, FAILOVER_TIMEOUT_S)
+    assert moved_to == cluster.replica.host
+    return Fault(set(), utc_now(), f"Redis primary SIGKILLed, {moved_to} promoted")
+
+
 SCENARIOS: dict[str, FaultFn] = {
     "worker partitioned": partition_worker,
     "worker frozen": freeze_worker,
@@ -139,6 +149,9 @@ SCENARIOS: dict[str, FaultFn] = {
     "postgres restarted": restart_postgres,
     "redis restarted": restart_redis,
 }
+# Scenarios that need Redis Sentinel (`running_cluster(sentinel=True)`).
+FAILOVER_SCENARIOS: dict[str, FaultFn] = {"redis primary killed": kill_primary}
+FAILOVER_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -167,7 +180,7 @@ def run_scenario(cluster: Cluster, scenario: str, load: Load) -> Outcome:
     deploy(cluster.env, {"name": workflow, "producers": producers})
     began = time.monotonic()
     engine = cluster.engine()
-    broker = redis.Redis.from_url(cluster.redis.url)
+    broker = cluster.broker()
     try:
         record = WorkflowStore(engine).get(workflow)
         assert record is not None
@@ -175,7 +188,7 @@ def run_scenario(cluster: Cluster, scenario: str, load: Load) -> Outcome:
         first = {row.producer_name: row.next_run_at for row in schedules.list(record.id)}
         grid = {name: (at, steps[name]) for name, at in first.items() if at is not None}
         supervised_sleep(cluster, load.fault_at_s - (time.monotonic() - began))
-        fault = SCENARIOS[scenario](cluster, load, journal)
+        fault = {**SCENARIOS, **FAILOVER_SCENARIOS}[scenario](cluster, load, journal)
         supervised_sleep(cluster, load.after_heal_s - STUCK_RECHECK_S)
         suspects = stuck_rows(schedules.list(record.id), utc_now())
         supervised_sleep(cluster, STUCK_RECHECK_S)

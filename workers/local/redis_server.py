@@ -101,7 +101,9 @@ class RedisServer:
             ],
             env=os.environ,
             log_path=self.log_path,
-            stdin_text=f"requirepass {self.password}\n",
+            # masterauth too: a server that becomes a replica (after a Sentinel failover) must
+            # authenticate to its new primary.
+            stdin_text=f"requirepass {self.password}\nmasterauth {self.password}\n",
         ).start()
         self._wait_until_ready()
         return self
