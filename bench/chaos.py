@@ -32,6 +32,7 @@ COLUMNS = (
     "fenced re-runs",
     "overwritten",
     "coalesced",
+    "still due",
     "recovery s",
     "max late after s",
 )

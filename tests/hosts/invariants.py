@@ -56,6 +56,7 @@ class Ledger:
             "fenced re-runs": self.fenced_reruns,
             "overwritten": len(self.overwritten),
             "coalesced": self.coalesced,
+            "still due": self.still_due,
             "recovery s": round(self.recovery_s, 1),
             "max late after s": round(self.max_late_after_recovery_s, 2),
         }

@@ -27,6 +27,8 @@ HOLDS, HOLD_SECONDS = 3, 1.2
 STUCK_RECHECK_S = 1.5
 DRAIN_TIMEOUT_S = 60.0
 SUPERVISE_POLL_S = 0.2
+# How long a partition or a freeze lasts: past the lease, so the slot is sent again elsewhere.
+PAST_LEASE_S = LEASE_S + 2
 
 
 @dataclass(frozen=True)
@@ -84,17 +86,17 @@ def worker_inside_run(cluster: Cluster, journal: Path) -> tuple[str, set[int]]:
 def partition_worker(cluster: Cluster, load: Load, journal: Path) -> Fault:
     host, pids = worker_inside_run(cluster, journal)
     cluster.network.isolate(host)
-    supervised_sleep(cluster, LEASE_S + 4)
+    supervised_sleep(cluster, PAST_LEASE_S)
     cluster.network.rejoin(host)
-    return Fault(pids, utc_now(), f"{host} isolated for {LEASE_S + 4:g}s inside a run")
+    return Fault(pids, utc_now(), f"{host} isolated for {PAST_LEASE_S:g}s inside a run")
 
 
 def freeze_worker(cluster: Cluster, load: Load, journal: Path) -> Fault:
     host, pids = worker_inside_run(cluster, journal)
     cluster.freeze(host)
-    supervised_sleep(cluster, LEASE_S + 4)
+    supervised_sleep(cluster, PAST_LEASE_S)
     cluster.thaw(host)
-    return Fault(pids, utc_now(), f"{host} SIGSTOPped for {LEASE_S + 4:g}s inside a run")
+    return Fault(pids, utc_now(), f"{host} SIGSTOPped for {PAST_LEASE_S:g}s inside a run")
 
 
 def cut_beat(other: str | None) -> FaultFn:
@@ -105,7 +107,7 @@ def cut_beat(other: str | None) -> FaultFn:
             cluster.network.isolate("beat1")
         else:
             cluster.network.cut("beat1", other)
-        supervised_sleep(cluster, LEASE_S + 3)
+        supervised_sleep(cluster, PAST_LEASE_S)
         if other is None:
             cluster.network.rejoin("beat1")
         else:
@@ -113,6 +115,17 @@ def cut_beat(other: str | None) -> FaultFn:
         return Fault(set(), utc_now(), f"beat1 cut from {other or 'every host'}")
 
     return fault
+
+
+def cut_both_beats(cluster: Cluster, load: Load, journal: Path) -> Fault:
+    """beat1 cut from Redis (it claims, its sends go nowhere) while beat2 is cut from the
+    database (it cannot claim): the three beat faults of the matrix at once, for CI's time."""
+    cluster.network.cut("beat1", "redis")
+    cluster.network.cut("beat2", "postgres")
+    supervised_sleep(cluster, PAST_LEASE_S)
+    cluster.network.uncut("beat1", "redis")
+    cluster.network.uncut("beat2", "postgres")
+    return Fault(set(), utc_now(), "beat1 cut from redis and beat2 from postgres")
 
 
 def restart_postgres(cluster: Cluster, load: Load, journal: Path) -> Fault:
@@ -146,6 +159,7 @@ SCENARIOS: dict[str, FaultFn] = {
     "beat partitioned": cut_beat(None),
     "beat cut from redis": cut_beat("redis"),
     "beat cut from db": cut_beat("postgres"),
+    "beats cut": cut_both_beats,
     "postgres restarted": restart_postgres,
     "redis restarted": restart_redis,
 }

@@ -1,7 +1,7 @@
 """The fault matrix in CI: seven hosts in network namespaces, one workflow per scenario, one
 fault each, then the invariants from the database and the producers' journal.
 
-Scaled down (30 producers, about 25 s a scenario, a few hundred slots each); `python -m
+Scaled down (30 producers, about 20 s a scenario, a few hundred slots each); `python -m
 bench.chaos --full` runs the same scenarios for at least 1,000 slots each.
 """
 
@@ -14,9 +14,17 @@ import pytest
 from tests.hosts.cluster import LEASE_S, Cluster, running_cluster
 from tests.hosts.lock_fence import lock_holder_partitioned
 from tests.hosts.network import namespaces_left, why_unavailable
-from tests.hosts.scenarios import SCENARIOS, Load, run_scenario
+from tests.hosts.scenarios import Load, run_scenario
 
-CI_LOAD = Load(producers=30, fault_at_s=3, after_heal_s=12, outage_s=5)
+CI_LOAD = Load(producers=30, fault_at_s=3, after_heal_s=10, outage_s=4)
+# The three beat faults run at once here ("beats cut"); bench.chaos runs each on its own.
+CI_SCENARIOS = (
+    "worker partitioned",
+    "worker frozen",
+    "beats cut",
+    "postgres restarted",
+    "redis restarted",
+)
 # Lateness once recovered: a beat tick (0.5 s), a queue behind 1.2 s runs, a loaded machine.
 LATE_BOUND_S = 3.0
 # From the heal to the last late start: a lease for stranded claims, plus reconnecting.
@@ -34,7 +42,7 @@ def cluster() -> Iterator[Cluster]:
     assert namespaces_left(tag) == []
 
 
-@pytest.mark.parametrize("scenario", list(SCENARIOS))
+@pytest.mark.parametrize("scenario", CI_SCENARIOS)
 def test_every_due_slot_has_one_outcome_under_the_fault(
     cluster: Cluster, scenario: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -66,6 +74,9 @@ def test_a_partitioned_lock_holder_is_fenced_by_the_version(cluster: Cluster) ->
     assert outcome.stale_error.startswith("FAILURE"), outcome.stale_error
     assert "changed from version 1" in outcome.stale_error
     assert (outcome.final_version, outcome.final_producers) == (2, ["second"])
-    assert outcome.final_definition == outcome.second_definition
+    # The stored definition is the second one (normalised: defaults filled in).
+    stored = outcome.final_definition["producers"]
+    assert list(stored) == list(outcome.second_definition["producers"]) == ["second"]
+    assert stored["second"]["interval"] == "1h"
     holder_log = cluster.processes[outcome.holder].log()
     assert "the lock of workflow 'chaos-lock' expired before the change finished" in holder_log

@@ -14,7 +14,7 @@ from tests.hosts.network import why_unavailable
 from tests.hosts.scenarios import Load, run_scenario
 from workers.services.locks import lock_key
 
-LOAD = Load(producers=30, fault_at_s=3, after_heal_s=12, outage_s=0)
+LOAD = Load(producers=30, fault_at_s=3, after_heal_s=12, outage_s=0)  # recovery took 11 s
 LATE_BOUND_S = 3.0
 
 
