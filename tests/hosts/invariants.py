@@ -140,6 +140,15 @@ def check(
     return ledger
 
 
+def recovered(runs: list[RunRecord], healed: datetime, settled: timedelta) -> bool:
+    """Whether runs have been starting on time for `settled` since the last late one after
+    `healed` (or since `healed`, if none was late)."""
+    started = [r for r in runs if r.started_at is not None]
+    late = [r.started_at for r in started if r.started_at >= healed and _lateness(r) > LATE_S]
+    since = max(late, default=healed)
+    return any(r.scheduled_for > since + settled for r in started)
+
+
 def _slot(run: RunRecord) -> datetime:
     return run.scheduled_for
 
