@@ -8,10 +8,12 @@ environment points at that data dir.
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import logging
 import math
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -52,7 +54,7 @@ from workers.local.layout import Layout, stored_secret
 from workers.local.orphans import stop_orphaned_redis
 from workers.local.redis_server import RedisServer, free_port
 from workers.local.stack import REPO_ROOT, find_examples
-from workers.local.supervisor import Interrupts, Supervisor
+from workers.local.supervisor import Interrupts, RestartPolicy, Supervisor
 from workers.registry import ProducerContext, ProducerResult, get_producer, registered_names
 
 # Without the web view unless a test asks (`--web --web-port P`): its default port is fixed.
@@ -297,6 +299,29 @@ def test_up_runs_the_examples_stops_cleanly_and_resumes_without_a_burst(
         assert len(window) <= slots + 1, f"{name}: {len(window)} runs for {slots} slots"
 
 
+def test_up_restarts_a_worker_that_died_and_keeps_running(
+    tmp_path: Path, start_up: StartUp
+) -> None:
+    data = tmp_path / "data"
+    up = start_up(data, "--no-flower")
+    up.wait_for_output("runs in the last minute", FIRST_RUNS_WITHIN_S + 30)  # the view is up
+    worker = next(
+        p for p in leftovers(data) if "--hostname=worker1@%h" in " ".join(p.info["cmdline"])
+    )
+    os.killpg(worker.pid, signal.SIGKILL)
+    killed_at = utc_now()
+    up.wait_for_output("worker1 restarted (pid", 20)
+    assert "worker1 was killed by SIGKILL" in up.text()
+    assert "restarting it in 1s" in up.text()
+    # The restarted worker runs the schedules again.
+    wait_until(
+        lambda: any(r.started_at > killed_at for h in runs(data).values() for r in h),
+        FIRST_RUNS_WITHIN_S,
+        "a run after the restart",
+    )
+    assert_stopped_cleanly(up, signal.SIGINT)
+
+
 def test_a_broken_definition_starts_nothing(tmp_path: Path) -> None:
     broken = tmp_path / "broken.yaml"
     broken.write_text("name: broken\nproducers:\n  p:\n    run: demo.noop\n    interval: 0s\n")
@@ -500,8 +525,19 @@ def test_stored_secrets_are_private_and_reused(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
 
 
+def supervisor_in(tmp_path: Path, reports: list[str], policy: RestartPolicy) -> Supervisor:
+    return Supervisor(
+        env=os.environ,
+        cwd=tmp_path,
+        log_dir=tmp_path,
+        interrupts=Interrupts(),
+        report=reports.append,
+        policy=policy,
+    )
+
+
 def test_stop_kills_the_whole_group_of_a_child_that_ignores_sigterm(tmp_path: Path) -> None:
-    supervisor = Supervisor(env=os.environ, cwd=tmp_path, log_dir=tmp_path, interrupts=Interrupts())
+    supervisor = supervisor_in(tmp_path, [], RestartPolicy())
     stubborn = "trap '' TERM; sleep 300 & echo started; wait"
     child = supervisor.spawn("stubborn", ["sh", "-c", stubborn])
     child.wait_for_log("started", 10)
@@ -513,12 +549,59 @@ def test_stop_kills_the_whole_group_of_a_child_that_ignores_sigterm(tmp_path: Pa
     wait_until(lambda: not [p for p in group if _alive(p)], 2, "the group to be killed")
 
 
-def test_check_reports_a_child_that_exited(tmp_path: Path) -> None:
-    supervisor = Supervisor(env=os.environ, cwd=tmp_path, log_dir=tmp_path, interrupts=Interrupts())
-    child = supervisor.spawn("short", ["sh", "-c", "echo cannot connect; exit 3"])
-    child.process.wait()
-    with pytest.raises(ChildExitedError, match=r"short exited with 3; .*: cannot connect$"):
-        supervisor.check()
+def test_a_child_that_dies_is_restarted_with_backoff_until_the_limit(tmp_path: Path) -> None:
+    reports: list[str] = []
+    policy = RestartPolicy(limit=3, window_s=60, first_backoff_s=0.2, max_backoff_s=0.4)
+    supervisor = supervisor_in(tmp_path, reports, policy)
+    supervisor.spawn(
+        "short", ["sh", "-c", "echo started $(date +%s.%N); echo cannot connect; exit 3"]
+    )
+    deadline = time.monotonic() + 20
+    with pytest.raises(ChildExitedError) as refused:
+        while time.monotonic() < deadline:
+            supervisor.check()
+            time.sleep(0.01)
+    assert re.search(r"short exited with 3; .*: cannot connect; restarted 3 times", str(refused))
+    starts = [
+        float(line.split()[1])
+        for line in (tmp_path / "short.log").read_text().splitlines()
+        if line.startswith("started")
+    ]
+    assert len(starts) == 4  # the first start and three restarts
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert all(gap >= backoff for gap, backoff in zip(gaps, (0.2, 0.4, 0.4), strict=True)), gaps
+    assert [line.split(";")[-1].strip() for line in reports if "restarting" in line] == [
+        "restarting it in 0.2s",
+        "restarting it in 0.4s",
+        "restarting it in 0.4s",
+    ]
+    assert sum("short restarted (pid" in line for line in reports) == 3
+
+
+def test_a_child_that_keeps_running_after_a_restart_is_left_alone(tmp_path: Path) -> None:
+    reports: list[str] = []
+    supervisor = supervisor_in(tmp_path, reports, RestartPolicy(first_backoff_s=0.05))
+    flag = tmp_path / "second"
+    script = f"if [ -e {flag} ]; then echo up; exec sleep 300; fi; touch {flag}; exit 1"
+    supervisor.spawn("flaky", ["sh", "-c", script])
+    try:
+        wait_until(
+            lambda: _checked(supervisor) and "up" in supervisor.children[0].log(),
+            10,
+            "the restarted child",
+        )
+        first = supervisor.children[0].pid
+        for _ in range(5):
+            supervisor.check()
+        assert supervisor.children[0].pid == first and supervisor.children[0].alive()
+        assert len([line for line in reports if "restarted (pid" in line]) == 1
+    finally:
+        supervisor.stop(grace=1)
+
+
+def _checked(supervisor: Supervisor) -> bool:
+    supervisor.check()
+    return True
 
 
 def _alive(process: psutil.Process) -> bool:

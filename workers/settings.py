@@ -24,6 +24,7 @@ from models.db import DEFAULT_DATA_DIR, default_database_url
 from models.errors import SettingsError
 from models.plain_json import JsonBounds
 from workers.local_broker import announced_broker
+from workers.services.redis_client import SENTINEL_SCHEME, is_sentinel, sentinel_hosts
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 # The most a producer's result or state may be configured to hold (each run row keeps one).
@@ -40,6 +41,7 @@ class Settings:
     broker_url: str
     lock_redis_url: str
     result_backend: str
+    sentinel_master: str | None
     database_url: str
     producer_modules: tuple[str, ...]
     lease: timedelta
@@ -97,6 +99,16 @@ class Settings:
         for field in FIELDS:
             values[field.attribute] = field.read(env, values)
         settings = cls(**values)
+        sentinel_urls = [
+            url
+            for url in (settings.broker_url, settings.lock_redis_url, settings.result_backend)
+            if is_sentinel(url)
+        ]
+        if sentinel_urls and settings.sentinel_master is None:
+            raise SettingsError(
+                "DRUMLINE_REDIS_SENTINEL_MASTER must name the sentinels' master when a Redis "
+                "URL is sentinel://"
+            )
         if settings.default_timeout > settings.max_timeout:
             raise SettingsError(
                 f"DRUMLINE_PRODUCER_TIMEOUT_SECONDS ({settings.default_timeout.total_seconds():g})"
@@ -171,8 +183,15 @@ def _path(field: Field, raw: str) -> Path:
 
 
 def _redis_url(field: Field, raw: str) -> str:
-    if not raw.startswith(("redis://", "rediss://", "unix://")):
-        raise SettingsError(f"{field.variable} must be a redis://, rediss:// or unix:// URL")
+    if not raw.startswith(("redis://", "rediss://", "unix://", SENTINEL_SCHEME)):
+        raise SettingsError(
+            f"{field.variable} must be a redis://, rediss://, unix:// or sentinel:// URL"
+        )
+    if is_sentinel(raw):
+        try:
+            sentinel_hosts(raw)
+        except ValueError as error:
+            raise SettingsError(f"{field.variable}: {error}") from None
     return raw
 
 
@@ -270,7 +289,8 @@ FIELDS: tuple[Field, ...] = (
         "broker_url",
         _redis_url,
         _broker,
-        "Celery broker; `redis://:password@host:port/db` or `rediss://`",
+        "Celery broker; `redis://:password@host:port/db`, `rediss://`, or `sentinel://` (Redis "
+        "Sentinel)",
         shown_default="the Redis of a `drumline up` running on `DRUMLINE_DATA_DIR` (the URL it "
         f"keeps in `run/broker-url` there), else `{DEFAULT_BROKER_URL}`",
     ),
@@ -291,6 +311,14 @@ FIELDS: tuple[Field, ...] = (
         "where lifecycle task results go (for `deploy --wait`)",
         shown_default="the broker",
         blank_is_unset=False,
+    ),
+    Field(
+        "DRUMLINE_REDIS_SENTINEL_MASTER",
+        "sentinel_master",
+        _text_or_none,
+        "",
+        "the master's name that the sentinels of a `sentinel://` URL are asked for (needed then;"
+        " e.g. `sentinel://:password@host1:26379/0;sentinel://:password@host2:26379/0`)",
     ),
     Field(
         "DRUMLINE_DATABASE_URL",

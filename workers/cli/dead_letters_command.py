@@ -10,6 +10,7 @@ from models.db import redact_url
 from models.log_text import loggable
 from workers.cli.context import CliContext, json_option, pass_context, print_json
 from workers.cli.read_commands import console
+from workers.services.redis_client import redis_client
 from workers.tasks.dead_letters import MAX_DEAD_LETTERS, DeadLetters
 
 REDIS_TIMEOUT_S = 5
@@ -28,8 +29,11 @@ REDIS_TIMEOUT_S = 5
 def dead_letters(ctx: CliContext, limit: int, as_json: bool) -> None:
     """Show task messages the workers refused (and acknowledged) at their boundary."""
     url = ctx.settings.lock_redis_url
-    client = redis.Redis.from_url(
-        url, socket_connect_timeout=REDIS_TIMEOUT_S, socket_timeout=REDIS_TIMEOUT_S
+    client = redis_client(
+        url,
+        ctx.settings.sentinel_master,
+        socket_connect_timeout=REDIS_TIMEOUT_S,
+        socket_timeout=REDIS_TIMEOUT_S,
     )
     try:
         letters = DeadLetters(client).latest(limit)

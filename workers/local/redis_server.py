@@ -10,6 +10,7 @@ import os
 import secrets
 import socket
 import subprocess
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from types import TracebackType
@@ -19,6 +20,7 @@ import redis
 from workers.local.child import ChildProcess, StartupError
 
 STARTUP_TIMEOUT_S = 10.0
+LOOPBACK = "127.0.0.1"
 
 
 def redis_server_binary() -> Path:
@@ -34,13 +36,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def port_in_use(port: int) -> bool:
+def port_in_use(port: int, host: str = LOOPBACK) -> bool:
     with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        return sock.connect_ex((host, port)) == 0
 
 
 class RedisServer:
-    """One redis-server child process; a context manager that stops it on exit."""
+    """One redis-server child process; a context manager that stops it on exit.
+
+    `host` is the one address it listens on (loopback unless a multi-host test gives its own
+    host's), `launcher` a command prefix it runs under (`ip netns exec NS` there), and
+    `extra_args` more redis-server options (`--replicaof` for a replica).
+    """
 
     def __init__(
         self,
@@ -49,30 +56,37 @@ class RedisServer:
         port: int | None = None,
         password: str | None = None,
         appendonly: bool = True,
+        host: str = LOOPBACK,
+        launcher: Sequence[str] = (),
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.password = password if password is not None else secrets.token_urlsafe(24)
         self.appendonly = appendonly
+        self.host = host
+        self.launcher = tuple(launcher)
+        self.extra_args = tuple(extra_args)
         self.child: ChildProcess | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
+        return f"redis://:{self.password}@{self.host}:{self.port}/0"
 
     def start(self) -> RedisServer:
-        if port_in_use(self.port):
-            raise RuntimeError(f"cannot start Redis: port {self.port} on 127.0.0.1 is in use")
+        if port_in_use(self.port, self.host):
+            raise RuntimeError(f"cannot start Redis: port {self.port} on {self.host} is in use")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.child = ChildProcess(
             "redis-server",
             [
+                *self.launcher,
                 str(redis_server_binary()),
                 "-",  # the password comes on stdin, so `ps` never shows it
                 "--port",
                 str(self.port),
                 "--bind",
-                "127.0.0.1",
+                self.host,
                 "--maxmemory-policy",
                 "noeviction",
                 "--dir",
@@ -83,10 +97,13 @@ class RedisServer:
                 "",
                 "--daemonize",
                 "no",
+                *self.extra_args,
             ],
             env=os.environ,
             log_path=self.log_path,
-            stdin_text=f"requirepass {self.password}\n",
+            # masterauth too: a server that becomes a replica (after a Sentinel failover) must
+            # authenticate to its new primary.
+            stdin_text=f"requirepass {self.password}\nmasterauth {self.password}\n",
         ).start()
         self._wait_until_ready()
         return self

@@ -61,7 +61,8 @@ class LocalSystem:
         self.supervisor: Supervisor | None = None
 
     def check(self) -> None:
-        """Raise if any part has died: `up` runs the whole system or none of it."""
+        """Restart a Celery child that died (see Supervisor); raise if Redis died or a child
+        keeps dying: then `up` stops everything."""
         if self.redis is not None and self.redis.child is not None:
             self.redis.child.check()
         if self.supervisor is not None:
@@ -169,7 +170,11 @@ def start_celery(system: LocalSystem, plan: Plan, env: Mapping[str, str]) -> str
     """Start workers, beats and Flower together, then wait for each; returns Flower's line."""
     layout = plan.layout
     supervisor = Supervisor(
-        env=env, cwd=layout.root, log_dir=layout.logs, interrupts=system.interrupts
+        env=env,
+        cwd=layout.root,
+        log_dir=layout.logs,
+        interrupts=system.interrupts,
+        report=lambda line: click.echo(f"drumline up: {line}"),
     )
     system.supervisor = supervisor
     host = socket.gethostname()

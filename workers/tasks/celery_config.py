@@ -9,8 +9,9 @@ from celery import Celery
 from kombu.entity import Exchange, Queue
 
 from beat.dispatch import PRODUCERS_QUEUE
+from workers.services.redis_client import is_sentinel, transport_options
 from workers.settings import Settings
-from workers.tasks.redis_transport import REDIS_TRANSPORT
+from workers.tasks.redis_transport import REDIS_TRANSPORT, SENTINEL_TRANSPORT
 
 LIFECYCLE_QUEUE = "lifecycle"
 LIFECYCLE_TASKS = (
@@ -41,8 +42,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         # One visibility timeout, wherever Celery reads it, longer than any hard time limit.
-        "broker_transport_options": {"visibility_timeout": visibility},
-        "result_backend_transport_options": {"visibility_timeout": visibility},
+        "broker_transport_options": {
+            "visibility_timeout": visibility,
+            **transport_options(settings.broker_url, settings.sentinel_master),
+        },
+        "result_backend_transport_options": {
+            "visibility_timeout": visibility,
+            **transport_options(settings.result_backend, settings.sentinel_master),
+        },
         "visibility_timeout": visibility,
         # Events on, so Flower shows every run.
         "worker_send_task_events": True,
@@ -67,10 +74,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "drumline_beat_batch": settings.beat_batch,
         # Where the workers' boundary keeps refused messages (`drumline dead-letters`).
         "drumline_redis_url": settings.lock_redis_url,
+        "drumline_redis_sentinel_master": settings.sentinel_master,
     }
     if settings.broker_url.startswith(("redis://", "rediss://")):
         # kombu's Redis transport, dropping queue items it cannot decode instead of dying.
         config["broker_transport"] = REDIS_TRANSPORT
+    if is_sentinel(settings.broker_url):
+        config["broker_transport"] = SENTINEL_TRANSPORT
     if settings.broker_url.startswith("rediss://"):
         config["broker_use_ssl"] = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
     if settings.result_backend.startswith("rediss://"):

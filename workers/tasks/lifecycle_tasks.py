@@ -30,7 +30,7 @@ TASK_OPTIONS: dict[str, Any] = {
 def _lifecycle() -> Lifecycle:
     """Built per call from the process's connections, which are fresh after each fork."""
     locks = WorkflowLocks(
-        resources.redis(settings.lock_redis_url),
+        resources.redis(settings.lock_redis_url, settings.sentinel_master),
         timeout=settings.lock_timeout,
         wait=settings.lock_wait,
     )

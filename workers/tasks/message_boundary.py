@@ -131,6 +131,7 @@ class _Refusal:
     def __init__(self, task: Any, app: Any, consumer: Any) -> None:
         self.task = task
         self.redis_url: str = app.conf["drumline_redis_url"]
+        self.sentinel_master: str | None = app.conf["drumline_redis_sentinel_master"]
         self.connection_errors = consumer.connection_errors
         self.eventer = consumer.event_dispatcher
 
@@ -177,7 +178,7 @@ class _Refusal:
             body=message.body,
         )
         try:
-            DeadLetters(resources.redis(self.redis_url)).push(letter)
+            DeadLetters(resources.redis(self.redis_url, self.sentinel_master)).push(letter)
         except (redis.RedisError, OperationalError, OSError) as exc:
             logger.error(
                 "could not dead-letter refused task %s id %s: %s",

@@ -6,7 +6,8 @@ properties) before any Celery hook sees it. An item nested thousands of levels d
 decode raise RecursionError, which Celery treats as unrecoverable: the worker's main process
 exits. The item was already popped (BRPOP), so dropping it is the only way on; nothing about it
 can be trusted, not even its task id, so it is logged once with the queue's name and the error.
-Everything else about the transport is kombu's own.
+Everything else about the transport is kombu's own; the same change is made to kombu's
+Sentinel transport, for `sentinel://` brokers.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ logger = logging.getLogger("drumline.boundary")
 UNREADABLE = (RecursionError, json.JSONDecodeError, UnicodeDecodeError)
 
 
-class Channel(kombu_redis.Channel):
+class DropUnreadable:
+    """Mixed into a kombu Redis channel, ahead of it."""
+
     def _brpop_read(self, **options: Any) -> bool:
         try:
-            return bool(super()._brpop_read(**options))
+            return bool(super()._brpop_read(**options))  # type: ignore[misc]
         except UNREADABLE as exc:
             logger.warning(
                 "dropped an unreadable item from the broker (not a JSON message envelope): %s",
@@ -36,8 +39,21 @@ class Channel(kombu_redis.Channel):
             raise Empty() from None
 
 
+class Channel(DropUnreadable, kombu_redis.Channel):
+    pass
+
+
 class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
+class SentinelChannel(DropUnreadable, kombu_redis.SentinelChannel):
+    pass
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel
+
+
 REDIS_TRANSPORT = f"{__name__}:Transport"
+SENTINEL_TRANSPORT = f"{__name__}:SentinelTransport"

@@ -6,6 +6,7 @@ import redis
 from sqlalchemy import Engine
 
 from models.db import make_engine
+from workers.services.redis_client import redis_client
 
 
 class Resources:
@@ -20,9 +21,9 @@ class Resources:
             self._engine = make_engine(database_url)
         return self._engine
 
-    def redis(self, url: str) -> redis.Redis:
+    def redis(self, url: str, sentinel_master: str | None) -> redis.Redis:
         if self._redis is None:
-            self._redis = redis.Redis.from_url(url, health_check_interval=30)
+            self._redis = redis_client(url, sentinel_master, health_check_interval=30)
         return self._redis
 
     def reset(self) -> None:

@@ -38,7 +38,7 @@ def prune_runs() -> None:
         max_age=settings.run_max_age, keep_per_producer=settings.runs_kept_per_producer
     )
     engine = resources.engine(settings.database_url)
-    cursor = PruneCursor(resources.redis(settings.lock_redis_url))
+    cursor = PruneCursor(resources.redis(settings.lock_redis_url, settings.sentinel_master))
     report = RunPruner(engine).prune(
         now=utc_now(), retention=retention, limits=PASS_LIMITS, start_at=cursor.load()
     )
