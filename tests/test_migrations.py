@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from models import migrate
 from models.db import make_engine
+from models.heartbeat_store import HeartbeatStore
 from models.run_path import RunPath
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
@@ -64,6 +65,7 @@ def test_upgrade_twice_is_a_no_op(db_url: str) -> None:
         task_id="prices.poll@1",
         now=now,
     )
+    HeartbeatStore(engine).register(host="h1", pid=1, version="0.1.0", now=now)
     before = table_dump(engine)
     assert all(before.values()), before
     tables = set(inspect(engine).get_table_names())
@@ -113,7 +115,7 @@ def test_0002_adds_trigger_requests_to_a_populated_database_and_downgrades(
     old_rows = _runs(engine)
     assert len(old_rows) == 4
 
-    migrate.upgrade(engine)
+    migrate.upgrade(engine, "0002")
     assert migrate.current_revision(engine) == "0002"
     assert [row[:-1] for row in _runs(engine)] == old_rows  # the new column comes last
     assert all(row[-1] is None for row in _runs(engine))
@@ -144,3 +146,45 @@ def test_0002_adds_trigger_requests_to_a_populated_database_and_downgrades(
 def _runs(engine: Engine) -> list[tuple[object, ...]]:
     with engine.connect() as conn:
         return [tuple(row) for row in conn.execute(text("SELECT * FROM producer_runs ORDER BY id"))]
+
+
+# The revision 0005 (beat heartbeats) follows; the lead re-chains it at merge, here only.
+BEFORE_0005 = "0002"
+
+
+def test_0005_adds_beat_heartbeats_to_a_populated_database_and_downgrades(
+    empty_db_url: str,
+) -> None:
+    """The previous revision -> 0005 keeps every row; 0005 -> previous drops only the
+    heartbeats, which the previous schema has no place for."""
+    engine = make_engine(empty_db_url)
+    migrate.upgrade(engine, BEFORE_0005)
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    workflow = new_workflow(engine, "prices", {"name": "prices"}, now=now)
+    ProducerScheduleStore(engine).upsert(schedule_spec(workflow.id, next_run_at=now), now=now)
+    before = _data_rows(engine)
+    assert before["producer_schedules"]
+
+    migrate.upgrade(engine, "0005")
+    assert _data_rows(engine) == before
+    store = HeartbeatStore(engine)
+    row_id = store.register(host="h1", pid=42, version="0.1.0", now=now)
+    store.beat(row_id, now=now + timedelta(seconds=5), slots_sent=3)
+    (beat,) = store.list()
+    assert (beat.host, beat.pid, beat.slots_sent) == ("h1", 42, 3)
+    assert beat.last_tick_at == now + timedelta(seconds=5)
+
+    migrate.downgrade(engine, BEFORE_0005)
+    assert migrate.current_revision(engine) == BEFORE_0005
+    assert "beat_heartbeats" not in inspect(engine).get_table_names()
+    assert _data_rows(engine) == before
+    engine.dispose()
+
+
+def _data_rows(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
+    """The rows of the tables every revision has."""
+    with engine.connect() as conn:
+        return {
+            name: [tuple(row) for row in conn.execute(text(f"SELECT * FROM {name} ORDER BY id"))]
+            for name in ("workflows", "producer_schedules", "producer_runs")
+        }

@@ -53,6 +53,18 @@ class Settings:
     result_max_bytes: int
     state_max_bytes: int
     output_max_depth: int
+    # Prometheus metrics (workers/services/run_metrics.py, beat/beat_metrics.py, the exporter).
+    metrics_on: bool
+    metrics_root: Path
+    metrics_producer_labels: bool
+    beat_stale_after: timedelta
+    exporter_basic_auth: str | None
+    exporter_token: str | None
+
+    @property
+    def metrics_dir(self) -> Path | None:
+        """Where this host's processes keep their metrics files, or None with metrics off."""
+        return self.metrics_root if self.metrics_on else None
 
     @property
     def visibility_timeout(self) -> timedelta:
@@ -159,6 +171,26 @@ def _text_or_none(field: Field, raw: str) -> str | None:
 
 def _path(field: Field, raw: str) -> Path:
     return Path(raw)
+
+
+def _on_off(field: Field, raw: str) -> bool:
+    if raw not in ("on", "off"):
+        raise SettingsError(f"{field.variable}={raw!r} must be on or off")
+    return raw == "on"
+
+
+def _credentials(field: Field, raw: str) -> str | None:
+    """`user:password`, both non-empty (the value is a secret: never echoed back)."""
+    if not raw:
+        return None
+    user, colon, password = raw.partition(":")
+    if not (user and colon and password):
+        raise SettingsError(f"{field.variable} must be user:password, both non-empty")
+    return raw
+
+
+def _metrics_in_data_dir(earlier: Mapping[str, Any]) -> str:
+    return str(Path(earlier["data_dir"]) / "metrics")
 
 
 def _redis_url(field: Field, raw: str) -> str:
@@ -383,5 +415,52 @@ FIELDS: tuple[Field, ...] = (
         "how deeply a result or state may nest (1 to 256)",
         minimum=1,
         maximum=256,
+    ),
+    Field(
+        "DRUMLINE_METRICS",
+        "metrics_on",
+        _on_off,
+        "on",
+        "`on`: beat and workers record Prometheus metrics for `drumline exporter`; `off`: none",
+    ),
+    Field(
+        "DRUMLINE_METRICS_DIR",
+        "metrics_root",
+        _path,
+        _metrics_in_data_dir,
+        "where beat and workers keep their metrics files (private; one exporter per host reads it)",
+        shown_default="`metrics` in `DRUMLINE_DATA_DIR`",
+    ),
+    Field(
+        "DRUMLINE_METRICS_PRODUCER_LABELS",
+        "metrics_producer_labels",
+        _on_off,
+        "off",
+        "`on`: worker metrics carry a `producer` label besides `workflow` (one series per "
+        "producer)",
+    ),
+    Field(
+        "DRUMLINE_BEAT_STALE_SECONDS",
+        "beat_stale_after",
+        _seconds,
+        "30",
+        "a beat that has not ticked for this long is stale: `drumline beats`, `health`, the "
+        "alert (1 to 86400)",
+        minimum=1,
+        maximum=86_400,
+    ),
+    Field(
+        "DRUMLINE_EXPORTER_BASIC_AUTH",
+        "exporter_basic_auth",
+        _credentials,
+        "",
+        "`user:password` the exporter requires (basic auth); required, or a token, off loopback",
+    ),
+    Field(
+        "DRUMLINE_EXPORTER_TOKEN",
+        "exporter_token",
+        _text_or_none,
+        "",
+        "a bearer token the exporter accepts (`Authorization: Bearer ...`)",
     ),
 )

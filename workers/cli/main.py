@@ -11,6 +11,7 @@ from workers.cli.dead_letters_command import dead_letters
 from workers.cli.flower_command import flower
 from workers.cli.lifecycle_commands import delete, deploy, pause, resume
 from workers.cli.migrate import migrate
+from workers.cli.monitoring_commands import beats, exporter, health
 from workers.cli.read_commands import ls, runs, status
 from workers.cli.trigger import trigger
 from workers.cli.up import up
@@ -55,6 +56,9 @@ for command in (
     dead_letters,
     up,
     flower,
+    beats,
+    health,
+    exporter,
 ):
     cli.add_command(command)
 
