@@ -18,7 +18,13 @@ from pathlib import Path
 import click
 
 from models.db import default_database_url
-from workers.local.celery_argv import beat_argv, beat_pidfile, flower_argv, worker_argv
+from workers.local.celery_argv import (
+    beat_argv,
+    beat_pidfile,
+    exporter_argv,
+    flower_argv,
+    worker_argv,
+)
 from workers.local.child import ChildProcess, StartupError
 from workers.local.layout import Layout, stored_secret
 from workers.local.orphans import REDIS_STOP_S
@@ -43,6 +49,7 @@ class Plan:
     concurrency: int
     beats: int
     flower_port: int | None
+    exporter_port: int | None
     redis_port: int | None
     files: tuple[Path, ...]
     examples: Path | None
@@ -114,7 +121,11 @@ def import_paths(examples: Path | None) -> list[str]:
 
 
 def check_ports(plan: Plan) -> None:
-    for port, option in ((plan.flower_port, "--flower-port"), (plan.redis_port, "--redis-port")):
+    for port, option in (
+        (plan.flower_port, "--flower-port"),
+        (plan.redis_port, "--redis-port"),
+        (plan.exporter_port, "--exporter-port"),
+    ):
         if port is not None and port_in_use(port):
             raise click.ClickException(
                 f"port {port} on 127.0.0.1 is already in use; choose another with {option}"
@@ -159,8 +170,9 @@ def child_env(environ: Mapping[str, str], plan: Plan, broker_url: str | None) ->
     return env
 
 
-def start_celery(system: LocalSystem, plan: Plan, env: Mapping[str, str]) -> str:
-    """Start workers, beats and Flower together, then wait for each; returns Flower's line."""
+def start_celery(system: LocalSystem, plan: Plan, env: Mapping[str, str]) -> list[str]:
+    """Start workers, beats, Flower and the exporter together, then wait for each; returns the
+    lines the view shows about Flower and the metrics."""
     layout = plan.layout
     supervisor = Supervisor(
         env=env, cwd=layout.root, log_dir=layout.logs, interrupts=system.interrupts
@@ -178,10 +190,23 @@ def start_celery(system: LocalSystem, plan: Plan, env: Mapping[str, str]) -> str
         child = supervisor.spawn(f"beat{k}", beat_argv(layout.run, f"beat{k}"))
         waits.append((child, "beat: Starting..."))
     flower = start_flower(supervisor, plan)
+    metrics = start_exporter(supervisor, plan)
     for child, marker in waits:
         child.wait_for_log(marker, READY_TIMEOUT_S)
         click.echo(f"{child.name} ready")
-    return flower
+    return [flower, metrics]
+
+
+def start_exporter(supervisor: Supervisor, plan: Plan) -> str:
+    """`drumline exporter` on loopback; returns the line shown in the view."""
+    port = plan.exporter_port
+    if port is None:
+        return "Metrics: off (--no-exporter)"
+    child = supervisor.spawn("exporter", exporter_argv(port))
+    child.wait_until(lambda: port_in_use(port), READY_TIMEOUT_S)
+    url = f"http://127.0.0.1:{port}/metrics"
+    click.echo(f"metrics on {url}")
+    return f"Metrics: {url}"
 
 
 def start_flower(supervisor: Supervisor, plan: Plan) -> str:
