@@ -110,22 +110,17 @@ def health(ctx: CliContext, role: str | None, timeout: float, as_json: bool) -> 
     and a worker on this host answers.
     """
     settings = ctx.settings
-    engine = make_engine(settings.database_url)
     host = this_host() if role else None
     checks: list[Check] = []
-    try:
-        if role != Role.WORKER:
-            checks.append(check_database(engine))
-        if role != Role.BEAT:
-            checks.append(check_broker(settings.broker_url, timeout))
-        if role != Role.WORKER:
-            checks.append(
-                check_beats(engine, now=utc_now(), stale_after=settings.beat_stale_after, host=host)
-            )
-        if role != Role.BEAT:
+    if role != Role.WORKER:
+        checks += _database_checks(ctx, host)
+    if role != Role.BEAT:
+        broker = check_broker(settings.broker_url, timeout)
+        checks.append(broker)
+        if broker.ok:
             checks.append(check_workers(_pinger(ctx), timeout, host))
-    finally:
-        engine.dispose()
+        else:
+            checks.append(Check("worker", False, "not pinged: the broker is unreachable"))
     healthy = all(check.ok for check in checks)
     if as_json:
         print_json(
@@ -171,6 +166,26 @@ def exporter(ctx: CliContext, port: int, address: str) -> None:
         raise click.ClickException(f"cannot listen on {address}:{port}: {error}") from None
     except KeyboardInterrupt:
         pass
+
+
+def _database_checks(ctx: CliContext, host: str | None) -> list[Check]:
+    """The database (missing, unreachable or not migrated fails, as for every command) and a
+    beat's heartbeat in it."""
+    try:
+        engine = ctx.engine
+    except click.ClickException as error:
+        return [
+            Check("database", False, error.message),
+            Check("beat", False, "not checked: the database is unavailable"),
+        ]
+    stale_after = ctx.settings.beat_stale_after
+    try:
+        return [
+            check_database(engine),
+            check_beats(engine, now=utc_now(), stale_after=stale_after, host=host),
+        ]
+    finally:
+        engine.dispose()
 
 
 def _pinger(ctx: CliContext) -> Ping:

@@ -15,6 +15,8 @@ from enum import StrEnum
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy import Engine, text
 
 from models.db import redact_url
@@ -45,7 +47,13 @@ def check_database(engine: Engine) -> Check:
 
 
 def check_broker(url: str, timeout: float) -> Check:
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    # One attempt: a healthcheck reports the outage, it does not wait it out.
+    client = redis.Redis.from_url(
+        url,
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+    )
     try:
         client.ping()
     except redis.RedisError as exc:
