@@ -12,6 +12,7 @@ by reason alone, so a flood of forged messages cannot create series.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -42,6 +43,16 @@ class RunRecorder(Protocol):
         seconds: float | None,
         attempt: int,
     ) -> None: ...
+
+
+@dataclass
+class _Series:
+    """One workflow's (or producer's) label children."""
+
+    duration: Histogram
+    start_lateness: Histogram
+    retries: Counter
+    runs: dict[tuple[str, str], Counter]
 
 
 class RunMetrics:
@@ -82,9 +93,22 @@ class RunMetrics:
             ["reason"],
             registry=None,
         )
+        self._by_labels: dict[tuple[str, ...], _Series] = {}
 
-    def _labels(self, workflow: str, producer: str) -> tuple[str, ...]:
-        return (workflow, producer) if self.producer_labels else (workflow,)
+    def _series(self, workflow: str, producer: str) -> _Series:
+        """The label children of one workflow (or producer), looked up once: `labels()` costs
+        as much as the update itself."""
+        key = (workflow, producer) if self.producer_labels else (workflow,)
+        series = self._by_labels.get(key)
+        if series is None:
+            series = _Series(
+                duration=self.duration.labels(*key),
+                start_lateness=self.start_lateness.labels(*key),
+                retries=self.retries.labels(*key),
+                runs={},
+            )
+            self._by_labels[key] = series
+        return series
 
     def dropped(self, reason: str) -> None:
         self.messages_dropped.labels(reason).inc()
@@ -93,7 +117,7 @@ class RunMetrics:
         self, workflow: str, producer: str, scheduled_for: datetime, started_at: datetime
     ) -> None:
         late = max(0.0, (started_at - scheduled_for).total_seconds())
-        self.start_lateness.labels(*self._labels(workflow, producer)).observe(late)
+        self._series(workflow, producer).start_lateness.observe(late)
 
     def finished(
         self,
@@ -105,12 +129,16 @@ class RunMetrics:
         seconds: float | None,
         attempt: int,
     ) -> None:
-        labels = self._labels(workflow, producer)
-        self.runs.labels(*labels, trigger, outcome).inc()
+        series = self._series(workflow, producer)
+        runs = series.runs.get((trigger, outcome))
+        if runs is None:
+            key = (workflow, producer) if self.producer_labels else (workflow,)
+            runs = series.runs[(trigger, outcome)] = self.runs.labels(*key, trigger, outcome)
+        runs.inc()
         if seconds is not None:
-            self.duration.labels(*labels).observe(seconds)
+            series.duration.observe(seconds)
         if attempt > 1:
-            self.retries.labels(*labels).inc()
+            series.retries.inc()
 
 
 class NoRunMetrics:
