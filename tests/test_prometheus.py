@@ -25,7 +25,7 @@ RULES = ROOT / "compose" / "prometheus" / "rules.yml"
 TOKEN = "prometheus-scrapes-with-this"
 needs_prometheus = pytest.mark.skipif(
     shutil.which("prometheus") is None or shutil.which("promtool") is None,
-    reason="Debian's prometheus package (prometheus, promtool) is not installed; .ci/run installs it",
+    reason="needs Debian's prometheus package (prometheus, promtool); .ci/run installs it",
 )
 
 
