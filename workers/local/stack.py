@@ -190,11 +190,11 @@ def start_celery(system: LocalSystem, plan: Plan, env: Mapping[str, str]) -> lis
         child = supervisor.spawn(f"beat{k}", beat_argv(layout.run, f"beat{k}"))
         waits.append((child, "beat: Starting..."))
     flower = start_flower(supervisor, plan)
-    metrics = start_exporter(supervisor, plan)
     for child, marker in waits:
         child.wait_for_log(marker, READY_TIMEOUT_S)
         click.echo(f"{child.name} ready")
-    return [flower, metrics]
+    # Last: it serves what the others record, and need not slow their start.
+    return [flower, start_exporter(supervisor, plan)]
 
 
 def start_exporter(supervisor: Supervisor, plan: Plan) -> str:
