@@ -3,10 +3,12 @@ databases, and `drumline exporter` scraped over HTTP; what it serves matches the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
 import redis
+import yaml
 from sqlalchemy import Engine, text
 
 from beat.dispatch import PRODUCERS_QUEUE
@@ -15,6 +17,7 @@ from tests.monitoring import running_exporter, scrape, total
 from tests.processes import CeleryProcess, running_beat
 from workers.local.celery_argv import worker_argv
 
+RULES = Path(__file__).resolve().parents[1] / "compose" / "prometheus" / "rules.yml"
 RUNS_WANTED = 8
 CONCURRENCY = 2
 
@@ -91,6 +94,14 @@ def test_scraped_counters_and_histograms_match_the_database(
     assert total(samples, "drumline_producer_consecutive_failures", producer="ok") == 0
     assert total(samples, "drumline_producer_interval_seconds", producer="ok") == 1.0
     assert total(samples, "drumline_exporter_database_up") == 1.0
+    # The alert rules name only series the exporter serves.
+    exprs = [
+        rule["expr"]
+        for group in yaml.safe_load(RULES.read_text())["groups"]
+        for rule in group["rules"]
+    ]
+    named = {name for expr in exprs for name in re.findall(r"\bdrumline_\w+", expr)}
+    assert named and named <= {name for name, _ in samples}, named - {n for n, _ in samples}
     # The counts above add up over more pool processes than the pool ever held at once.
     metrics_dir = Path(env["DRUMLINE_DATA_DIR"]) / "metrics"
     worker_dirs = list(metrics_dir.glob("worker-*"))

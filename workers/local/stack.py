@@ -193,17 +193,20 @@ def start_celery(system: LocalSystem, plan: Plan, env: Mapping[str, str]) -> lis
     for child, marker in waits:
         child.wait_for_log(marker, READY_TIMEOUT_S)
         click.echo(f"{child.name} ready")
-    # Last: it serves what the others record, and need not slow their start.
+    # Last: it serves what the others record, and must not slow their start.
     return [flower, start_exporter(supervisor, plan)]
 
 
 def start_exporter(supervisor: Supervisor, plan: Plan) -> str:
-    """`drumline exporter` on loopback; returns the line shown in the view."""
+    """`drumline exporter` on loopback; returns the line shown in the view.
+
+    Not waited for: nothing else needs it, and its start would delay the deploy. Should it
+    fail, the supervisor's check stops `up` as for any other child.
+    """
     port = plan.exporter_port
     if port is None:
         return "Metrics: off (--no-exporter)"
-    child = supervisor.spawn("exporter", exporter_argv(port))
-    child.wait_until(lambda: port_in_use(port), READY_TIMEOUT_S)
+    supervisor.spawn("exporter", exporter_argv(port))
     url = f"http://127.0.0.1:{port}/metrics"
     click.echo(f"metrics on {url}")
     return f"Metrics: {url}"
