@@ -13,7 +13,7 @@ from typing import Protocol
 
 from prometheus_client import Counter, Histogram
 
-from beat.metrics_files import enable_multiprocess
+from beat.metrics_files import best_effort, enable_multiprocess
 
 # From a few milliseconds (a healthy beat) to the lease (a slot sent again after it expired).
 LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
@@ -69,20 +69,24 @@ class BeatMetrics:
             registry=None,
         )
 
+    @best_effort
     def claimed(self, slots: int, seconds: float) -> None:
         self.claims.inc()
         self.slots_claimed.inc(slots)
         self.claim_duration.observe(seconds)
 
+    @best_effort
     def sent(self, scheduled: list[datetime], sent_at: datetime, seconds: float) -> None:
         self.slots_sent.inc(len(scheduled))
         self.publish_duration.observe(seconds)
         for instant in scheduled:
             self.send_lateness.observe(max(0.0, (sent_at - instant).total_seconds()))
 
+    @best_effort
     def released(self, claims: int) -> None:
         self.claims_released.inc(claims)
 
+    @best_effort
     def backed_off(self) -> None:
         self.outage_backoffs.inc()
 

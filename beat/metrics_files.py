@@ -11,15 +11,37 @@ gone: a restarted process starts from zero, as Prometheus expects after a restar
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 import shutil
 import socket
+from collections.abc import Callable
 from pathlib import Path
+from typing import ParamSpec
 
 from prometheus_client import values
 
+logger = logging.getLogger("drumline.metrics")
 # prometheus_client reads its directory from this variable whenever it opens a file.
 MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+P = ParamSpec("P")
+
+
+def best_effort(record: Callable[P, None]) -> Callable[P, None]:
+    """A metric update that never fails its caller: a full disk or a removed metrics file must
+    not stop beat or fail a run. Logged at WARNING each time, without a traceback."""
+
+    @functools.wraps(record)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            record(*args, **kwargs)
+        except Exception as exc:
+            logger.warning(
+                "metrics: %s not recorded: %s: %s", record.__name__, type(exc).__name__, exc
+            )
+
+    return guarded
 
 
 def process_dir_name(role: str, host: str, pid: int) -> str:

@@ -3,12 +3,20 @@ left behind, and nothing else."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from beat.metrics_files import metric_files, process_dir_name, remove_dead_processes
+import pytest
+
+from beat.metrics_files import (
+    best_effort,
+    metric_files,
+    process_dir_name,
+    remove_dead_processes,
+)
 
 
 def dead_pid() -> int:
@@ -31,3 +39,13 @@ def test_only_the_dead_processes_of_the_role_on_this_host_are_removed(tmp_path: 
     remove_dead_processes(tmp_path, "worker", "h1")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[1:])
     assert len(metric_files(tmp_path)) == 3
+
+
+def test_a_failing_metric_update_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    @best_effort
+    def observe(value: float) -> None:
+        raise OSError(28, "No space left on device")
+
+    with caplog.at_level(logging.WARNING, logger="drumline.metrics"):
+        observe(1.0)
+    assert "metrics: observe not recorded: OSError" in caplog.text

@@ -20,7 +20,7 @@ from typing import Protocol
 from prometheus_client import Counter, Histogram
 
 from beat.beat_metrics import DURATION_BUCKETS, LATENESS_BUCKETS
-from beat.metrics_files import enable_multiprocess
+from beat.metrics_files import best_effort, enable_multiprocess
 from models.vocabulary import SkipReason
 
 RUN_DURATION_BUCKETS = (*DURATION_BUCKETS, 30, 60, 120, 300, 600)
@@ -110,15 +110,18 @@ class RunMetrics:
             self._by_labels[key] = series
         return series
 
+    @best_effort
     def dropped(self, reason: str) -> None:
         self.messages_dropped.labels(reason).inc()
 
+    @best_effort
     def started(
         self, workflow: str, producer: str, scheduled_for: datetime, started_at: datetime
     ) -> None:
         late = max(0.0, (started_at - scheduled_for).total_seconds())
         self._series(workflow, producer).start_lateness.observe(late)
 
+    @best_effort
     def finished(
         self,
         workflow: str,
