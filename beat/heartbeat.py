@@ -1,7 +1,7 @@
 """Beat's liveness: a row per beat process, its last tick written every few seconds.
 
-Written only after a tick that reached the database, so a beat cut off from it (or stuck)
-goes stale; written at most every `every` seconds, so a busy beat does not pay a write per tick.
+Written at the start of a tick, before the claim, so a beat cut off from the database (or
+stuck) goes stale; at most every `every` seconds, so a busy beat does not pay a write per tick.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class Heartbeat:
         self.slots_sent += slots
 
     def ticked(self, now: datetime) -> None:
-        """After a tick that reached the database: write the row if `every` has passed."""
+        """At the start of a tick: write the row if `every` has passed."""
         moment = time.monotonic()
         if moment - self._last_write < self.every:
             return

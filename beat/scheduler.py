@@ -184,10 +184,11 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
 
     def _dispatch_due(self) -> float:
         now = utc_now()
+        # Before the claim: a heartbeat that cannot be written must not strand claimed slots.
+        self.heartbeat.ticked(now)
         began = time.perf_counter()
         slots = self.store.claim_due(now=now, lease=self.settings.lease, limit=self.settings.batch)
         self.metrics.claimed(len(slots), time.perf_counter() - began)
-        self.heartbeat.ticked(now)
         if not slots:
             return self._until_next_wakeup()
         self._publish(slots)
