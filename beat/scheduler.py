@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from celery.beat import Scheduler
@@ -21,9 +22,12 @@ from celery.exceptions import ImproperlyConfigured
 from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DBAPIError
 
+from beat.beat_metrics import BeatRecorder, beat_recorder
 from beat.dispatch import RunProducerPublisher
+from beat.heartbeat import Heartbeat
 from models.claims import BeatClaims
 from models.db import make_engine, redact_url
+from models.heartbeat_store import HeartbeatStore
 from models.records import ClaimedSlot
 from models.types import utc_now
 
@@ -46,6 +50,9 @@ class BeatSettings:
     database_url: str
     lease: timedelta
     batch: int
+    # Where the metrics files go (None: metrics off), and how stale a beat may get.
+    metrics_dir: Path | None
+    stale_after: timedelta
 
     @classmethod
     def from_conf(cls, conf: Mapping[str, Any]) -> BeatSettings:
@@ -53,6 +60,10 @@ class BeatSettings:
             database_url=str(_required(conf, "drumline_database_url")),
             lease=timedelta(seconds=float(_required(conf, "drumline_lease_seconds"))),
             batch=int(_required(conf, "drumline_beat_batch")),
+            metrics_dir=Path(conf["drumline_metrics_dir"])
+            if conf.get("drumline_metrics_dir")
+            else None,
+            stale_after=timedelta(seconds=float(_required(conf, "drumline_beat_stale_seconds"))),
         )
 
 
@@ -107,6 +118,16 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
         return BeatClaims(make_engine(self.settings.database_url))
 
     @cached_property
+    def metrics(self) -> BeatRecorder:
+        return beat_recorder(self.settings.metrics_dir)
+
+    @cached_property
+    def heartbeat(self) -> Heartbeat:
+        # Three writes within the staleness bound, so one slow write does not look like death.
+        every = min(timedelta(seconds=5), self.settings.stale_after / 3)
+        return Heartbeat(HeartbeatStore(self.store.engine), every)
+
+    @cached_property
     def _publisher(self) -> RunProducerPublisher:
         return RunProducerPublisher(self.app)
 
@@ -149,6 +170,7 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
             delay = self._dispatch_due()
         except Exception as exc:
             retry_in = self.backoff.failed()
+            self.metrics.backed_off()
             logger.error(
                 "beat: cannot dispatch producer runs, retrying in %.1fs: %s: %s",
                 retry_in,
@@ -162,7 +184,11 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
 
     def _dispatch_due(self) -> float:
         now = utc_now()
+        # Before the claim: a heartbeat that cannot be written must not strand claimed slots.
+        self.heartbeat.ticked(now)
+        began = time.perf_counter()
         slots = self.store.claim_due(now=now, lease=self.settings.lease, limit=self.settings.batch)
+        self.metrics.claimed(len(slots), time.perf_counter() - began)
         if not slots:
             return self._until_next_wakeup()
         self._publish(slots)
@@ -179,6 +205,7 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
         (see `release_claims`).
         """
         flushed = False
+        began = time.perf_counter()
         try:
             publisher = self._publisher
             with self.app.producer_or_acquire() as producer:
@@ -192,7 +219,10 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
             if not flushed:
                 self._release(slots)
             raise
-        lateness = utc_now() - min(slot.scheduled_for for slot in slots)
+        sent_at = utc_now()
+        self.metrics.sent([s.scheduled_for for s in slots], sent_at, time.perf_counter() - began)
+        self.heartbeat.sent(len(slots))
+        lateness = sent_at - min(slot.scheduled_for for slot in slots)
         logger.info(
             "beat: sent %d producer runs, worst lateness %.0f ms",
             len(slots),
@@ -211,6 +241,7 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
                 exc,
             )
         else:
+            self.metrics.released(released)
             logger.warning("beat: released %d unsent claims", released)
 
     def _until_next_wakeup(self) -> float:

@@ -164,3 +164,18 @@ workflow_changes = Table(
     UniqueConstraint("workflow", "version"),
     _one_of("action", CHANGE_ACTIONS),
 )
+# One row per beat process: when it last ticked and how many slots it sent, for `drumline
+# beats`, `drumline health` and the exporter (a beat that stopped ticking is alerted on).
+beat_heartbeats = Table(
+    "beat_heartbeats",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("last_tick_at", UTCDateTime, nullable=False),
+    Column("slots_sent", Integer, nullable=False, server_default="0"),
+)
+
+Index("ix_beat_heartbeats_last_tick_at", beat_heartbeats.c.last_tick_at)

@@ -207,3 +207,26 @@ def test_the_dockerfile_copies_what_pip_install_needs(
             context = (COMPOSE.parent / service["build"]["context"]).resolve()
             assert context == ROOT
             assert (context / service["build"]["dockerfile"]).resolve() == DOCKERFILE
+
+
+def test_beats_are_checked_by_drumline_health_and_prometheus_loads_the_rules(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    kind, *args = services["beat"]["healthcheck"]["test"]
+    assert kind == "CMD" and args[:2] == ["drumline", "health"]
+    assert set(flags(args[2:])) <= options_of(cli.commands["health"])
+    assert args[args.index("--role") + 1] == "beat"
+    # The exporter reads the files beats and workers write, and needs credentials off loopback.
+    for name in ("beat", "worker", "exporter"):
+        assert "metrics:/metrics" in services[name]["volumes"], name
+    exporter = services["exporter"]
+    assert "DRUMLINE_EXPORTER_TOKEN" in exporter["environment"]
+    prometheus = services["prometheus"]
+    config_dir = prometheus["volumes"][0].split(":")[0]
+    config = yaml.safe_load((COMPOSE.parent / config_dir / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["/etc/prometheus/drumline/rules.yml"]
+    assert (COMPOSE.parent / config_dir / "rules.yml").is_file()
+    (job,) = config["scrape_configs"]
+    assert job["static_configs"][0]["targets"] == ["exporter:9808"]
+    assert job["authorization"]["credentials_file"] == "/run/secrets/exporter_token"
+    assert prometheus["ports"] == ["127.0.0.1:9090:9090"]

@@ -28,7 +28,7 @@ from tornado.routing import PathMatches
 from tests.e2e import deploy, journal_producer, runs_of, wait_until
 from tests.processes import running_beat, running_worker
 from workers.local.redis_server import free_port
-from workers.services.flower_gate import authorized
+from workers.services.http_auth import authorized
 
 USER, PASSWORD = "user", "secret"
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS")

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from models import migrate
 from models.change_store import ChangeAuthor, ChangeStore
 from models.db import make_engine
+from models.heartbeat_store import HeartbeatStore
 from models.run_path import RunPath
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
@@ -78,6 +79,7 @@ def test_upgrade_twice_is_a_no_op(db_url: str) -> None:
             keep=10,
             conn=conn,
         )
+    HeartbeatStore(engine).register(host="h1", pid=1, version="0.1.0", now=now)
     before = table_dump(engine)
     assert all(before.values()), before
     tables = set(inspect(engine).get_table_names())
@@ -210,3 +212,36 @@ def _rows(engine: Engine, tables: tuple[str, ...]) -> dict[str, list[tuple[objec
             table: [tuple(row) for row in conn.execute(text(f"SELECT * FROM {table} ORDER BY id"))]
             for table in tables
         }
+
+
+# The revision 0005 (beat heartbeats) follows 0004.
+BEFORE_0005 = "0004"
+
+
+def test_0005_adds_beat_heartbeats_to_a_populated_database_and_downgrades(
+    empty_db_url: str,
+) -> None:
+    """The previous revision -> 0005 keeps every row; 0005 -> previous drops only the
+    heartbeats, which the previous schema has no place for."""
+    engine = make_engine(empty_db_url)
+    migrate.upgrade(engine, BEFORE_0005)
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    workflow = new_workflow(engine, "prices", {"name": "prices"}, now=now)
+    ProducerScheduleStore(engine).upsert(schedule_spec(workflow.id, next_run_at=now), now=now)
+    before = _rows(engine, OLD_TABLES)
+    assert before["producer_schedules"]
+
+    migrate.upgrade(engine, "0005")
+    assert _rows(engine, OLD_TABLES) == before
+    store = HeartbeatStore(engine)
+    row_id = store.register(host="h1", pid=42, version="0.1.0", now=now)
+    store.beat(row_id, now=now + timedelta(seconds=5), slots_sent=3)
+    (beat,) = store.list()
+    assert (beat.host, beat.pid, beat.slots_sent) == ("h1", 42, 3)
+    assert beat.last_tick_at == now + timedelta(seconds=5)
+
+    migrate.downgrade(engine, BEFORE_0005)
+    assert migrate.current_revision(engine) == BEFORE_0005
+    assert "beat_heartbeats" not in inspect(engine).get_table_names()
+    assert _rows(engine, OLD_TABLES) == before
+    engine.dispose()

@@ -64,6 +64,18 @@ class Settings:
     web_basic_auth: str | None = dataclass_field(repr=False)
     web_token: str | None = dataclass_field(repr=False)
     flower_url: str
+    # Prometheus metrics (workers/services/run_metrics.py, beat/beat_metrics.py, the exporter).
+    metrics_on: bool
+    metrics_root: Path
+    metrics_producer_labels: bool
+    beat_stale_after: timedelta
+    exporter_basic_auth: str | None = dataclass_field(repr=False)
+    exporter_token: str | None = dataclass_field(repr=False)
+
+    @property
+    def metrics_dir(self) -> Path | None:
+        """Where this host's processes keep their metrics files, or None with metrics off."""
+        return self.metrics_root if self.metrics_on else None
 
     @property
     def visibility_timeout(self) -> timedelta:
@@ -180,6 +192,16 @@ def _text_or_none(field: Field, raw: str) -> str | None:
 
 def _path(field: Field, raw: str) -> Path:
     return Path(raw)
+
+
+def _on_off(field: Field, raw: str) -> bool:
+    if raw not in ("on", "off"):
+        raise SettingsError(f"{field.variable}={raw!r} must be on or off")
+    return raw == "on"
+
+
+def _metrics_in_data_dir(earlier: Mapping[str, Any]) -> str:
+    return str(Path(earlier["data_dir"]) / "metrics")
 
 
 def _redis_url(field: Field, raw: str) -> str:
@@ -479,5 +501,52 @@ FIELDS: tuple[Field, ...] = (
         _http_url,
         "http://127.0.0.1:5555",
         "where the web view links a run's task id to (Flower's task page)",
+    ),
+    Field(
+        "DRUMLINE_METRICS",
+        "metrics_on",
+        _on_off,
+        "on",
+        "`on`: beat and workers record Prometheus metrics for `drumline exporter`; `off`: none",
+    ),
+    Field(
+        "DRUMLINE_METRICS_DIR",
+        "metrics_root",
+        _path,
+        _metrics_in_data_dir,
+        "where beat and workers keep their metrics files (private; one exporter per host reads it)",
+        shown_default="`metrics` in `DRUMLINE_DATA_DIR`",
+    ),
+    Field(
+        "DRUMLINE_METRICS_PRODUCER_LABELS",
+        "metrics_producer_labels",
+        _on_off,
+        "off",
+        "`on`: worker metrics carry a `producer` label besides `workflow` (one series per "
+        "producer)",
+    ),
+    Field(
+        "DRUMLINE_BEAT_STALE_SECONDS",
+        "beat_stale_after",
+        _seconds,
+        "30",
+        "a beat that has not ticked for this long is stale: `drumline beats`, `health`, the "
+        "alert (1 to 86400)",
+        minimum=1,
+        maximum=86_400,
+    ),
+    Field(
+        "DRUMLINE_EXPORTER_BASIC_AUTH",
+        "exporter_basic_auth",
+        _credentials,
+        "",
+        "`user:password` the exporter requires (basic auth); required, or a token, off loopback",
+    ),
+    Field(
+        "DRUMLINE_EXPORTER_TOKEN",
+        "exporter_token",
+        _token,
+        "",
+        "a bearer token the exporter accepts (`Authorization: Bearer ...`)",
     ),
 )

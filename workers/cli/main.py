@@ -12,6 +12,7 @@ from workers.cli.flower_command import flower
 from workers.cli.history_commands import diff, history
 from workers.cli.lifecycle_commands import delete, deploy, pause, plan, resume, rollback
 from workers.cli.migrate import migrate
+from workers.cli.monitoring_commands import beats, exporter, health
 from workers.cli.read_commands import ls, runs, status
 from workers.cli.trigger import trigger
 from workers.cli.up import up
@@ -62,6 +63,9 @@ for command in (
     up,
     flower,
     web,
+    beats,
+    health,
+    exporter,
 ):
     cli.add_command(command)
 

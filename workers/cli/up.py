@@ -30,6 +30,7 @@ from workers.local.child import ChildExitedError, StartupError
 from workers.local.data_dir import PRIVATE_UMASK, make_private, removed_if_refused
 from workers.local.layout import Layout
 from workers.local.orphans import stop_orphaned_redis
+from workers.local.redis_server import free_port
 from workers.local.stack import (
     LocalSystem,
     Plan,
@@ -63,6 +64,18 @@ from workers.registry import load_producer_modules, registered_names
 @click.option("--web/--no-web", default=True, show_default=True, help="The web view.")
 @click.option("--web-port", type=click.IntRange(1, 65535), default=8050, show_default=True)
 @click.option(
+    "--exporter/--no-exporter",
+    default=True,
+    show_default=True,
+    help="Serve the Prometheus metrics (`drumline exporter`).",
+)
+@click.option(
+    "--exporter-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    help="Port of the metrics exporter [default: any free port; the URL is printed].",
+)
+@click.option(
     "--redis-port",
     type=click.IntRange(0, 65535),
     default=0,
@@ -92,6 +105,8 @@ def up(
     flower_port: int,
     web: bool,
     web_port: int,
+    exporter: bool,
+    exporter_port: int,
     redis_port: int,
     data_dir: Path,
     deploy_files: tuple[Path, ...],
@@ -110,6 +125,7 @@ def up(
         concurrency=concurrency,
         beats=beats,
         flower_port=flower_port if flower else None,
+        exporter_port=(exporter_port or free_port()) if exporter else None,
         redis_port=redis_port or None,
         files=deploy_files or example_files(examples),
         examples=examples,
@@ -137,7 +153,7 @@ def run(plan: Plan, definitions: list[WorkflowDefinition]) -> None:
         cli_ctx = CliContext()
         cli_ctx.settings = load_settings(env)
         apply_migrations(cli_ctx.settings.database_url)
-        flower_line = start_celery(system, plan, env)
+        view_lines = start_celery(system, plan, env)
         web_line = start_web(system, plan)
         if definitions:
             if not deploy_definitions(cli_ctx, definitions):
@@ -145,7 +161,7 @@ def run(plan: Plan, definitions: list[WorkflowDefinition]) -> None:
         else:
             click.echo("no example workflows found: deploy yours with --deploy FILE")
         header = [f"drumline up: data dir {plan.layout.root}, logs in {plan.layout.logs}"]
-        live_view.watch(cli_ctx.engine, [*header, flower_line, web_line], system.check, Console())
+        live_view.watch(cli_ctx.engine, [*header, *view_lines, web_line], system.check, Console())
     except KeyboardInterrupt:
         click.echo("stopping (warm shutdown)...")
     except (StartupError, ChildExitedError) as error:

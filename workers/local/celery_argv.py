@@ -71,6 +71,11 @@ def beat_pidfile(workdir: Path, name: str) -> Path:
     return workdir / f"{name}.pid"
 
 
+def exporter_argv(port: int) -> list[str]:
+    """`drumline exporter` on loopback: this host's metrics and the database's, for Prometheus."""
+    return [*DRUMLINE, "exporter", f"--port={port}", "--address=127.0.0.1"]
+
+
 def flower_argv(port: int) -> list[str]:
     """`drumline flower` on loopback (its credentials come through the environment)."""
     return [*DRUMLINE, "flower", f"--port={port}", "--address=127.0.0.1"]

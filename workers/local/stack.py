@@ -18,7 +18,14 @@ from pathlib import Path
 import click
 
 from models.db import default_database_url
-from workers.local.celery_argv import beat_argv, beat_pidfile, flower_argv, web_argv, worker_argv
+from workers.local.celery_argv import (
+    beat_argv,
+    beat_pidfile,
+    exporter_argv,
+    flower_argv,
+    web_argv,
+    worker_argv,
+)
 from workers.local.child import ChildProcess, StartupError
 from workers.local.layout import Layout, stored_secret
 from workers.local.orphans import REDIS_STOP_S
@@ -43,6 +50,7 @@ class Plan:
     concurrency: int
     beats: int
     flower_port: int | None
+    exporter_port: int | None
     redis_port: int | None
     files: tuple[Path, ...]
     examples: Path | None
@@ -120,6 +128,7 @@ def check_ports(plan: Plan) -> None:
         (plan.flower_port, "--flower-port"),
         (plan.redis_port, "--redis-port"),
         (plan.web_port, "--web-port"),
+        (plan.exporter_port, "--exporter-port"),
     )
     for port, option in ports:
         if port is not None and port_in_use(port):
@@ -166,8 +175,9 @@ def child_env(environ: Mapping[str, str], plan: Plan, broker_url: str | None) ->
     return env
 
 
-def start_celery(system: LocalSystem, plan: Plan, env: Mapping[str, str]) -> str:
-    """Start workers, beats and Flower together, then wait for each; returns Flower's line."""
+def start_celery(system: LocalSystem, plan: Plan, env: Mapping[str, str]) -> list[str]:
+    """Start workers, beats, Flower and the exporter together, then wait for each; returns the
+    lines the view shows about Flower and the metrics."""
     layout = plan.layout
     supervisor = Supervisor(
         env=env,
@@ -192,7 +202,23 @@ def start_celery(system: LocalSystem, plan: Plan, env: Mapping[str, str]) -> str
     for child, marker in waits:
         child.wait_for_log(marker, READY_TIMEOUT_S)
         click.echo(f"{child.name} ready")
-    return flower
+    # Last: it serves what the others record, and must not slow their start.
+    return [flower, start_exporter(supervisor, plan)]
+
+
+def start_exporter(supervisor: Supervisor, plan: Plan) -> str:
+    """`drumline exporter` on loopback; returns the line shown in the view.
+
+    Not waited for: nothing else needs it, and its start would delay the deploy. Should it
+    fail, the supervisor's check stops `up` as for any other child.
+    """
+    port = plan.exporter_port
+    if port is None:
+        return "Metrics: off (--no-exporter)"
+    supervisor.spawn("exporter", exporter_argv(port))
+    url = f"http://127.0.0.1:{port}/metrics"
+    click.echo(f"metrics on {url}")
+    return f"Metrics: {url}"
 
 
 def start_flower(supervisor: Supervisor, plan: Plan) -> str:

@@ -14,9 +14,6 @@ second server, no extra hop and no private socket between the two.
 from __future__ import annotations
 
 import atexit
-import base64
-import binascii
-import hmac
 import signal
 from collections.abc import Sequence
 from contextlib import suppress
@@ -27,6 +24,8 @@ from celery import Celery
 from flower import command, urls
 from flower.app import Flower
 from tornado.options import options
+
+from workers.services.http_auth import authorized
 
 REALM = 'Basic realm="drumline flower"'
 LOOPBACK = "127.0.0.1"
@@ -60,19 +59,6 @@ class GatedFlower(Flower):  # type: ignore[misc]
         if authorized(request.headers.get("Authorization", ""), self._credentials):
             return super().find_handler(request, **kwargs)
         return self.get_handler_delegate(request, Unauthorized)
-
-
-def authorized(header: str, credentials: Sequence[bytes]) -> bool:
-    """Whether an Authorization header carries one of `credentials` (`user:password`)."""
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "basic":
-        return False
-    try:
-        given = base64.b64decode(token.strip(), validate=True)
-    except (binascii.Error, ValueError):
-        return False
-    # Compare with every credential, so the time taken tells nothing about which one is close.
-    return sum(hmac.compare_digest(given, credential) for credential in credentials) > 0
 
 
 def serve(capp: Celery, flower_options: Sequence[str]) -> None:

@@ -37,6 +37,7 @@ from models.run_path import RunPath
 from models.schedules import schedule_from_row
 from models.vocabulary import RunStatus, SkipReason, Trigger
 from workers.registry import ProducerContext, ProducerResult, get_producer
+from workers.services.run_metrics import NoRunMetrics, RunRecorder, reason_label
 from workers.services.time_limit import ProducerTimeoutError, TimeLimit
 
 logger = logging.getLogger("drumline.run")
@@ -102,7 +103,9 @@ class SlotRunner:
         clock: Clock,
         result_bounds: JsonBounds,
         state_bounds: JsonBounds,
+        metrics: RunRecorder | None = None,
     ) -> None:
+        self.metrics = metrics or NoRunMetrics()
         self.lease = lease
         self.run_path = RunPath(engine)
         self.max_timeout = max_timeout
@@ -117,14 +120,26 @@ class SlotRunner:
         refusal = slot.refusal()
         if refusal is not None:
             logger.warning("%s refused (task %s): %s", slot.label, loggable(slot.task_id), refusal)
+            self.metrics.dropped("refused")
             return {"slot": slot.label, "status": f"refused: {refusal}"}
         started = self._start(slot)
         if isinstance(started, SkipReason):
+            self._count_skip(slot, started)
             logger.info("%s skipped: %s: not run", slot.label, started)
             return {"slot": slot.label, "status": f"skipped: {started}"}
         schedule, run = started
+        if slot.claim_token is not None:
+            self.metrics.started(slot.workflow, slot.producer, slot.scheduled_for, run.started_at)
         execution = self._execute(slot, schedule)
         status = self._commit(slot, schedule, run, execution)
+        self.metrics.finished(
+            slot.workflow,
+            slot.producer,
+            trigger=slot.trigger,
+            outcome=status,
+            seconds=execution.duration_ms / 1000,
+            attempt=run.attempt,
+        )
         logger.info(
             "%s %s in %.1f ms (trigger=%s attempt=%d)%s",
             slot.label,
@@ -140,6 +155,21 @@ class SlotRunner:
             "duration_ms": round(execution.duration_ms, 3),
             "result": execution.result,
         }
+
+    def _count_skip(self, slot: Slot, reason: SkipReason) -> None:
+        """A paused slot is a run row (outcome skipped, as the database has it); any other
+        skip wrote nothing and is counted by reason only (its names are unconfirmed)."""
+        if reason == SkipReason.PAUSED:
+            self.metrics.finished(
+                slot.workflow,
+                slot.producer,
+                trigger=slot.trigger,
+                outcome=RunStatus.SKIPPED,
+                seconds=None,
+                attempt=1,
+            )
+        else:
+            self.metrics.dropped(reason_label(reason))
 
     def _start(self, slot: Slot) -> tuple[ScheduleRecord, RunRecord] | SkipReason:
         """Check the message against the database and record the run row, in one atomic step."""

@@ -10,6 +10,7 @@ from celery.concurrency.prefork import TaskPool as PreforkPool
 from celery.concurrency.solo import TaskPool as SoloPool
 
 from workers.registry import load_producer_modules
+from workers.services.run_metrics import enable_run_metrics
 from workers.settings import Settings
 from workers.tasks.celery_config import create_app
 from workers.tasks.resources import resources
@@ -35,6 +36,13 @@ def _require_a_main_thread_pool(sender: Any, **_: Any) -> None:
 def _load_producers(**_: Any) -> None:
     """Import producer modules once in the main worker process, before the pool forks."""
     load_producer_modules(settings.producer_modules)
+
+
+@signals.worker_init.connect
+def _record_metrics(**_: Any) -> None:
+    """Set up this worker's metrics files in the main process, before the pool forks: each
+    pool process then writes its own files in the same private directory."""
+    enable_run_metrics(settings.metrics_dir, producer_labels=settings.metrics_producer_labels)
 
 
 @signals.worker_process_init.connect

@@ -72,6 +72,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "drumline_database_url": settings.database_url,
         "drumline_lease_seconds": settings.lease.total_seconds(),
         "drumline_beat_batch": settings.beat_batch,
+        "drumline_metrics_dir": str(settings.metrics_dir or ""),
+        "drumline_beat_stale_seconds": settings.beat_stale_after.total_seconds(),
         # Where the workers' boundary keeps refused messages (`drumline dead-letters`).
         "drumline_redis_url": settings.lock_redis_url,
         "drumline_redis_sentinel_master": settings.sentinel_master,

@@ -9,6 +9,7 @@ from celery import Task
 
 from beat.dispatch import PRODUCERS_QUEUE, RUN_PRODUCER
 from models.types import utc_now
+from workers.services.run_metrics import run_recorder
 from workers.services.runner import Slot, SlotRunner
 from workers.tasks.app import app, settings
 from workers.tasks.resources import resources
@@ -54,6 +55,7 @@ def run_producer(
         clock=utc_now,
         result_bounds=settings.result_bounds,
         state_bounds=settings.state_bounds,
+        metrics=run_recorder(),
     )
     return runner.run(slot)
 

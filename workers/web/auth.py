@@ -8,7 +8,6 @@ for scripts. It also bounds request bodies and adds the security headers to ever
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,7 +15,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from workers.services.flower_gate import authorized
+from workers.services.http_auth import authorized, bearer_authorized
 
 REALM = 'Basic realm="drumline web"'
 # A pasted definition is at most 1 MiB; with form encoding it may grow up to three times.
@@ -53,9 +52,7 @@ class Credentials:
         """BASIC or TOKEN for a valid Authorization header, else None."""
         if self.basic and authorized(header, self.basic):
             return BASIC
-        scheme, _, given = header.partition(" ")
-        bearer = scheme.lower() == "bearer" and self.token is not None
-        if bearer and hmac.compare_digest(given.strip().encode(), str(self.token).encode()):
+        if self.token is not None and bearer_authorized(header, self.token.encode()):
             return TOKEN
         return None
 
