@@ -203,6 +203,8 @@ def running_cluster(*, sentinel: bool = False) -> Iterator[Cluster]:
             "DRUMLINE_BROKER_URL": redis.url,
             "DRUMLINE_DATABASE_URL": postgres.url,
             "DRUMLINE_DATA_DIR": str(scratch / "data"),
+            # As compose's shared metrics volume: every process's metrics files in one place.
+            "DRUMLINE_METRICS_DIR": str(scratch / "metrics"),
         }
         cluster = Cluster(network, scratch, redis, postgres, env)
         if sentinel:

@@ -63,13 +63,19 @@ def test_beat_and_worker_run_the_same_command_lines() -> None:
 
 def test_the_settings_are_the_same_and_the_harness_adds_only_short_timings() -> None:
     deployed = environment(services()["worker"])
-    # What running_cluster() sets besides SETTINGS: the two URLs (the hosts' addresses) and a
-    # data dir for its scratch files.
-    harness = {*SETTINGS, "DRUMLINE_BROKER_URL", "DRUMLINE_DATABASE_URL", "DRUMLINE_DATA_DIR"}
+    # What running_cluster() sets besides SETTINGS: the two URLs (the hosts' addresses), a
+    # data dir for its scratch files and the metrics dir (compose's shared volume).
+    harness = {
+        *SETTINGS,
+        "DRUMLINE_BROKER_URL",
+        "DRUMLINE_DATABASE_URL",
+        "DRUMLINE_DATA_DIR",
+        "DRUMLINE_METRICS_DIR",
+    }
     assert set(deployed) <= harness
     assert deployed["DRUMLINE_BROKER_URL"].startswith("redis://")
     assert deployed["DRUMLINE_DATABASE_URL"].startswith("postgresql+psycopg://")
-    extra = harness - set(deployed) - {"DRUMLINE_DATA_DIR"}
+    extra = harness - set(deployed) - {"DRUMLINE_DATA_DIR", "DRUMLINE_METRICS_DIR"}
     assert all(name.endswith("_SECONDS") for name in extra), extra
 
 
@@ -87,4 +93,5 @@ def test_long_running_services_restart_and_have_healthchecks() -> None:
         assert compose[name]["restart"] == "unless-stopped", name
     for name in WITH_HEALTHCHECK:
         assert compose[name]["healthcheck"]["test"], name
-    assert compose["beat"]["healthcheck"]["test"][1].endswith("$(cat /tmp/celerybeat.pid)")
+    # A beat is healthy while it ticks (its heartbeat in the database), not merely alive.
+    assert compose["beat"]["healthcheck"]["test"] == ["CMD", "drumline", "health", "--role", "beat"]
