@@ -77,7 +77,7 @@ producer_schedules = Table(
     Column("params", JSON, nullable=False),
     Column("timeout_seconds", Float, nullable=True),
     Column("schedule_type", String(16), nullable=False),
-    Column("schedule_value", String(200), nullable=False),
+    Column("schedule_value", Text, nullable=False),  # a rules schedule's JSON is long
     Column("timezone", String(64), nullable=False),
     Column("paused", Boolean, nullable=False, server_default=false()),
     Column("next_run_at", UTCDateTime, nullable=True),

@@ -20,6 +20,8 @@ class ScheduleKind(StrEnum):
     INTERVAL = "interval"
     CRON = "cron"
     MANUAL = "manual"  # never due: runs only when triggered
+    # Several entries, RRULE, one-offs, exclusions or jitter: the value is the rules' JSON.
+    RULES = "rules"
 
 
 class RunStatus(StrEnum):

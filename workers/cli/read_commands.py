@@ -15,7 +15,7 @@ from models.log_text import loggable
 from models.read_models import ProducerStatus, producer_status, workflow_overview
 from models.records import RunRecord, ScheduleRecord
 from models.run_store import RunStore
-from models.schedules import schedule_from_row
+from models.stored_schedules import schedule_from_row
 from workers.cli.context import (
     CliContext,
     json_option,

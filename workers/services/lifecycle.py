@@ -36,7 +36,8 @@ from models.errors import (
 )
 from models.records import JSONDict, ScheduleRecord, ScheduleSpec, WorkflowRecord
 from models.schedule_store import ProducerScheduleStore
-from models.schedules import ManualSchedule, schedule_from_row
+from models.schedules import ManualSchedule
+from models.stored_schedules import schedule_from_row
 from models.types import utc_now
 from models.vocabulary import WorkflowStatus
 from models.workflow_store import WorkflowStore
