@@ -18,12 +18,13 @@ from models.errors import ScheduleError, ScheduleFieldError
 from models.exclusions import Exclusion, parse_exclusions
 from models.jitter import MAX_JITTER, jittered_next, last_base_at_or_before
 from models.schedule_entries import Entry, parse_entry, zone_field
-from models.schedules import format_interval, parse_interval
+from models.schedules import HORIZON_YEARS, format_interval, parse_interval
 from models.vocabulary import ScheduleKind
 
 MAX_ENTRIES = 20
 # Slots one search may find excluded before it gives up: each excluded block (a day of a date
 # range, an hour of `* 0-5 * * *`) costs one, so this covers years of holidays and nights.
+# Like a cron's, the search also stops HORIZON_YEARS past its start: no slot there, exhausted.
 MAX_EXCLUDED_STEPS = 1000
 MAX_VALUE_CHARS = 64 * 1024
 
@@ -75,9 +76,10 @@ class RulesSchedule:
     def base_next(self, after: datetime) -> datetime | None:
         """The next slot before jitter: the earliest entry's, unless an exclusion covers it."""
         cursor = after
+        horizon = after + timedelta(days=366 * HORIZON_YEARS)
         for _ in range(MAX_EXCLUDED_STEPS):
             found = [t for entry in self.entries if (t := entry.next_after(cursor)) is not None]
-            if not found:
+            if not found or min(found) > horizon:
                 return None
             candidate = min(found)
             ends = [e for x in self.exclusions if (e := x.block_end(candidate)) is not None]
