@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
+from croniter.croniter import CroniterBadDateError
 from dateutil.rrule import rrule, rrulestr
 
 from models.errors import ScheduleError, ScheduleFieldError
@@ -190,9 +191,17 @@ def _utc_text(instant: datetime) -> str:
 
 def _cron_walls(expression: str, start: datetime) -> Iterator[datetime]:
     fields = CronSchedule(expression, "UTC")._fields
-    walls = croniter(" ".join(fields), start, second_at_beginning=len(fields) == 6)
+    walls = croniter(
+        " ".join(fields),
+        start,
+        second_at_beginning=len(fields) == 6,
+        max_years_between_matches=HORIZON_YEARS,
+    )
     while True:
-        yield walls.get_next(datetime)
+        try:
+            yield walls.get_next(datetime)
+        except CroniterBadDateError:  # no match within the horizon: it never fires again
+            return
 
 
 def is_wildcard_cron(expression: str) -> bool:

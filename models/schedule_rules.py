@@ -116,9 +116,7 @@ class RulesSchedule:
             for placement in entry.dst_placements(start, end):
                 assert placement.note is not None
                 for instant in placement.instants:
-                    notes.setdefault(instant, []).append(
-                        f"{placement.wall:%Y-%m-%d %H:%M:%S} {zone}: {placement.note}"
-                    )
+                    notes.setdefault(instant, []).append(placement.note)
                 approximately = placement.wall.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)
                 if not placement.instants and start < approximately <= end:
                     removed.append(FireTime(None, (placement.note,), placement.wall, zone))

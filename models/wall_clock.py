@@ -98,7 +98,7 @@ def place(wall: datetime, zone: ZoneInfo, policy: DstPolicy) -> Placement:
         return Placement(wall, (early,))
     rule = f"repeated: {policy.repeated}"
     if policy.repeated == Repeated.FIRST:
-        return Placement(wall, (early,), f"in the hour repeated by DST, first pass only ({rule})")
+        return Placement(wall, (early,))  # where it would be anyway: nothing moved
     if policy.repeated == Repeated.LAST:
         return Placement(wall, (late,), f"moved: in the hour repeated by DST, second pass ({rule})")
     return Placement(wall, (early, late), f"in the hour repeated by DST, runs twice ({rule})")
