@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -25,6 +25,7 @@ from beat.dispatch import RunProducerPublisher
 from models.claims import BeatClaims
 from models.db import make_engine, redact_url
 from models.records import ClaimedSlot
+from models.trigger_claims import TriggerClaims
 from models.types import utc_now
 
 logger = logging.getLogger("drumline.beat")
@@ -136,6 +137,7 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
         try:
             super().close()
         finally:
+            self.__dict__.pop("trigger_claims", None)  # shares the store's engine
             store = self.__dict__.pop("store", None)
             if store is not None:
                 store.engine.dispose()
@@ -162,6 +164,7 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
 
     def _dispatch_due(self) -> float:
         now = utc_now()
+        self._dispatch_due_triggers(now)
         slots = self.store.claim_due(now=now, lease=self.settings.lease, limit=self.settings.batch)
         if not slots:
             return self._until_next_wakeup()
@@ -198,6 +201,23 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
             len(slots),
             lateness / timedelta(milliseconds=1),
         )
+
+    def _dispatch_due_triggers(self, now: datetime) -> None:
+        """Send the trigger requests whose slot has come (`drumline trigger --at`). A claim
+        lost before its message is sent is sent again after the lease, like a slot's."""
+        requests = self.trigger_claims.claim_due(
+            now=now, lease=self.settings.lease, limit=self.settings.batch
+        )
+        if not requests:
+            return
+        with self.app.producer_or_acquire() as producer:
+            self._publisher.declare(producer)
+            for request in requests:
+                logger.info("beat: sent %s", self._publisher.publish_trigger(producer, request))
+
+    @cached_property
+    def trigger_claims(self) -> TriggerClaims:
+        return TriggerClaims(self.store.engine)
 
     def _release(self, slots: list[ClaimedSlot]) -> None:
         """Make unsent slots due again at once rather than when their lease ends."""

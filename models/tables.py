@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 
 from models.types import UTCDateTime
@@ -143,4 +144,13 @@ Index(
     producer_schedules.c.claimed_until,
     postgresql_where=producer_schedules.c.claimed_until.is_not(None),
     sqlite_where=producer_schedules.c.claimed_until.is_not(None),
+)
+
+# Trigger requests beat sends when their slot comes (`drumline trigger --at`): only pending rows,
+# so this index stays as small as the requests waiting.
+Index(
+    "ix_producer_runs_pending",
+    producer_runs.c.scheduled_for,
+    postgresql_where=text("status = 'pending'"),
+    sqlite_where=text("status = 'pending'"),
 )

@@ -53,3 +53,5 @@ class SkipReason(StrEnum):
     # Also the `error` of the run row of a slot skipped because its producer is paused.
     PAUSED = "paused"
     NO_TRIGGER_REQUEST = "no pending trigger request matches (a forged or replayed message)"
+    # The `error` of a trigger request withdrawn by `drumline cancel` before it started.
+    CANCELLED = "cancelled"

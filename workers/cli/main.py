@@ -12,7 +12,7 @@ from workers.cli.flower_command import flower
 from workers.cli.lifecycle_commands import delete, deploy, pause, resume
 from workers.cli.migrate import migrate
 from workers.cli.read_commands import ls, runs, status
-from workers.cli.trigger import trigger
+from workers.cli.trigger import cancel, trigger
 from workers.cli.up import up
 from workers.cli.validate_command import validate
 
@@ -52,6 +52,7 @@ for command in (
     status,
     runs,
     trigger,
+    cancel,
     dead_letters,
     up,
     flower,

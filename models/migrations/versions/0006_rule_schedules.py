@@ -1,4 +1,5 @@
-"""Rule schedules: the `rules` schedule type, and room for its JSON in `schedule_value`.
+"""Rule schedules: the `rules` schedule type, room for its JSON in `schedule_value`, and an
+index of pending trigger requests (beat sends those of `drumline trigger --at` when due).
 
 A producer with several schedules, an RRULE, a one-off `at`, exclusions or jitter stores its
 rules as canonical JSON (models/schedule_rules.py), longer than the 200 characters a cron needs.
@@ -29,9 +30,17 @@ def upgrade() -> None:
         batch.create_check_constraint(
             op.f("ck_producer_schedules_schedule_type"), sa.text(NEW_TYPES)
         )
+    op.create_index(
+        "ix_producer_runs_pending",
+        "producer_runs",
+        ["scheduled_for"],
+        postgresql_where=sa.text("status = 'pending'"),
+        sqlite_where=sa.text("status = 'pending'"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_producer_runs_pending", table_name="producer_runs")
     # The old schema cannot hold rules: such producers are kept, as manual-only (never due),
     # so no row is lost; redeploying their definition on the new schema restores them.
     op.execute(
