@@ -75,3 +75,41 @@ def test_two_schedules_and_an_exclusion_run_exactly_their_slots_and_a_one_off_ru
     done = {row.producer_name: row for row in ProducerScheduleStore(engine).list(workflow.id)}
     assert done["once"].next_run_at is None  # exhausted: never claimed again
     assert describe_schedule(done["once"]).endswith("exhausted (never runs again)")
+
+
+def test_jittered_slots_are_the_same_for_two_beats_and_run_once_each(
+    env: dict[str, str], engine: Engine, tmp_path: Path
+) -> None:
+    journal = tmp_path / "journal.jsonl"
+    producer = journal_producer(journal, cron="*/5 * * * * *")
+    producer["jitter"] = "4s"
+    with (
+        running_worker(env, tmp_path),
+        running_beat(env, tmp_path, name="beat1"),
+        running_beat(env, tmp_path, name="beat2"),
+    ):
+        deploy(env, {"name": "spread", "producers": {"job": producer}})
+        workflow = WorkflowStore(engine).get("spread")
+        assert workflow is not None
+        (row,) = ProducerScheduleStore(engine).list(workflow.id)
+        first = row.next_run_at
+        assert first is not None
+
+        def succeeded() -> list[datetime]:
+            runs = runs_of(engine, "spread")
+            return [run.scheduled_for for run in runs if run.status == "succeeded"]
+
+        wait_until(lambda: len(succeeded()) >= 6, 60, "six jittered slots to run")
+    ran = succeeded()
+    schedule = schedule_from_row(row.schedule_type, row.schedule_value, row.timezone)
+    expected = [first]
+    while (slot := schedule.next_after(expected[-1])) is not None and slot <= ran[-1]:
+        expected.append(slot)
+    assert ran == expected  # the stream every beat and `validate --next` compute
+    assert all(
+        timedelta(0) <= slot - slot.replace(second=slot.second // 5 * 5) < timedelta(seconds=4)
+        for slot in ran
+    )
+    assert any(slot.second % 5 for slot in ran), "no slot was moved"
+    started = executions(journal)
+    assert len(started) == len(ran) and max(started.values()) == 1
