@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from models.errors import DefinitionError, DefinitionProblem, ScheduleError, ScheduleFieldError
 from models.plain_json import JsonBounds, PlainJsonError, check_plain_json
-from models.schedule_rules import RULE_FIELDS, calendar_exclusions, compile_rules
+from models.schedule_rules import MAX_CALENDARS, RULE_FIELDS, calendar_exclusions, compile_rules
 from models.schedules import (
     Schedule,
     check_timezone,
@@ -44,7 +44,7 @@ MAX_YAML_VALUES = 100_000
 # Fields that may be left out but not written empty: `interval:` with no value would
 # otherwise make a silently manual-only producer.
 _NOT_NULL = ("run", "interval", "cron", "timezone", "params", "timeout", *RULE_FIELDS)
-MAX_CALENDARS = 20
+
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 RUN_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_-]+)*$"
 

@@ -27,6 +27,7 @@ MAX_ENTRIES = 20
 # Like a cron's, the search also stops HORIZON_YEARS past its start: no slot there, exhausted.
 MAX_EXCLUDED_STEPS = 1000
 MAX_VALUE_CHARS = 64 * 1024
+MAX_CALENDARS = 20  # per workflow, and named per producer
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,14 @@ def compile_rules(
     entries = _entries(fields)
     exclusions = _exclusions(fields, calendars)
     jitter = _jitter(fields.get("jitter"))
-    return RulesSchedule(tuple(entries), tuple(exclusions), jitter, seed if jitter else "")
+    schedule = RulesSchedule(tuple(entries), tuple(exclusions), jitter, seed if jitter else "")
+    if len(schedule.value) > MAX_VALUE_CHARS:
+        raise ScheduleFieldError(
+            "",
+            f"its schedule is larger than {MAX_VALUE_CHARS} characters as JSON (entries, "
+            "exclusions and the calendars it names): split it, or share fewer calendars",
+        )
+    return schedule
 
 
 RULE_FIELDS = ("schedules", "rrule", "dtstart", "at", "dst", "exclude", "calendars", "jitter")
@@ -168,8 +176,14 @@ def _entries(fields: dict[str, Any]) -> list[Entry]:
     if not single:
         raise ScheduleFieldError("", "exclusions and jitter need a schedule to apply to")
     own = {key: fields[key] for key in (*_SINGLE, "dtstart", "dst", "timezone") if key in fields}
-    if single[0] == "interval":
-        own.pop("timezone", None)  # an interval has none; it is the exclusions' zone then
+    if (
+        single[0] == "interval"
+        and own.pop("timezone", None) is not None
+        and "exclude" not in fields
+    ):
+        raise ScheduleFieldError(
+            "timezone", "applies to cron, rrule, at and exclusions, not to an interval"
+        )
     return [parse_entry(own, "", None)]
 
 
@@ -181,6 +195,9 @@ def _exclusions(fields: dict[str, Any], calendars: dict[str, Any]) -> list[Exclu
     names = fields.get("calendars", [])
     if not isinstance(names, list):
         raise ScheduleFieldError("calendars", "must be a list of calendar names")
+    if len(names) > MAX_CALENDARS:
+        message = f"names {len(names)} calendars; the limit is {MAX_CALENDARS}"
+        raise ScheduleFieldError("calendars", message)
     for index, name in enumerate(names):
         if not isinstance(name, str) or name not in calendars:
             known = ", ".join(sorted(calendars)) or "none"

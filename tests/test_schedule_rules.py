@@ -207,6 +207,8 @@ def test_the_single_forms_alone_are_not_rules() -> None:
         ({"interval": "1h", "exclude": [{"from": "2026-12-26"}]}, "exclude.0", "exactly"),
         ({"interval": "1h", "exclude": [{"cron": "* 25 * * *"}]}, "exclude.0.cron", "hour"),
         ({"interval": "1h", "calendars": ["nope"]}, "calendars.0", "no calendar named 'nope'"),
+        ({"interval": "1h", "calendars": ["a"] * 21}, "calendars", "limit is 20"),
+        ({"interval": "1h", "jitter": "1s", "timezone": "UTC"}, "timezone", "not to an interval"),
     ],
 )
 def test_each_form_refuses_bad_input_naming_the_field(
@@ -216,6 +218,14 @@ def test_each_form_refuses_bad_input_naming_the_field(
         compile_rules(fields, {}, "wf/p")
     assert caught.value.path == path
     assert fragment in str(caught.value)
+
+
+def test_a_schedule_too_large_to_store_is_refused() -> None:
+    days = [(date(2026, 1, 1) + timedelta(days=n)).isoformat() for n in range(100)]
+    calendar = {"exclude": [{"from": day, "to": "2026-12-31"} for day in days]}
+    calendars = {f"c{n}": calendar for n in range(20)}
+    with pytest.raises(ScheduleFieldError, match="larger than 65536 characters"):
+        compile_rules({"interval": "1h", "calendars": list(calendars)}, calendars, "wf/p")
 
 
 def test_definition_problems_name_the_producer_field_and_calendar() -> None:
