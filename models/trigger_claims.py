@@ -40,12 +40,17 @@ class TriggerClaims:
     def claim_due(
         self, *, now: datetime, lease: timedelta, limit: int, conn: Connection | None = None
     ) -> list[DueTrigger]:
-        """Claim up to `limit` due trigger requests, oldest first."""
+        """Claim up to `limit` due trigger requests, oldest first.
+
+        A read first: requests are rare, and on SQLite an UPDATE takes the write lock even when
+        it matches nothing, which every tick of every beat would otherwise do."""
+        params = {"b_now": now, "b_stale": now - lease, "b_limit": limit}
+        if conn is None:
+            with self.engine.connect() as reader:
+                if reader.execute(_ANY_DUE, params).first() is None:
+                    return []
         with transaction(self.engine, conn) as c:
-            rows = c.execute(
-                _claim_statement(c.dialect.name),
-                {"b_now": now, "b_stale": now - lease, "b_limit": limit},
-            ).all()
+            rows = c.execute(_claim_statement(c.dialect.name), params).all()
         return sorted(
             (
                 DueTrigger(
@@ -62,21 +67,21 @@ class TriggerClaims:
         )
 
 
+_NOW = bind("b_now", _r.started_at)
+# Pending, its time come, and never sent since (or sent longer than a lease ago).
+_DUE = select(_r.id).where(
+    _r.status == RunStatus.PENDING.value,
+    _r.trigger == Trigger.MANUAL.value,
+    _r.trigger_token.is_not(None),
+    _r.scheduled_for <= _NOW,
+    (_r.started_at < _r.scheduled_for) | (_r.started_at <= bind("b_stale", _r.started_at)),
+)
+_ANY_DUE = _DUE.limit(1)
+
+
 @cache
 def _claim_statement(dialect: str) -> Update:
-    now = bind("b_now", _r.started_at)
-    due = (
-        select(_r.id)
-        .where(
-            _r.status == RunStatus.PENDING.value,
-            _r.trigger == Trigger.MANUAL.value,
-            _r.trigger_token.is_not(None),
-            _r.scheduled_for <= now,
-            (_r.started_at < _r.scheduled_for) | (_r.started_at <= bind("b_stale", _r.started_at)),
-        )
-        .order_by(_r.scheduled_for)
-        .limit(bindparam("b_limit", type_=Integer()))
-    )
+    due = _DUE.order_by(_r.scheduled_for).limit(bindparam("b_limit", type_=Integer()))
     if dialect == "postgresql":
         due = due.with_for_update(skip_locked=True)
     workflow_name = (
@@ -85,7 +90,7 @@ def _claim_statement(dialect: str) -> Update:
     return (
         update(producer_runs)
         .where(_r.id.in_(due.scalar_subquery()))
-        .values(started_at=now)
+        .values(started_at=_NOW)
         .returning(
             _r.workflow_id,
             _r.producer_name,
