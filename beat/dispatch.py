@@ -12,6 +12,7 @@ from typing import Any
 from celery.signals import after_task_publish, before_task_publish
 
 from models.records import ClaimedSlot
+from models.trigger_claims import DueTrigger
 
 RUN_PRODUCER = "drumline.run_producer"
 PRODUCERS_QUEUE = "producers"
@@ -89,12 +90,29 @@ class RunProducerPublisher:
             slot.scheduled_for,
             claim_token=slot.claim_token,
         )
+        return self._publish(producer, task_id, kwargs, slot.claimed_until)
+
+    def publish_trigger(self, producer: Any, request: DueTrigger) -> str:
+        """Publish the task of a trigger request whose slot has come (`trigger --at`), with
+        the request's token; like a slot's, it expires with the claim and is sent again."""
+        task_id, kwargs = run_producer_call(
+            request.workflow_id,
+            request.workflow_name,
+            request.producer_name,
+            request.scheduled_for,
+            trigger_token=request.trigger_token,
+        )
+        return self._publish(producer, task_id, kwargs, request.claimed_until)
+
+    def _publish(
+        self, producer: Any, task_id: str, kwargs: dict[str, Any], expires: datetime
+    ) -> str:
         headers, properties, body, sent_event = self._amqp.create_task_message(
             task_id,
             RUN_PRODUCER,
             (),
             kwargs,
-            expires=slot.claimed_until,
+            expires=expires,
             # Runs are recorded in the database, so no result is stored or awaited.
             ignore_result=True,
             # Precomputed reprs for Flower and logs: Celery's saferepr of every message is costly.

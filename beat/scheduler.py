@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from models.claims import BeatClaims
 from models.db import make_engine, redact_url
 from models.heartbeat_store import HeartbeatStore
 from models.records import ClaimedSlot
+from models.trigger_claims import TriggerClaims
 from models.types import utc_now
 
 logger = logging.getLogger("drumline.beat")
@@ -157,6 +158,7 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
         try:
             super().close()
         finally:
+            self.__dict__.pop("trigger_claims", None)  # shares the store's engine
             store = self.__dict__.pop("store", None)
             if store is not None:
                 store.engine.dispose()
@@ -186,6 +188,7 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
         now = utc_now()
         # Before the claim: a heartbeat that cannot be written must not strand claimed slots.
         self.heartbeat.ticked(now)
+        self._dispatch_due_triggers(now)
         began = time.perf_counter()
         slots = self.store.claim_due(now=now, lease=self.settings.lease, limit=self.settings.batch)
         self.metrics.claimed(len(slots), time.perf_counter() - began)
@@ -228,6 +231,23 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
             len(slots),
             lateness / timedelta(milliseconds=1),
         )
+
+    def _dispatch_due_triggers(self, now: datetime) -> None:
+        """Send the trigger requests whose slot has come (`drumline trigger --at`). A claim
+        lost before its message is sent is sent again after the lease, like a slot's."""
+        requests = self.trigger_claims.claim_due(
+            now=now, lease=self.settings.lease, limit=self.settings.batch
+        )
+        if not requests:
+            return
+        with self.app.producer_or_acquire() as producer:
+            self._publisher.declare(producer)
+            for request in requests:
+                logger.info("beat: sent %s", self._publisher.publish_trigger(producer, request))
+
+    @cached_property
+    def trigger_claims(self) -> TriggerClaims:
+        return TriggerClaims(self.store.engine)
 
     def _release(self, slots: list[ClaimedSlot]) -> None:
         """Make unsent slots due again at once rather than when their lease ends."""

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-from models.errors import DefinitionError, DefinitionProblem, ScheduleError
+from models.errors import DefinitionError, DefinitionProblem, ScheduleError, ScheduleFieldError
 from models.plain_json import JsonBounds, PlainJsonError, check_plain_json
+from models.schedule_rules import MAX_CALENDARS, RULE_FIELDS, calendar_exclusions, compile_rules
 from models.schedules import (
     Schedule,
     check_timezone,
@@ -42,7 +43,8 @@ MAX_YAML_DEPTH = 100
 MAX_YAML_VALUES = 100_000
 # Fields that may be left out but not written empty: `interval:` with no value would
 # otherwise make a silently manual-only producer.
-_NOT_NULL = ("run", "interval", "cron", "timezone", "params", "timeout")
+_NOT_NULL = ("run", "interval", "cron", "timezone", "params", "timeout", *RULE_FIELDS)
+
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 RUN_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_-]+)*$"
 
@@ -58,6 +60,18 @@ class ProducerDefinition(BaseModel):
     timezone: str | None = Field(default=None, max_length=64)
     params: dict[str, Any] = Field(default_factory=dict)
     timeout: str | None = None
+    # The richer forms (models/schedule_rules.py); their meaning is checked there.
+    schedules: list[Any] | None = None
+    rrule: str | None = Field(default=None, max_length=500)
+    dtstart: str | None = Field(default=None, max_length=64)
+    at: str | None = Field(default=None, max_length=64)
+    dst: dict[str, Any] | None = None
+    exclude: list[Any] | None = None
+    calendars: list[str] | None = None
+    jitter: str | None = Field(default=None, max_length=64)
+    # Set by the workflow: its calendars, and the seed of this producer's jitter.
+    _calendars: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _seed: str = PrivateAttr(default="")
 
     @field_validator("timeout")
     @classmethod
@@ -71,6 +85,9 @@ class ProducerDefinition(BaseModel):
     @property
     def schedule(self) -> Schedule | None:
         """The compiled schedule; None for a manual-only producer."""
+        fields = self.model_dump(exclude_none=True, exclude={"run", "params", "timeout"})
+        if uses_rules(fields):
+            return compile_rules(fields, self._calendars, self._seed)
         return compile_schedule(interval=self.interval, cron=self.cron, timezone=self.timezone)
 
     @property
@@ -86,6 +103,18 @@ class WorkflowDefinition(BaseModel):
     name: str = Field(pattern=SLUG_PATTERN)
     description: str = Field(default="", max_length=2000)
     producers: dict[str, ProducerDefinition] = Field(min_length=1)
+    # Exclusions several producers share: `{name: {timezone: ..., exclude: [...]}}`.
+    calendars: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        for name, producer in self.producers.items():
+            producer._calendars = self.calendars
+            producer._seed = f"{self.name}/{name}"
+
+
+def uses_rules(fields: dict[str, Any]) -> bool:
+    """Whether a producer uses any form beyond a single `interval:` or `cron:`."""
+    return any(fields.get(key) is not None for key in RULE_FIELDS)
 
 
 def _duration_seconds(text: str) -> float:
@@ -124,10 +153,14 @@ def parse_definition(
         message = f"has {len(producers)} producers; the limit is {MAX_PRODUCERS} per workflow"
         raise DefinitionError([DefinitionProblem(source, "producers", message)])
     definition, problems = _structure_problems(data, source, names)
+    calendars, calendar_problems = _calendars(data.get("calendars"), source)
+    problems.extend(calendar_problems)
     for name, fields in producers.items() if isinstance(producers, dict) else ():
         if isinstance(fields, dict):
             problems.extend(
-                _producer_problems(str(name), fields, source, known_producers, max_timeout)
+                _producer_problems(
+                    str(name), fields, source, known_producers, max_timeout, calendars
+                )
             )
     if problems or definition is None:
         raise DefinitionError(problems)
@@ -187,6 +220,7 @@ def _producer_problems(
     source: str,
     known_producers: Collection[str] | None,
     max_timeout: timedelta | None,
+    calendars: dict[str, Any],
 ) -> list[DefinitionProblem]:
     """What pydantic cannot see: the schedule's meaning, the bounds of `params`, a timeout
     the workers would refuse, and whether `run` is registered.
@@ -196,7 +230,9 @@ def _producer_problems(
     base = f"producers.{name}"
     problems = [
         DefinitionProblem(source, f"{base}{suffix}", message)
-        for suffix, message in _schedule_problems(fields)
+        for suffix, message in (
+            _rules_problems(fields, calendars) if uses_rules(fields) else _schedule_problems(fields)
+        )
     ]
     params = fields.get("params")
     if isinstance(params, dict):
@@ -267,6 +303,42 @@ def _schedule_problems(fields: dict[str, Any]) -> list[tuple[str, str]]:
         except ScheduleError as exc:
             found.append((suffix, str(exc)))
     return found
+
+
+def _rules_problems(fields: dict[str, Any], calendars: dict[str, Any]) -> list[tuple[str, str]]:
+    """The first problem of a producer's rules (schedules, RRULE, exclusions, jitter)."""
+    try:
+        compile_rules(fields, calendars, "")
+    except ScheduleFieldError as exc:
+        return [(f".{exc.path}" if exc.path else "", str(exc))]
+    except ScheduleError as exc:
+        return [("", str(exc))]
+    return []
+
+
+def _calendars(raw: object, source: str) -> tuple[dict[str, Any], list[DefinitionProblem]]:
+    """The workflow's calendars, each checked once; one with a problem stands in as empty, so
+    the producers naming it are not reported again for it."""
+    if not isinstance(raw, dict):
+        return {}, []  # absent, or a type pydantic reports
+    if len(raw) > MAX_CALENDARS:
+        message = f"has {len(raw)} calendars; the limit is {MAX_CALENDARS}"
+        return {}, [DefinitionProblem(source, "calendars", message)]
+    calendars: dict[str, Any] = {}
+    problems: list[DefinitionProblem] = []
+    for name, calendar in raw.items():
+        path = f"calendars.{str(name)[:63]}"
+        if not _is_slug(str(name)):
+            message = "calendar names follow the producer name rule"
+            problems.append(DefinitionProblem(source, path, message))
+            continue
+        try:
+            calendar_exclusions(calendar, path)
+        except ScheduleFieldError as exc:
+            problems.append(DefinitionProblem(source, exc.path, str(exc)))
+            calendar = {"exclude": []}
+        calendars[name] = calendar
+    return calendars, problems
 
 
 def _from_pydantic(error: ValidationError, source: str) -> list[DefinitionProblem]:

@@ -22,6 +22,15 @@ class ScheduleError(DrumlineError, ValueError):
     """A schedule that cannot be used; the message quotes the input and says why."""
 
 
+class ScheduleFieldError(ScheduleError):
+    """A schedule field that cannot be used; `path` is its dotted place in the producer
+    (`schedules.1.dst.repeated`), so a definition problem names it."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class SettingsError(DrumlineError, ValueError):
     """A DRUMLINE_* variable holds a value drumline cannot use."""
 
@@ -114,6 +123,11 @@ class NoAnswerError(LifecycleError):
 
 class TriggerRefusedError(DrumlineError):
     """A trigger was refused before anything was sent (a paused workflow, no such producer)."""
+
+
+class TriggerTimeError(TriggerRefusedError):
+    """A trigger's requested time cannot be a one-off slot (passed, too far ahead, or one of
+    the producer's scheduled slots)."""
 
 
 class BrokerUnreachableError(DrumlineError):

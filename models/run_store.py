@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, delete, select
+from sqlalchemy import Connection, Engine, Row, delete, select, update
 
 from models.records import RunRecord
 from models.tables import producer_runs
 from models.transactions import insert_for, transaction
-from models.vocabulary import RunStatus, Trigger
+from models.vocabulary import RunStatus, SkipReason, Trigger
 
 _r = producer_runs.c
 
@@ -66,6 +66,31 @@ class RunStore:
                 delete(producer_runs).where(_r.id == run_id, _r.status == RunStatus.PENDING)
             )
         return result.rowcount == 1
+
+    def cancel_trigger(
+        self,
+        workflow_id: int,
+        producer_name: str,
+        scheduled_for: datetime,
+        now: datetime,
+        conn: Connection | None = None,
+    ) -> RunRecord | None:
+        """Record a trigger request that has not started as skipped (`cancelled`), so a
+        message already sent for it runs nothing; None if no such request is pending."""
+        with transaction(self.engine, conn) as c:
+            row = c.execute(
+                update(producer_runs)
+                .where(
+                    _r.workflow_id == workflow_id,
+                    _r.producer_name == producer_name,
+                    _r.scheduled_for == scheduled_for,
+                    _r.trigger == Trigger.MANUAL,
+                    _r.status == RunStatus.PENDING,
+                )
+                .values(status=RunStatus.SKIPPED, error=SkipReason.CANCELLED, finished_at=now)
+                .returning(*producer_runs.c)
+            ).first()
+        return run_record(row) if row else None
 
     def get_slot(
         self,

@@ -19,6 +19,7 @@ from croniter.croniter import CroniterBadCronError, CroniterBadDateError, Cronit
 
 from models.errors import ScheduleError
 from models.vocabulary import ScheduleKind
+from models.wall_clock import exists, transition
 
 MAX_INTERVAL = timedelta(days=365)
 
@@ -269,12 +270,12 @@ class CronSchedule:
             if wall > horizon.replace(tzinfo=None):
                 return None
             first = wall.replace(tzinfo=zone, fold=0)
-            if _exists(first):
+            if exists(first):
                 instant = first.astimezone(UTC)
                 if instant > after:
                     return instant
                 continue
-            gap_end = _transition(first, wall.replace(tzinfo=zone, fold=1), zone)
+            gap_end = transition(first, wall.replace(tzinfo=zone, fold=1), zone)
             if not self._wildcard:
                 return gap_end if gap_end > after else None
             walls = self._walls(gap_end.astimezone(zone).replace(tzinfo=None) - _SECOND)
@@ -291,7 +292,7 @@ class CronSchedule:
         before, later = low.astimezone(zone).utcoffset(), high.astimezone(zone).utcoffset()
         if before is None or later is None or before <= later:
             return None
-        change = _transition(low, high, zone)
+        change = transition(low, high, zone)
         repeat_start = change.astimezone(zone).replace(tzinfo=None)  # second pass begins
         repeat_end = repeat_start + (before - later)
         # A second-pass wall W fires at W - later: after `after` when W > after + later.
@@ -314,28 +315,8 @@ def _repeated_hour_end(after: datetime, zone: ZoneInfo) -> datetime:
     local = after.astimezone(zone)
     first_offset, second_offset = local.replace(fold=0).utcoffset(), local.utcoffset()
     assert first_offset is not None and second_offset is not None
-    change = _transition(after - _DST_MARGIN, after, zone)
+    change = transition(after - _DST_MARGIN, after, zone)
     return change.astimezone(zone).replace(tzinfo=None) + (first_offset - second_offset)
-
-
-def _exists(local: datetime) -> bool:
-    """Whether a wall time occurs on the clock (False inside a spring-forward gap)."""
-    round_trip = local.astimezone(UTC).astimezone(local.tzinfo)
-    return round_trip.replace(tzinfo=None) == local.replace(tzinfo=None)
-
-
-def _transition(low: datetime, high: datetime, zone: ZoneInfo) -> datetime:
-    """The instant `zone`'s UTC offset changes between `low` and `high` (to the second)."""
-    # In UTC first: aware datetimes sharing a tzinfo compare by wall time, ignoring fold.
-    low, high = sorted((low.astimezone(UTC), high.astimezone(UTC)))
-    offset_before = low.astimezone(zone).utcoffset()
-    while high - low > _SECOND:
-        middle = low + (high - low) / 2
-        if middle.astimezone(zone).utcoffset() == offset_before:
-            low = middle
-        else:
-            high = middle
-    return high.replace(microsecond=0)
 
 
 def parse_cron(expression: str, timezone: str = "UTC") -> CronSchedule:
@@ -473,19 +454,3 @@ def compile_schedule(
     if timezone is not None:
         raise ScheduleError("timezone is set but there is no cron schedule to apply it to")
     return None
-
-
-@functools.lru_cache(maxsize=4096)
-def schedule_from_row(kind: str, value: str, timezone: str) -> Schedule:
-    """Rebuild a stored schedule (`producer_schedules.schedule_type/value/timezone`).
-
-    Cached: every run commit needs its schedule, and validating a cron builds several croniter
-    objects (about 1 ms); schedules are immutable values.
-    """
-    if kind == ScheduleKind.INTERVAL:
-        return IntervalSchedule(parse_interval(value))
-    if kind == ScheduleKind.CRON:
-        return parse_cron(value, timezone)
-    if kind == ScheduleKind.MANUAL:
-        return ManualSchedule()
-    raise ScheduleError(f"unknown schedule type {kind!r} (expected 'interval', 'cron' or 'manual')")

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 
 from models.types import UTCDateTime
@@ -78,7 +79,7 @@ producer_schedules = Table(
     Column("params", JSON, nullable=False),
     Column("timeout_seconds", Float, nullable=True),
     Column("schedule_type", String(16), nullable=False),
-    Column("schedule_value", String(200), nullable=False),
+    Column("schedule_value", Text, nullable=False),  # a rules schedule's JSON is long
     Column("timezone", String(64), nullable=False),
     Column("paused", Boolean, nullable=False, server_default=false()),
     Column("next_run_at", UTCDateTime, nullable=True),
@@ -179,3 +180,11 @@ beat_heartbeats = Table(
 )
 
 Index("ix_beat_heartbeats_last_tick_at", beat_heartbeats.c.last_tick_at)
+# Trigger requests beat sends when their slot comes (`drumline trigger --at`): only pending rows,
+# so this index stays as small as the requests waiting.
+Index(
+    "ix_producer_runs_pending",
+    producer_runs.c.scheduled_for,
+    postgresql_where=text("status = 'pending'"),
+    sqlite_where=text("status = 'pending'"),
+)

@@ -20,6 +20,8 @@ class ScheduleKind(StrEnum):
     INTERVAL = "interval"
     CRON = "cron"
     MANUAL = "manual"  # never due: runs only when triggered
+    # Several entries, RRULE, one-offs, exclusions or jitter: the value is the rules' JSON.
+    RULES = "rules"
 
 
 class RunStatus(StrEnum):
@@ -51,6 +53,8 @@ class SkipReason(StrEnum):
     # Also the `error` of the run row of a slot skipped because its producer is paused.
     PAUSED = "paused"
     NO_TRIGGER_REQUEST = "no pending trigger request matches (a forged or replayed message)"
+    # The `error` of a trigger request withdrawn by `drumline cancel` before it started.
+    CANCELLED = "cancelled"
 
 
 class ChangeAction(StrEnum):

@@ -280,6 +280,7 @@ def test_several_files_are_all_reported(flow: Path, tmp_path: Path) -> None:
             "schedule": "every 1h",
             "timezone": "UTC",
             "next": ["2026-10-24T13:00:00+00:00"],
+            "dst": [],
         }
     ]
     text = invoke(flow, other, "--next", "1", "--after", AFTER)
@@ -467,3 +468,83 @@ def test_console_entry_validates_with_configured_producer_modules(tmp_path: Path
         "    2026-10-24T12:01:00Z\n"
         "    2026-10-24T12:01:30Z\n"
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Rule schedules: every form in examples/, and the DST marks
+# --------------------------------------------------------------------------------------------
+
+DST_YAML = """\
+name: dst
+producers:
+  nightly:
+    run: demo.noop
+    cron: "30 2 * * *"
+    timezone: Europe/Berlin
+    dst: {repeated: both, skipped: skip}
+  new-york:
+    run: demo.noop
+    rrule: "FREQ=DAILY;BYHOUR=2;BYMINUTE=30"
+    dtstart: "2026-01-01T02:30:00"
+    timezone: America/New_York
+"""
+
+
+def test_validate_marks_what_dst_moved_or_removed_and_the_rule(tmp_path: Path) -> None:
+    path = write(tmp_path / "dst.yaml", DST_YAML)
+    spring = invoke(path, "--next", "3", "--after", "2026-03-28T00:00:00Z")
+    assert spring.exit_code == 0, spring.output
+    assert (
+        "    not run:  2026-03-29T02:30:00 Europe/Berlin  "
+        "[DST removed: in the hour skipped by DST (skipped: skip)]\n"
+        "    2026-03-30T00:30:00Z" in spring.stdout
+    )
+    new_york = invoke(path, "--next", "2", "--after", "2026-03-07T12:00:00Z", "--json")
+    producers = json.loads(new_york.stdout)["workflows"][0]["producers"]
+    assert producers[1]["next"][0] == "2026-03-08T07:00:00+00:00"  # 03:00 EDT, at the change
+    assert producers[1]["dst"] == [
+        {
+            "at": "2026-03-08T07:00:00+00:00",
+            "wall": None,
+            "timezone": "UTC",
+            "note": "moved: in the hour skipped by DST, runs at the change (skipped: shift)",
+        }
+    ]
+    fall = invoke(path, "--next", "3", "--after", "2026-10-24T12:00:00Z")
+    twice = [line for line in fall.stdout.splitlines() if "runs twice (repeated: both)" in line]
+    assert [line.split()[0] for line in twice] == ["2026-10-25T00:30:00Z", "2026-10-25T01:30:00Z"]
+
+
+def test_every_example_validates_and_shows_each_rule_form() -> None:
+    examples = sorted((REPO / "examples").glob("*.yaml"))
+    env = {**os.environ, "DRUMLINE_PRODUCER_MODULES": "workers.example_producers"}
+    env = {key: value for key, value in env.items() if key != "DRUMLINE_DATA_DIR"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "workers.cli.main",
+            "validate",
+            *map(str, examples),
+            "--next",
+            "5",
+            "--after",
+            "2026-12-01T00:00:00Z",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    for fragment in (
+        "cron '*/15 9-16 * * 1-5' (America/New_York) + cron '0 * * * 0,6' (America/New_York)",
+        "except 3 exclusion(s)",
+        "rrule 'FREQ=MONTHLY;BYDAY=1TU;BYHOUR=10;BYMINUTE=0;COUNT=24'",
+        "dst repeated: both, skipped: skip",
+        "jitter 10m",
+        "once at 2029-12-31T23:00:00Z",
+    ):
+        assert fragment in result.stdout, fragment

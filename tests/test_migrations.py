@@ -245,3 +245,60 @@ def test_0005_adds_beat_heartbeats_to_a_populated_database_and_downgrades(
     assert "beat_heartbeats" not in inspect(engine).get_table_names()
     assert _rows(engine, OLD_TABLES) == before
     engine.dispose()
+
+
+# The revision 0006 (rule schedules) follows 0005.
+RULES_PREVIOUS_REVISION = "0005"
+
+
+def test_0006_adds_rule_schedules_to_a_populated_database_and_downgrades(
+    empty_db_url: str,
+) -> None:
+    """previous -> 0006 keeps every schedule row; a rules schedule (long JSON) fits; 0006 ->
+    previous keeps every row too, a rules producer (which the old schema cannot hold) as
+    manual-only, never due."""
+    engine = make_engine(empty_db_url)
+    migrate.upgrade(engine, RULES_PREVIOUS_REVISION)
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    workflow = new_workflow(engine, "prices", {"name": "prices"}, now=now)
+    store = ProducerScheduleStore(engine)
+    for name, kind, value in (("poll", "interval", "30s"), ("nightly", "cron", "0 2 * * *")):
+        spec = schedule_spec(
+            workflow.id, name, next_run_at=now, schedule_type=kind, schedule_value=value
+        )
+        store.upsert(spec, now=now)
+    store.upsert(
+        schedule_spec(
+            workflow.id, "manual", next_run_at=None, schedule_type="manual", schedule_value=""
+        ),
+        now=now,
+    )
+    old_rows = _schedules(engine)
+    assert len(old_rows) == 3
+
+    migrate.upgrade(engine, "0006")
+    assert _schedules(engine) == old_rows
+    rules = '{"entries":[' + ",".join(['{"at":"2026-12-31T22:00:00Z"}'] * 20) + '],"exclude":[]}'
+    assert len(rules) > 200
+    store.upsert(
+        schedule_spec(
+            workflow.id, "once", next_run_at=now, schedule_type="rules", schedule_value=rules
+        ),
+        now=now,
+    )
+    assert [row[7] for row in _schedules(engine)][-1] == rules  # schedule_value
+
+    migrate.downgrade(engine, RULES_PREVIOUS_REVISION)
+    rows = _schedules(engine)
+    assert rows[:3] == old_rows
+    once = rows[3]
+    assert (once[2], once[6], once[7], once[10]) == ("once", "manual", "", None)
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(text("UPDATE producer_schedules SET schedule_type = 'rules'"))
+    engine.dispose()
+
+
+def _schedules(engine: Engine) -> list[tuple[object, ...]]:
+    with engine.connect() as conn:
+        query = text("SELECT * FROM producer_schedules ORDER BY id")
+        return [tuple(row) for row in conn.execute(query)]

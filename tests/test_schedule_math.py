@@ -32,8 +32,8 @@ from models.schedules import (
     format_interval,
     parse_cron,
     parse_interval,
-    schedule_from_row,
 )
+from models.stored_schedules import schedule_from_row
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -25,6 +25,7 @@ import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -44,14 +45,16 @@ from models.errors import (
     LifecycleError,
     NoAnswerError,
     TriggerRefusedError,
+    TriggerTimeError,
     VersionNotFoundError,
     WorkflowNotFoundError,
 )
 from models.log_text import loggable
 from models.read_models import ProducerStatus, producer_status
-from models.records import RunRecord, WorkflowRecord
+from models.records import RunRecord, ScheduleRecord, WorkflowRecord
 from models.run_store import TERMINAL_STATUSES, RunStore
 from models.schedule_store import ProducerScheduleStore
+from models.stored_schedules import schedule_from_row
 from models.types import utc_now
 from models.vocabulary import WorkflowStatus
 from models.workflow_diff import WorkflowDiff
@@ -71,6 +74,8 @@ PUBLISH_RETRY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, 
 DEFAULT_WAIT_S = 30.0
 POLL_S = 0.2
 TOKEN_BYTES = 16
+# How far ahead `trigger(at=...)` may record a one-off run.
+MAX_TRIGGER_AHEAD = timedelta(days=366)
 
 
 def default_actor() -> str:
@@ -198,12 +203,23 @@ class Drumline:
     ) -> ChangeSummary:
         return self.send_rollback(name, version, note=note).wait(timeout)
 
-    def trigger(self, name: str, producer: str, *, wait: float | None = None) -> RunRecord:
-        """Run `producer` of workflow `name` once, now, without moving its next run.
+    def trigger(
+        self,
+        name: str,
+        producer: str,
+        *,
+        at: datetime | None = None,
+        wait: float | None = None,
+    ) -> RunRecord:
+        """Run `producer` of workflow `name` once, now or `at` a later time, without moving its
+        next run.
 
         The request is recorded first (a pending run with a random token the message must
-        carry). Returns that pending run, or with `wait` (seconds) the finished run;
-        NoAnswerError if it did not finish in time. A paused workflow is refused.
+        carry); a request `at` a later time is sent by beat when it comes. Returns that
+        pending run, or with `wait` (seconds, counted from the requested time) the finished
+        run; NoAnswerError if it did not finish in time. A paused workflow is refused; so is
+        an `at` that has passed, lies more than 366 days ahead or is a scheduled slot
+        (TriggerTimeError).
         """
         workflow = self.workflow(name)
         row = ProducerScheduleStore(self.engine).get(workflow.id, producer)
@@ -215,7 +231,8 @@ class Drumline:
                 f"`drumline resume {workflow.name}` first"
             )
         runs = RunStore(self.engine)
-        slot = utc_now()
+        now = utc_now()
+        slot = now if at is None else _later_slot(row, at, now)
         token = secrets.token_hex(TOKEN_BYTES)
         task_id, kwargs = run_producer_call(
             workflow.id, workflow.name, producer, slot, trigger_token=token
@@ -226,24 +243,42 @@ class Drumline:
             scheduled_for=slot,
             trigger_token=token,
             task_id=task_id,
-            now=slot,
+            now=now,
         )
         if request is None:
             raise TriggerRefusedError(f"{task_id} has a run already; nothing was triggered: retry")
-        try:
-            self._publish(RUN_PRODUCER, kwargs=kwargs, task_id=task_id, queue=PRODUCERS_QUEUE)
-        except BaseException:
-            runs.withdraw_trigger(request.id)  # never sent: leave no request behind
-            raise
+        if at is None:
+            try:
+                self._publish(RUN_PRODUCER, kwargs=kwargs, task_id=task_id, queue=PRODUCERS_QUEUE)
+            except BaseException:
+                runs.withdraw_trigger(request.id)  # never sent: leave no request behind
+                raise
         if wait is None:
             return request
-        deadline = time.monotonic() + wait
+        deadline = time.monotonic() + wait + (slot - now).total_seconds()
         while time.monotonic() < deadline:
             run = runs.get_slot(workflow.id, producer, slot)
             if run is not None and run.status in TERMINAL_STATUSES:
                 return run
             time.sleep(POLL_S)
         raise NoAnswerError(f"the run did not finish within {wait:g}s", {"task_id": task_id})
+
+    def cancel(self, name: str, producer: str, at: datetime) -> RunRecord:
+        """Withdraw the trigger request of `producer` at `at` if it has not started: it is
+        recorded skipped (cancelled), and its message, if sent, runs nothing.
+        TriggerRefusedError if no such request is pending."""
+        workflow = self.workflow(name)
+        if ProducerScheduleStore(self.engine).get(workflow.id, producer) is None:
+            raise TriggerRefusedError(f"workflow {workflow.name!r} has no producer {producer!r}")
+        cancelled = RunStore(self.engine).cancel_trigger(
+            workflow.id, producer, at.replace(microsecond=0), utc_now()
+        )
+        if cancelled is None:
+            raise TriggerRefusedError(
+                f"no pending trigger request of {workflow.name}.{producer} at {at.isoformat()}: "
+                "nothing was cancelled (`drumline runs` lists the requests)"
+            )
+        return cancelled
 
     # --- reads: straight from the database -------------------------------------------------
 
@@ -345,3 +380,21 @@ class Drumline:
                 f"cannot reach the broker at {where} (DRUMLINE_BROKER_URL, or the Redis of a"
                 f" `drumline up` running on DRUMLINE_DATA_DIR): {exc}"
             ) from None
+
+
+def _later_slot(row: ScheduleRecord, at: datetime, now: datetime) -> datetime:
+    """A requested run's time: a future instant within MAX_TRIGGER_AHEAD, to the second (as
+    schedules' slots are), and not one of the producer's scheduled slots (one run per slot: a
+    request there would take the scheduled run's place)."""
+    if at <= now:
+        raise TriggerTimeError(f"{at.isoformat()} has passed: give a later time")
+    if at - now > MAX_TRIGGER_AHEAD:
+        raise TriggerTimeError(f"{at.isoformat()} is more than 366 days ahead")
+    slot = at.replace(microsecond=0)
+    schedule = schedule_from_row(row.schedule_type, row.schedule_value, row.timezone)
+    if schedule.next_after(slot - timedelta(microseconds=1)) == slot:
+        raise TriggerTimeError(
+            f"{slot.isoformat()} is a scheduled slot of {row.producer_name} already: pick "
+            "another time"
+        )
+    return slot

@@ -10,7 +10,7 @@ from typing import Any
 from models.log_text import last_line, loggable
 from models.read_models import ProducerStatus, WorkflowOverview
 from models.records import RunRecord, ScheduleRecord
-from models.schedules import schedule_from_row
+from models.stored_schedules import schedule_from_row
 
 FAILURE_CHARS = 80
 

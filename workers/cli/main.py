@@ -14,7 +14,7 @@ from workers.cli.lifecycle_commands import delete, deploy, pause, plan, resume, 
 from workers.cli.migrate import migrate
 from workers.cli.monitoring_commands import beats, exporter, health
 from workers.cli.read_commands import ls, runs, status
-from workers.cli.trigger import trigger
+from workers.cli.trigger import cancel, trigger
 from workers.cli.up import up
 from workers.cli.validate_command import validate
 from workers.cli.web_command import web
@@ -59,6 +59,7 @@ for command in (
     status,
     runs,
     trigger,
+    cancel,
     dead_letters,
     up,
     flower,

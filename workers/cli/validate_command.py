@@ -13,7 +13,9 @@ import click
 from models.definitions import WorkflowDefinition, load_definition_files
 from models.errors import DefinitionError
 from models.fire_times import upcoming
-from models.schedules import ManualSchedule
+from models.schedule_entries import CronEntry
+from models.schedule_rules import RulesSchedule
+from models.schedules import CronSchedule, ManualSchedule, Schedule
 from workers.cli.context import json_option, load_settings, print_json
 from workers.registry import load_producer_modules, registered_names
 
@@ -108,9 +110,28 @@ def _workflow_report(definition: WorkflowDefinition, start: datetime, count: int
                 "schedule": schedule.describe(exhausted=not fire_times),
                 "timezone": schedule.timezone,
                 "next": [moment.isoformat() for moment in fire_times],
+                "dst": _dst_notes(schedule, start, count),
             }
         )
     return {"name": definition.name, "producers": producers}
+
+
+def _dst_notes(schedule: Schedule, start: datetime, count: int) -> list[dict[str, Any]]:
+    """Each fire time a DST change moved, and each wall time it removed, with the rule."""
+    if isinstance(schedule, CronSchedule):
+        schedule = RulesSchedule((CronEntry(schedule),))  # the same fire times, with notes
+    if not isinstance(schedule, RulesSchedule):
+        return []
+    return [
+        {
+            "at": None if line.at is None else line.at.isoformat(),
+            "wall": None if line.wall is None else line.wall.isoformat(),
+            "timezone": line.timezone,
+            "note": note,
+        }
+        for line in schedule.fire_times(start, count)
+        for note in line.notes
+    ]
 
 
 def _print_workflow(workflow: dict[str, Any]) -> None:
@@ -118,8 +139,21 @@ def _print_workflow(workflow: dict[str, Any]) -> None:
     for producer in workflow["producers"]:
         click.echo(f"  {producer['name']} ({producer['run']}): {producer['schedule']}")
         zone = ZoneInfo(producer["timezone"])
+        notes: dict[str | None, list[str]] = {}
+        for note in producer["dst"]:
+            notes.setdefault(note["at"], []).append(note["note"])
+        lines: list[tuple[datetime, str]] = []
         for text in producer["next"]:
             moment = datetime.fromisoformat(text)
             local = moment.astimezone(zone)
             suffix = "" if producer["timezone"] == "UTC" else f"  ({local.isoformat()} {zone.key})"
-            click.echo(f"    {moment.strftime('%Y-%m-%dT%H:%M:%SZ')}{suffix}")
+            marks = "".join(f"  [DST {note}]" for note in notes.get(text, ()))
+            lines.append((moment, f"    {moment.strftime('%Y-%m-%dT%H:%M:%SZ')}{suffix}{marks}"))
+        for note in producer["dst"]:
+            if note["at"] is None:
+                wall = datetime.fromisoformat(note["wall"])
+                near = wall.replace(tzinfo=ZoneInfo(note["timezone"]))
+                text = f"    not run:  {wall.isoformat()} {note['timezone']}  [DST {note['note']}]"
+                lines.append((near, text))
+        for _, text in sorted(lines, key=lambda line: line[0]):
+            click.echo(text)

@@ -40,7 +40,8 @@ from models.fire_times import upcoming
 from models.log_text import loggable
 from models.records import JSONDict, ScheduleRecord, ScheduleSpec, WorkflowRecord
 from models.schedule_store import ProducerScheduleStore
-from models.schedules import ManualSchedule, schedule_from_row
+from models.schedules import ManualSchedule
+from models.stored_schedules import schedule_from_row
 from models.types import utc_now
 from models.vocabulary import ChangeAction, WorkflowStatus
 from models.workflow_diff import WorkflowDiff, diff_producers, workflow_field_changes

@@ -34,7 +34,7 @@ from models.log_text import loggable
 from models.plain_json import JsonBounds, PlainJsonError, check_plain_json
 from models.records import RunRecord, ScheduleRecord, SlotOutcome
 from models.run_path import RunPath
-from models.schedules import schedule_from_row
+from models.stored_schedules import schedule_from_row
 from models.vocabulary import RunStatus, SkipReason, Trigger
 from workers.registry import ProducerContext, ProducerResult, get_producer
 from workers.services.run_metrics import NoRunMetrics, RunRecorder, reason_label

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 
 from models.heartbeat_store import HeartbeatStore
 from models.producer_health import ProducerHealth, due_backlog, producer_health
-from models.schedules import schedule_from_row
+from models.stored_schedules import schedule_from_row
 
 PRODUCER_LABELS = ["workflow", "producer"]
 
