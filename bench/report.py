@@ -146,6 +146,43 @@ def lateness_table(results: Results) -> str:
     return _table(headers, rows)
 
 
+def burst_table(results: Results) -> str:
+    rows = []
+    for r in results.rows("burst"):
+        sent = r["sent_ms"]
+        rows.append(
+            [
+                r["system"],
+                r["store"],
+                r["due"],
+                r["beats"],
+                r["workers"],
+                r["sent"],
+                r["drain_s"],
+                r["rate"],
+                sent["p50"],
+                sent["p99"],
+                r.get("last_started_s"),
+                r.get("note", ""),
+            ]
+        )
+    headers = [
+        "system",
+        "store",
+        "due at once",
+        "beats",
+        "worker processes",
+        "sent",
+        "last sent after, s",
+        "sent/s",
+        "sent p50, ms",
+        "sent p99, ms",
+        "last started after, s",
+        "note",
+    ]
+    return _table(headers, rows)
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or not b or math.isnan(a) or math.isnan(b):
         return None
@@ -228,6 +265,7 @@ def targets(results: Results) -> list[Row]:
                     0.6,
                 )
             )
+    out += _burst_targets(results)
     for row in results.rows("lateness"):
         out.append(
             _target(
@@ -238,6 +276,34 @@ def targets(results: Results) -> list[Row]:
                 below=True,
             )
         )
+    return out
+
+
+def _burst_targets(results: Results) -> list[Row]:
+    out: list[Row] = []
+    redbeat = results.find("burst", system="RedBeat")
+    for store in ("sqlite", "postgresql"):
+        one = results.find("burst", system="drumline", store=store, beats=1, workers=0)
+        two = results.find("burst", system="drumline", store=store, beats=2, workers=0)
+        if one is None:
+            continue
+        out.append(
+            _target(
+                f"burst of {one['due']:,}: drain time, 1 beat / RedBeat ({store})",
+                _ratio(one["drain_s"], redbeat["drain_s"] if redbeat else None),
+                0.1,
+                below=True,
+            )
+        )
+        if two is not None:
+            gain = _ratio(two["rate"], one["rate"])
+            out.append(
+                _target(
+                    f"burst of {one['due']:,}: rate a second beat adds / 1 beat's ({store})",
+                    None if gain is None else gain - 1,
+                    0.6,
+                )
+            )
     return out
 
 
@@ -285,6 +351,7 @@ def markdown(results: Results) -> str:
         ("2. Dispatch rate (D = 10,000 due at once)", "dispatch", dispatch_table),
         ("3. End to end (2 prefork worker processes)", "end_to_end", e2e_table),
         ("4. Lateness", "lateness", lateness_table),
+        ("5. Burst (N due at the same instant)", "burst", burst_table),
     ]
     for title, key, render in sections:
         if results.rows(key):
