@@ -32,6 +32,7 @@ SENT_ROUTING_KEY = "task.sent"
 _PUBLISH_ALL = "for _, event in ipairs(ARGV) do redis.call('PUBLISH', KEYS[1], event) end"
 # Celery's protocol-2 embed of a task with no callbacks, errbacks, chain or chord.
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+_EMBED_JSON = json.dumps(_EMBED)
 
 
 def run_producer_call(
@@ -213,6 +214,11 @@ class RunProducerPublisher:
             "kwargsrepr": repr(kwargs),
         }
         task = _Task(task_id, headers, ((), kwargs, dict(_EMBED)))
+        values = {
+            "id": json_text(task_id),
+            "expires": json_text(headers["expires"]),
+            "kwargsrepr": json_text(headers["kwargsrepr"]),
+        }
         if before_task_publish.receivers:
             before_task_publish.send(
                 sender=RUN_PRODUCER,
@@ -223,15 +229,13 @@ class RunProducerPublisher:
                 retry_policy=None,
                 **_ROUTE,
             )
-        values = {
-            "id": json_text(task_id),
-            "expires": json_text(headers["expires"]),
-            "kwargsrepr": json_text(headers["kwargsrepr"]),
-            "body": _base64_json_text(json.dumps(task.body)),
-        }
-        # A receiver may have changed the headers: then they are written out in full.
-        same = not before_task_publish.receivers
-        values["headers"] = self._headers_json.fill(values) if same else json.dumps(headers)
+            # A receiver may have changed them: written out in full.
+            values["headers"] = json.dumps(headers)
+            body = json.dumps(task.body)
+        else:
+            values["headers"] = self._headers_json.fill(values)
+            body = f"[[], {json.dumps(kwargs)}, {_EMBED_JSON}]"
+        values["body"] = _base64_json_text(body)
         return task, values
 
     def _sent_event(self, values: dict[str, str]) -> str:

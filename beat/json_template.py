@@ -29,17 +29,11 @@ def json_text(value: str) -> str:
 
 class JsonTemplate:
     def __init__(self, document: Any) -> None:
-        text = json.dumps(document)
-        parts = _SLOT.split(text)
+        parts = _SLOT.split(json.dumps(document))
         # split() alternates literal text and slot names: text, name, text, name, ..., text.
-        self._literals = parts[0::2]
-        self._names = parts[1::2]
+        self._format = "%s".join(literal.replace("%", "%%") for literal in parts[0::2])
+        self._names = tuple(parts[1::2])
 
     def fill(self, values: Mapping[str, str]) -> str:
         """The document with each slot replaced by its value, which must be JSON text."""
-        literals = self._literals
-        out = [literals[0]]
-        for name, literal in zip(self._names, literals[1:], strict=True):
-            out.append(values[name])
-            out.append(literal)
-        return "".join(out)
+        return self._format % tuple([values[name] for name in self._names])

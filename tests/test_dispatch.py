@@ -130,6 +130,7 @@ def without_clock(event: dict[str, Any]) -> dict[str, Any]:
 def test_the_message_and_the_task_sent_event_are_those_celery_sends(
     app: Celery, redis_client: redis.Redis, events: Any
 ) -> None:
+    assert not before_task_publish.receivers, "the templated message is the one under test"
     slot = a_slot('p-"ü"')  # escaped in JSON as json.dumps escapes it
     with app.producer_or_acquire() as producer:
         [task_id] = RunProducerPublisher(app).publish_batch(producer, [slot])
