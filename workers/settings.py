@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,15 @@ from workers.local_broker import announced_broker
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 # The most a producer's result or state may be configured to hold (each run row keeps one).
 MAX_OUTPUT_BYTES = 16 * 1024 * 1024
+
+
+class TaskEvents(StrEnum):
+    """Which Celery task events are sent (`DRUMLINE_TASK_EVENTS`). Flower needs ALL; drumline's
+    own run history and commands need none. Each costs a Redis PUBLISH per run."""
+
+    OFF = "off"  # none: the fastest; Flower shows no tasks
+    SENT = "sent"  # beat's task-sent only: Flower lists each run as sent, never its outcome
+    ALL = "all"  # also the workers' received, started, succeeded and failed: what Flower shows
 
 
 @dataclass(frozen=True)
@@ -45,6 +55,7 @@ class Settings:
     lock_wait: timedelta
     beat_batch: int
     beat_max_interval: timedelta
+    task_events: TaskEvents
     # Run history retention (None: that rule is off) and how often a prune pass is sent.
     run_max_age: timedelta | None
     runs_kept_per_producer: int | None
@@ -206,6 +217,14 @@ def _count_or_off(field: Field, raw: str) -> int | None:
     return _whole(field, raw) or None
 
 
+def _task_events(field: Field, raw: str) -> TaskEvents:
+    try:
+        return TaskEvents(raw)
+    except ValueError:
+        allowed = ", ".join(choice.value for choice in TaskEvents)
+        raise SettingsError(f"{field.variable}={raw!r} must be one of {allowed}") from None
+
+
 def _broker(earlier: Mapping[str, Any]) -> str:
     return announced_broker(earlier["data_dir"]) or DEFAULT_BROKER_URL
 
@@ -319,6 +338,14 @@ FIELDS: tuple[Field, ...] = (
         "1",
         "longest beat sleep, so a newly deployed earlier run is seen within it (at least 0.01)",
         minimum=0.01,
+    ),
+    Field(
+        "DRUMLINE_TASK_EVENTS",
+        "task_events",
+        _task_events,
+        TaskEvents.ALL.value,
+        "Celery task events: `all` (what Flower needs), `sent` (beat's task-sent only) or `off`"
+        " (fastest; drumline's own history and commands need none)",
     ),
     Field(
         "DRUMLINE_RUN_RETENTION_DAYS",

@@ -9,7 +9,7 @@ from celery import Celery
 from kombu.entity import Exchange, Queue
 
 from beat.dispatch import PRODUCERS_QUEUE
-from workers.settings import Settings
+from workers.settings import Settings, TaskEvents
 from workers.tasks.redis_transport import REDIS_TRANSPORT
 
 LIFECYCLE_QUEUE = "lifecycle"
@@ -43,9 +43,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_transport_options": {"visibility_timeout": visibility},
         "result_backend_transport_options": {"visibility_timeout": visibility},
         "visibility_timeout": visibility,
-        # Events on, so Flower shows every run.
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # Flower shows every run with `all` (the default); see TaskEvents for the trade-off.
+        "worker_send_task_events": settings.task_events is TaskEvents.ALL,
+        "task_send_sent_event": settings.task_events is not TaskEvents.OFF,
         "task_track_started": True,
         "result_expires": 24 * 3600,
         "broker_connection_retry_on_startup": True,
