@@ -245,26 +245,7 @@ def targets(results: Results) -> list[Row]:
                         f"{sender} / {name} ({store})", _ratio(ours["rate"], base["rate"]), 2.0
                     )
                 )
-    raw_e2e = results.find("end_to_end", system="raw Celery no-op")
-    like_ours = results.find("end_to_end", system="raw Celery no-op, drumline's settings")
-    for store in ("postgresql", "sqlite"):
-        ours = results.find("end_to_end", system="drumline demo.noop", store=store)
-        if ours is not None and raw_e2e is not None:
-            out.append(
-                _target(
-                    f"end-to-end / raw Celery no-op ({store})",
-                    _ratio(ours["rate"], raw_e2e["rate"]),
-                    0.6,
-                )
-            )
-        if ours is not None and like_ours is not None:
-            out.append(
-                _context(
-                    f"end-to-end / raw Celery with drumline's settings ({store})",
-                    _ratio(ours["rate"], like_ours["rate"]),
-                    0.6,
-                )
-            )
+    out += _end_to_end_targets(results)
     out += _burst_targets(results)
     for row in results.rows("lateness"):
         out.append(
@@ -274,6 +255,66 @@ def targets(results: Results) -> list[Row]:
                 row["sent_ms"]["p99"],
                 50.0,
                 below=True,
+            )
+        )
+    return out
+
+
+def _end_to_end_targets(results: Results) -> list[Row]:
+    out: list[Row] = []
+    defaults = results.find("end_to_end", system="raw Celery no-op")
+    like_ours = results.find("end_to_end", system="raw Celery no-op, drumline's settings")
+    like_ours_off = results.find(
+        "end_to_end", system="raw Celery no-op, drumline's settings, events off"
+    )
+
+    def rate(row: Row | None) -> float | None:
+        return None if row is None else row["rate"]
+
+    def worker_cpu(row: Row | None) -> float | None:
+        return None if row is None else row.get("cpu_ms", {}).get("worker")
+
+    for store in ("postgresql", "sqlite"):
+        ours = results.find("end_to_end", system="drumline demo.noop", store=store)
+        off = results.find(
+            "end_to_end", system="drumline demo.noop, DRUMLINE_TASK_EVENTS=off", store=store
+        )
+        if ours is None:
+            continue
+        out.append(
+            _target(
+                f"worker CPU per run / raw no-op with the same settings ({store})",
+                _ratio(worker_cpu(ours), worker_cpu(like_ours)),
+                1.3,
+                below=True,
+            )
+        )
+        out.append(
+            _target(
+                f"end-to-end / raw Celery with the same settings ({store})",
+                _ratio(rate(ours), rate(like_ours)),
+                0.8,
+            )
+        )
+        out.append(
+            _target(
+                f"end-to-end, task events off / raw Celery's defaults ({store})",
+                _ratio(rate(off), rate(defaults)),
+                0.6,
+            )
+        )
+        out.append(
+            _context(
+                f"end-to-end / raw Celery's defaults, both with events as configured ({store})",
+                _ratio(rate(ours), rate(defaults)),
+                0.6,
+            )
+        )
+        out.append(
+            _context(
+                f"end-to-end, task events off / raw Celery with the same settings ({store})",
+                _ratio(rate(off), rate(like_ours_off)),
+                0.8,
             )
         )
     return out
