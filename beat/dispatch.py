@@ -27,9 +27,10 @@ RUN_PRODUCER = "drumline.run_producer"
 PRODUCERS_QUEUE = "producers"
 # Straight to the queue (the default exchange), as send_task routes a direct queue.
 _ROUTE = {"exchange": "", "routing_key": PRODUCERS_QUEUE}
-SENT_ROUTING_KEY = "task.sent"
-# PUBLISH each argument to the topic: a batch of events in one command, not one each.
-_PUBLISH_ALL = "for _, event in ipairs(ARGV) do redis.call('PUBLISH', KEYS[1], event) end"
+# Celery's worker sends its task events in groups, a JSON list per message under this routing
+# key, and every event receiver (Flower's too) reads such a list as one event after another.
+EVENTS_ROUTING_KEY = "task.multi"
+EVENTS_PER_MESSAGE = 100
 # Celery's protocol-2 embed of a task with no callbacks, errbacks, chain or chord.
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 _EMBED_JSON = json.dumps(_EMBED)
@@ -75,11 +76,12 @@ class RunProducerPublisher:
     thousands of slots per tick that, not Redis, bounds beat. So the message and the event are
     JSON templates, made once from Celery's own headers (`app.amqp.as_task_v2`), event fields
     and kombu's envelope; per slot only the id, expiry, keyword arguments, clock, timestamp and
-    delivery tag are filled in. Each message is the envelope kombu's Redis transport would
-    LPUSH, and each event the one it would PUBLISH (tests/test_dispatch.py compares them with
-    Celery's own), so workers and Flower see the usual. What send_task promises is kept: the
-    `before_task_publish`/`after_task_publish` signals fire when connected, and headers a
-    `before_task_publish` receiver changes are sent.
+    delivery tag are filled in. The events go out in groups, up to 100 a message, as Celery's
+    worker sends its own (`task.multi`). Each message is the envelope kombu's Redis transport
+    would LPUSH, and each group of events what Celery's dispatcher would PUBLISH
+    (tests/test_dispatch.py compares them), so workers and Flower see the usual. What send_task
+    promises is kept: the `before_task_publish`/`after_task_publish` signals fire when
+    connected, and headers a `before_task_publish` receiver changes are sent.
     """
 
     def __init__(self, app: Any) -> None:
@@ -140,7 +142,7 @@ class RunProducerPublisher:
                     "delivery_mode": dispatcher.delivery_mode,
                     "delivery_info": {
                         "exchange": self._event_exchange,
-                        "routing_key": SENT_ROUTING_KEY,
+                        "routing_key": EVENTS_ROUTING_KEY,
                     },
                 },
             )
@@ -165,7 +167,7 @@ class RunProducerPublisher:
         self.declare(producer)
         channel = producer.channel
         queue_key = channel._q_for_pri(PRODUCERS_QUEUE, 0)
-        topics = channel._get_publish_topics(self._event_exchange, SENT_ROUTING_KEY)
+        topics = channel._get_publish_topics(self._event_exchange, EVENTS_ROUTING_KEY)
         # Delivery tags only need to be unique: one random prefix per batch, not a uuid4 each.
         batch_tag = uuid4().hex
         utc_offset = json.dumps(utcoffset())
@@ -178,14 +180,19 @@ class RunProducerPublisher:
                 values["utcoffset"] = utc_offset
                 events.append(self._sent_event(values))
             sent.append(task)
+        grouped = [
+            self._events_message(
+                events[start : start + EVENTS_PER_MESSAGE], f"{batch_tag}-e{start}"
+            )
+            for start in range(0, len(events), EVENTS_PER_MESSAGE)
+        ]
         try:
             with channel.conn_or_acquire() as client, client.pipeline(transaction=False) as pipe:
                 # One LPUSH of many values queues them in order, as one LPUSH each would.
                 pipe.lpush(queue_key, *messages)
-                if events:
-                    publish_all = client.register_script(_PUBLISH_ALL)
+                for message in grouped:
                     for topic in topics:
-                        publish_all(keys=[topic], args=events, client=pipe)
+                        pipe.publish(topic, message)
                 pipe.execute()
         except RedisError as exc:
             raise BrokerError(f"cannot publish {len(slots)} run_producer messages: {exc}") from exc
@@ -239,11 +246,15 @@ class RunProducerPublisher:
         return task, values
 
     def _sent_event(self, values: dict[str, str]) -> str:
-        """Celery's `task-sent` event for the message, as kombu's Redis transport publishes it."""
+        """Celery's `task-sent` event for the message, as JSON text."""
         values["clock"] = str(self._clock.forward())
         values["timestamp"] = repr(time.time())
-        event_values = {**values, "body": _base64_json_text(self._event_body_json.fill(values))}
-        return self._event_json.fill(event_values)
+        return self._event_body_json.fill(values)
+
+    def _events_message(self, events: list[str], tag: str) -> str:
+        """A group of events as one message, as Celery's worker sends its own task events."""
+        body = _base64_json_text(f"[{', '.join(events)}]")
+        return self._event_json.fill({"body": body, "tag": json_text(tag)})
 
 
 @dataclass(frozen=True)

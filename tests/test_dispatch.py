@@ -19,7 +19,13 @@ import redis
 from celery import Celery
 from celery.signals import after_task_publish, before_task_publish
 
-from beat.dispatch import PRODUCERS_QUEUE, RUN_PRODUCER, RunProducerPublisher, run_producer_call
+from beat.dispatch import (
+    EVENTS_PER_MESSAGE,
+    PRODUCERS_QUEUE,
+    RUN_PRODUCER,
+    RunProducerPublisher,
+    run_producer_call,
+)
 from models.records import ClaimedSlot
 from models.types import utc_now
 from tests.processes import client_app
@@ -92,9 +98,13 @@ def celery_publish(app: Celery, slot: ClaimedSlot) -> None:
             **ROUTE,
             **properties,
         )
-        sent_event.update(queue=PRODUCERS_QUEUE, **ROUTE)
-        dispatcher = app.events.Dispatcher(enabled=False)
-        dispatcher.publish("task-sent", sent_event, producer, retry=False)
+    # As Celery's worker sends its task events: grouped, flushed as one message.
+    sent_event.update(queue=PRODUCERS_QUEUE, **ROUTE)
+    with app.connection_for_write() as connection:
+        dispatcher = app.events.Dispatcher(connection, buffer_group=["task"])
+        dispatcher.send("task-sent", **sent_event)
+        dispatcher.flush()
+        dispatcher.close()
 
 
 def popped(client: redis.Redis) -> dict[str, Any]:
@@ -120,11 +130,13 @@ def decoded(raw: bytes) -> dict[str, Any]:
     return envelope
 
 
-def without_clock(event: dict[str, Any]) -> dict[str, Any]:
-    body = dict(event["body"])
-    assert isinstance(body.pop("clock"), int)
-    assert isinstance(body.pop("timestamp"), float)
-    return {**event, "body": body}
+def without_clocks(message: dict[str, Any]) -> dict[str, Any]:
+    """A message of grouped events, without each event's Lamport clock and timestamp."""
+    events = [dict(event) for event in message["body"]]
+    for event in events:
+        assert isinstance(event.pop("clock"), int)
+        assert isinstance(event.pop("timestamp"), float)
+    return {**message, "body": events}
 
 
 def test_the_message_and_the_task_sent_event_are_those_celery_sends(
@@ -143,8 +155,23 @@ def test_the_message_and_the_task_sent_event_are_those_celery_sends(
     assert task_id == ours["headers"]["id"] == f'wf.p-"ü"@{slot.scheduled_for.isoformat()}'
     assert ours == theirs
     assert our_topic == their_topic
-    assert without_clock(our_event) == without_clock(their_event)
-    assert our_event["body"]["clock"] < their_event["body"]["clock"], "one Lamport clock"
+    assert without_clocks(our_event) == without_clocks(their_event)
+    [ours_sent], [theirs_sent] = our_event["body"], their_event["body"]
+    assert ours_sent["type"] == "task-sent" and ours_sent["uuid"] == task_id
+    assert ours_sent["clock"] < theirs_sent["clock"], "one Lamport clock"
+
+
+def test_a_large_batch_sends_its_events_in_groups_of_at_most_100(
+    app: Celery, redis_client: redis.Redis, events: Any
+) -> None:
+    slots = [a_slot(f"p{i}") for i in range(EVENTS_PER_MESSAGE + 1)]
+    with app.producer_or_acquire() as producer:
+        ids = RunProducerPublisher(app).publish_batch(producer, slots)
+
+    groups = [published(events)[1]["body"] for _ in range(2)]
+    assert [len(group) for group in groups] == [EVENTS_PER_MESSAGE, 1]
+    assert [event["uuid"] for group in groups for event in group] == ids
+    assert events.get_message(timeout=0.5) is None
 
 
 def test_a_batch_is_sent_in_order_and_without_events_when_they_are_off(
