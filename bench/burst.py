@@ -27,7 +27,7 @@ from bench.apps.common import REDBEAT_QUEUE
 from bench.harness import SendCounter, tick_until
 from bench.infra import Infra, analyze, drumline_env, step, wait_for
 from bench.peers import RedBeatPeer
-from bench.procs import Child, beat_args, running, worker_args
+from bench.procs import BEAT_READY, Child, beat_args, running, worker_args
 from bench.report import Results
 from bench.seed import FAR_FUTURE, ScheduleSeeder
 from models.db import make_engine
@@ -35,8 +35,9 @@ from models.tables import producer_runs, producer_schedules
 from models.types import utc_now
 
 POLL_S = 0.005
-LEAD_S = 6.0  # from making the rows due to the instant they fall due: beats start meanwhile
-BEAT_READY = "beat: producer schedules in"
+# From making the rows due to the instant they fall due: longer than beat's longest sleep
+# (DRUMLINE_BEAT_MAX_INTERVAL_SECONDS, 1 s), so beat knows of them before they fall due.
+LEAD_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -161,8 +162,6 @@ def _drumline(
     client = infra.redis()
     client.delete(PRODUCERS_QUEUE)
     _reset(engine)
-    due_at = utc_now() + timedelta(seconds=LEAD_S)
-    _make_due(engine, n, due_at)
     workdir = infra.scratch(f"burst-{store}-{beats}")
     label = f"{beats} beat{'s' if beats > 1 else ''}" + (", 2 worker processes" if workers else "")
     step(f"burst: drumline/{store}: {n:,} due at once, {label}")
@@ -175,7 +174,11 @@ def _drumline(
         if workers:
             argv = worker_args("workers.app", PRODUCERS_QUEUE)
             children.append(stack.enter_context(running(argv, env, workdir / "worker.log")))
-        ready = wait_for(lambda: all(c.logged(BEAT_READY) for c in children[:beats]), LEAD_S)
+        # The slots fall due once every beat is up, as at the top of an hour.
+        ready = wait_for(lambda: all(c.logged(BEAT_READY) for c in children[:beats]), 120)
+        due_at = utc_now() + timedelta(seconds=LEAD_S)
+        _make_due(engine, n, due_at)
+        in_time = utc_now() < due_at - timedelta(seconds=1)
         watcher = stack.enter_context(QueueWatcher(client, PRODUCERS_QUEUE, n))
         if workers:
             wait_for(lambda: _runs_started(engine)[0] >= n, LEAD_S + 600, 0.25)
@@ -189,7 +192,9 @@ def _drumline(
         row["started"] = started
         row["last_started_s"] = (last - due_at).total_seconds() if last else None
     if not ready:
-        row["note"] = f"a beat was not ready {LEAD_S:g} s before the burst"
+        row["note"] = "a beat was not ready within 120 s"
+    elif not in_time:
+        row["note"] = "the rows were made due less than 1 s before they fell due"
     return row
 
 
