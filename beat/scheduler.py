@@ -200,7 +200,7 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
         return self._until_next_wakeup()
 
     def _publish(self, slots: list[ClaimedSlot]) -> None:
-        """Send the batch over one broker connection, pipelined (kombu's `Producer.batch`).
+        """Send the batch in one Redis pipeline (`RunProducerPublisher.publish_batch`).
 
         If anything fails before the batch is flushed, every claim of the batch is given back,
         since it is unknown which messages reached the broker. A message that did arrive then
@@ -210,12 +210,9 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
         flushed = False
         began = time.perf_counter()
         try:
-            publisher = self._publisher
             with self.app.producer_or_acquire() as producer:
-                publisher.declare(producer)
-                with producer.batch(len(slots) * publisher.operations_per_message):
-                    for slot in slots:
-                        logger.debug("beat: sent %s", publisher.publish(producer, slot))
+                for task_id in self._publisher.publish_batch(producer, slots):
+                    logger.debug("beat: sent %s", task_id)
                 flushed = True
         except BaseException:
             # BaseException too: beat's SIGTERM handler raises SystemExit, possibly mid-batch.
@@ -241,9 +238,8 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
         if not requests:
             return
         with self.app.producer_or_acquire() as producer:
-            self._publisher.declare(producer)
-            for request in requests:
-                logger.info("beat: sent %s", self._publisher.publish_trigger(producer, request))
+            for task_id in self._publisher.publish_triggers(producer, requests):
+                logger.info("beat: sent %s", task_id)
 
     @cached_property
     def trigger_claims(self) -> TriggerClaims:

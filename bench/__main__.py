@@ -17,13 +17,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TypedDict
 
-from bench import dispatch, end_to_end, lateness, tick
+from bench import burst, dispatch, end_to_end, lateness, tick
 from bench.infra import STORES, infrastructure, machine, step
 from bench.procs import stop_all
 from bench.report import Results, markdown
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-STEPS = ("tick", "dispatch", "e2e", "lateness")
+STEPS = ("tick", "dispatch", "e2e", "lateness", "burst")
 
 
 class Plans(TypedDict):
@@ -31,9 +31,10 @@ class Plans(TypedDict):
     dispatch: dispatch.DispatchPlan
     e2e: end_to_end.EndToEndPlan
     lateness: lateness.LatenessPlan
+    burst: burst.BurstPlan
 
 
-def _plans(full: bool) -> Plans:
+def _plans(full: bool, stores: tuple[str, ...]) -> Plans:
     if full:
         return {
             "tick": tick.TickPlan(
@@ -47,6 +48,7 @@ def _plans(full: bool) -> Plans:
             ),
             "e2e": end_to_end.EndToEndPlan(tasks=10_000, timeout_s=600.0),
             "lateness": lateness.LatenessPlan(seconds=60.0, stores=STORES),
+            "burst": burst.BurstPlan(due=100_000, stores=stores, worker_due=10_000),
         }
     return {
         "tick": tick.TickPlan(
@@ -55,6 +57,7 @@ def _plans(full: bool) -> Plans:
         "dispatch": dispatch.DispatchPlan(due=10_000, repeats=3, peer_window_s=10.0),
         "e2e": end_to_end.EndToEndPlan(tasks=2_000),
         "lateness": lateness.LatenessPlan(seconds=30.0, stores=("postgresql",)),
+        "burst": burst.BurstPlan(due=10_000, stores=stores, worker_due=5_000),
     }
 
 
@@ -65,8 +68,8 @@ def _on_sigterm(signum: int, _frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="sizes up to 100k, 30 s lateness")
-    mode.add_argument("--full", action="store_true", help="sizes up to 1M, 60 s lateness")
+    mode.add_argument("--quick", action="store_true", help="N up to 100k, 30 s lateness, 10k burst")
+    mode.add_argument("--full", action="store_true", help="N up to 1M, 60 s lateness, 100k burst")
     parser.add_argument("--only", default=",".join(STEPS), help=f"comma list of {STEPS}")
     parser.add_argument("--stores", default=",".join(STORES), help="drumline stores to run")
     parser.add_argument("--keep-workdir", action="store_true", help="keep logs and data")
@@ -78,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGTERM, _on_sigterm)
-    plans = _plans(args.full)
+    plans = _plans(args.full, stores)
     label = "full" if args.full else "quick"
     started = datetime.now(UTC)
     results = Results(label, machine(), started.strftime("%Y-%m-%d %H:%M UTC"))
@@ -94,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
                 "dispatch": lambda: dispatch.run(infra, results, plans["dispatch"], stores),
                 "e2e": lambda: end_to_end.run(infra, results, plans["e2e"], stores),
                 "lateness": lambda: lateness.run(infra, results, plans["lateness"]),
+                "burst": lambda: burst.run(infra, results, plans["burst"]),
             }
             for name in only:
                 try:

@@ -32,9 +32,17 @@ def postgres_pids() -> list[int]:
     return [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
 
 
-def per_task(before: Mapping[str, float], after: Mapping[str, float], tasks: int) -> str:
-    """`CPU/task: worker 8.04 ms, postgres 1.57 ms`, for the report's note column."""
+def per_task(
+    before: Mapping[str, float], after: Mapping[str, float], tasks: int
+) -> dict[str, float]:
+    """Milliseconds of CPU per task for each kind (empty if no task finished)."""
     if tasks <= 0:
+        return {}
+    return {kind: (after[kind] - before[kind]) / tasks * 1000 for kind in after}
+
+
+def describe(cpu_ms: Mapping[str, float]) -> str:
+    """`CPU/task: worker 8.04 ms, postgres 1.57 ms`, for the report's note column."""
+    if not cpu_ms:
         return "CPU/task: n/a"
-    parts = [f"{kind} {(after[kind] - before[kind]) / tasks * 1000:.2f} ms" for kind in after]
-    return "CPU/task: " + ", ".join(parts)
+    return "CPU/task: " + ", ".join(f"{kind} {ms:.2f} ms" for kind, ms in cpu_ms.items())

@@ -109,19 +109,25 @@ def drumline(infra: Infra, results: Results, plan: DispatchPlan, store: str, cou
         # As configured (a task-sent event per message, for Flower), and without the events:
         # like for like with raw send_task on Celery's defaults.
         variants = [("drumline beat", {}), (SENT_EVENTS_OFF, {"task_send_sent_event": False})]
+        schedulers = {}
         for label, overrides in variants:
             app = drumline_app(env)
             app.conf.update(overrides)
-            scheduler = ProducerScheduler(app=app, lazy=True)
-            seconds, sent = [], []
-            for _ in range(plan.repeats):
+            schedulers[label] = ProducerScheduler(app=app, lazy=True)
+        # Interleaved, so a change in the machine's load falls on both variants alike.
+        seconds: dict[str, list[float]] = {label: [] for label in schedulers}
+        sent: dict[str, list[int]] = {label: [] for label in schedulers}
+        for _ in range(plan.repeats):
+            for label, scheduler in schedulers.items():
                 release_claims(engine)
                 client.delete(PRODUCERS_QUEUE)
                 ran = tick_until(scheduler, counter, plan.due, timeout=plan.timeout_s)
-                seconds.append(ran.seconds)
-                sent.append(ran.sent)
+                seconds[label].append(ran.seconds)
+                sent[label].append(ran.sent)
+        for label, scheduler in schedulers.items():
             scheduler.close()
-            _add(results, label, store, min(sent), seconds, f"batch {scheduler.settings.batch}")
+            note = f"batch {scheduler.settings.batch}"
+            _add(results, label, store, min(sent[label]), seconds[label], note)
         release_claims(engine)
         client.delete(PRODUCERS_QUEUE)
         client.close()

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from bench.apps.common import DONE_KEY, NOOP_TASK, RAW_QUEUE, drumline_celery_settings, plain_app
-from bench.cpu import PidLister, cpu_seconds, per_task, postgres_pids
+from bench.cpu import PidLister, cpu_seconds, describe, per_task, postgres_pids
 from bench.harness import SendCounter, tick_until
 from bench.infra import Infra, analyze, drumline_app, drumline_env, step, wait_for
 from bench.procs import Child, running, worker_args
@@ -22,6 +22,7 @@ from models.tables import producer_runs
 from models.vocabulary import RunStatus
 
 CONCURRENCY = 2
+DRUMLINE = "drumline demo.noop"
 # What task events cost a worker: drumline turns them on for Flower.
 EVENTS_OFF = {"worker_send_task_events": False, "task_send_sent_event": False}
 
@@ -38,12 +39,29 @@ def run(infra: Infra, results: Results, plan: EndToEndPlan, stores: tuple[str, .
     raw(infra, results, plan, settings="drumline", overrides=EVENTS_OFF, label="events off")
     for store in stores:
         drumline(infra, results, plan, store)
+        drumline(infra, results, plan, store, task_events="off")
 
 
-def _add(results: Results, system: str, store: str, n: int, seconds: float, note: str) -> None:
+def _add(
+    results: Results,
+    system: str,
+    store: str,
+    n: int,
+    seconds: float,
+    note: str,
+    cpu_ms: dict[str, float],
+) -> None:
     rate = (n - 1) / seconds if seconds > 0 and n > 1 else float("nan")
+    note = f"{note}; {describe(cpu_ms)}" if note else describe(cpu_ms)
     results.add(
-        "end_to_end", system=system, store=store, tasks=n, seconds=seconds, rate=rate, note=note
+        "end_to_end",
+        system=system,
+        store=store,
+        tasks=n,
+        seconds=seconds,
+        rate=rate,
+        note=note,
+        cpu_ms=cpu_ms,
     )
     step(f"end to end: {system}/{store}: {n:,} in {seconds:.1f}s = {rate:,.0f}/s")
 
@@ -95,7 +113,7 @@ def raw(
     if not done:
         note += f"; timed out after {plan.timeout_s:g}s"
     seconds = stamps[-1] - stamps[0] if len(stamps) > 1 else float("nan")
-    _add(results, system, "redis", len(stamps), seconds, f"{note}; {cpu}")
+    _add(results, system, "redis", len(stamps), seconds, note, cpu)
 
 
 def preload_drumline(env: dict[str, str], engine: Engine, tasks: int) -> None:
@@ -136,10 +154,15 @@ def _parse(value: Any) -> datetime:
     return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
 
 
-def drumline(infra: Infra, results: Results, plan: EndToEndPlan, store: str) -> None:
+def drumline(
+    infra: Infra, results: Results, plan: EndToEndPlan, store: str, *, task_events: str = "all"
+) -> None:
     """Preload run_producer messages, then time the worker from first to last committed run."""
     with infra.database(store) as url:
-        env = drumline_env(infra, url, infra.scratch("data"))
+        env = {
+            **drumline_env(infra, url, infra.scratch("data")),
+            "DRUMLINE_TASK_EVENTS": task_events,
+        }
         engine = make_engine(url)
         preload_drumline(env, engine, plan.tasks)
         workdir = infra.scratch("worker")
@@ -155,8 +178,9 @@ def drumline(infra: Infra, results: Results, plan: EndToEndPlan, store: str) -> 
             cpu = per_task(before, cpu_seconds(kinds), succeeded_runs(engine) - first)
         count, seconds = _finish_span(engine)
         engine.dispose()
-    note = cpu if done else f"timed out after {plan.timeout_s:g}s; {cpu}"
-    _add(results, "drumline demo.noop", store, count, seconds, note)
+    note = "" if done else f"timed out after {plan.timeout_s:g}s"
+    system = DRUMLINE if task_events == "all" else f"{DRUMLINE}, DRUMLINE_TASK_EVENTS={task_events}"
+    _add(results, system, store, count, seconds, note, cpu)
 
 
 def _kinds(infra: Infra, worker: Child) -> dict[str, PidLister]:

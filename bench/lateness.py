@@ -14,14 +14,14 @@ from celery import Celery
 from sqlalchemy import Engine, select
 
 from bench.infra import Infra, analyze, drumline_app, drumline_env, step, wait_for
-from bench.procs import beat_args, running, worker_args
+from bench.procs import BEAT_READY, beat_args, running, worker_args
 from bench.report import Results
 from bench.seed import ScheduleSeeder
 from models.db import make_engine
 from models.tables import producer_runs
 from models.types import utc_now
 
-LEAD_S = 4.0  # seconds between seeding and the first slot: beat starts meanwhile
+LEAD_S = 3.0  # seconds between seeding and the first slot: beat's next tick sees them
 GRACE_S = 2.0
 
 
@@ -140,18 +140,21 @@ def _measure(
             )
             if not wait_for(lambda: _ping(app) or not worker.alive(), 60, 0.5):
                 raise RuntimeError(f"worker not ready:\n{worker.log()[-2000:]}")
-        first = utc_now() + timedelta(seconds=LEAD_S)
-        spacing = timedelta(seconds=every / plan.producers)
-        ScheduleSeeder(engine, every=f"{int(every)}s").add(
-            plan.producers, lambda i: first + i * spacing
-        )
-        analyze(engine)
-        end = first + timedelta(seconds=seconds)
         events = SentEvents(app).start()
         label = "2 worker processes" if with_workers else "none (beat alone)"
         step(f"lateness: {store}: {plan.producers:,} producers every {every:g}s, workers: {label}")
         beat_cmd = beat_args("workers.app", "beat.scheduler:ProducerScheduler", workdir)
-        with running(beat_cmd, env, workdir / "beat.log"):
+        with running(beat_cmd, env, workdir / "beat.log") as beat:
+            # The first slots fall due once beat is up: its start-up is not lateness.
+            if not wait_for(lambda: beat.logged(BEAT_READY) or not beat.alive(), 120, 0.2):
+                raise RuntimeError(f"beat not ready:\n{beat.log()[-2000:]}")
+            first = utc_now() + timedelta(seconds=LEAD_S)
+            spacing = timedelta(seconds=every / plan.producers)
+            ScheduleSeeder(engine, every=f"{int(every)}s").add(
+                plan.producers, lambda i: first + i * spacing
+            )
+            analyze(engine)
+            end = first + timedelta(seconds=seconds)
             time.sleep(max(0.0, (end - utc_now()).total_seconds() + GRACE_S))
         in_window = {uuid: pair for uuid, pair in events.sent.items() if first <= pair[0] < end}
         if with_workers:

@@ -19,6 +19,8 @@ from workers.local.child import ChildProcess
 
 _LIVE: set[Child] = set()
 STOP_GRACE_S = 15.0
+# What drumline's beat logs once it has read its settings, before its first tick.
+BEAT_READY = "beat: producer schedules in"
 
 
 class Child(ChildProcess):

@@ -146,6 +146,43 @@ def lateness_table(results: Results) -> str:
     return _table(headers, rows)
 
 
+def burst_table(results: Results) -> str:
+    rows = []
+    for r in results.rows("burst"):
+        sent = r["sent_ms"]
+        rows.append(
+            [
+                r["system"],
+                r["store"],
+                r["due"],
+                r["beats"],
+                r["workers"],
+                r["sent"],
+                r["drain_s"],
+                r["rate"],
+                sent["p50"],
+                sent["p99"],
+                r.get("last_started_s"),
+                r.get("note", ""),
+            ]
+        )
+    headers = [
+        "system",
+        "store",
+        "due at once",
+        "beats",
+        "worker processes",
+        "sent",
+        "last sent after, s",
+        "sent/s",
+        "sent p50, ms",
+        "sent p99, ms",
+        "last started after, s",
+        "note",
+    ]
+    return _table(headers, rows)
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or not b or math.isnan(a) or math.isnan(b):
         return None
@@ -208,26 +245,8 @@ def targets(results: Results) -> list[Row]:
                         f"{sender} / {name} ({store})", _ratio(ours["rate"], base["rate"]), 2.0
                     )
                 )
-    raw_e2e = results.find("end_to_end", system="raw Celery no-op")
-    like_ours = results.find("end_to_end", system="raw Celery no-op, drumline's settings")
-    for store in ("postgresql", "sqlite"):
-        ours = results.find("end_to_end", system="drumline demo.noop", store=store)
-        if ours is not None and raw_e2e is not None:
-            out.append(
-                _target(
-                    f"end-to-end / raw Celery no-op ({store})",
-                    _ratio(ours["rate"], raw_e2e["rate"]),
-                    0.6,
-                )
-            )
-        if ours is not None and like_ours is not None:
-            out.append(
-                _context(
-                    f"end-to-end / raw Celery with drumline's settings ({store})",
-                    _ratio(ours["rate"], like_ours["rate"]),
-                    0.6,
-                )
-            )
+    out += _end_to_end_targets(results)
+    out += _burst_targets(results)
     for row in results.rows("lateness"):
         out.append(
             _target(
@@ -238,6 +257,94 @@ def targets(results: Results) -> list[Row]:
                 below=True,
             )
         )
+    return out
+
+
+def _end_to_end_targets(results: Results) -> list[Row]:
+    out: list[Row] = []
+    defaults = results.find("end_to_end", system="raw Celery no-op")
+    like_ours = results.find("end_to_end", system="raw Celery no-op, drumline's settings")
+    like_ours_off = results.find(
+        "end_to_end", system="raw Celery no-op, drumline's settings, events off"
+    )
+
+    def rate(row: Row | None) -> float | None:
+        return None if row is None else row["rate"]
+
+    def worker_cpu(row: Row | None) -> float | None:
+        return None if row is None else row.get("cpu_ms", {}).get("worker")
+
+    for store in ("postgresql", "sqlite"):
+        ours = results.find("end_to_end", system="drumline demo.noop", store=store)
+        off = results.find(
+            "end_to_end", system="drumline demo.noop, DRUMLINE_TASK_EVENTS=off", store=store
+        )
+        if ours is None:
+            continue
+        out.append(
+            _target(
+                f"worker CPU per run / raw no-op with the same settings ({store})",
+                _ratio(worker_cpu(ours), worker_cpu(like_ours)),
+                1.3,
+                below=True,
+            )
+        )
+        out.append(
+            _target(
+                f"end-to-end / raw Celery with the same settings ({store})",
+                _ratio(rate(ours), rate(like_ours)),
+                0.8,
+            )
+        )
+        out.append(
+            _target(
+                f"end-to-end, task events off / raw Celery's defaults ({store})",
+                _ratio(rate(off), rate(defaults)),
+                0.6,
+            )
+        )
+        out.append(
+            _context(
+                f"end-to-end / raw Celery's defaults, both with events as configured ({store})",
+                _ratio(rate(ours), rate(defaults)),
+                0.6,
+            )
+        )
+        out.append(
+            _context(
+                f"end-to-end, task events off / raw Celery with the same settings ({store})",
+                _ratio(rate(off), rate(like_ours_off)),
+                0.8,
+            )
+        )
+    return out
+
+
+def _burst_targets(results: Results) -> list[Row]:
+    out: list[Row] = []
+    redbeat = results.find("burst", system="RedBeat")
+    for store in ("sqlite", "postgresql"):
+        one = results.find("burst", system="drumline", store=store, beats=1, workers=0)
+        two = results.find("burst", system="drumline", store=store, beats=2, workers=0)
+        if one is None:
+            continue
+        out.append(
+            _target(
+                f"burst of {one['due']:,}: drain time, 1 beat / RedBeat ({store})",
+                _ratio(one["drain_s"], redbeat["drain_s"] if redbeat else None),
+                0.1,
+                below=True,
+            )
+        )
+        if two is not None:
+            gain = _ratio(two["rate"], one["rate"])
+            out.append(
+                _target(
+                    f"burst of {one['due']:,}: rate a second beat adds / 1 beat's ({store})",
+                    None if gain is None else gain - 1,
+                    0.6,
+                )
+            )
     return out
 
 
@@ -285,6 +392,7 @@ def markdown(results: Results) -> str:
         ("2. Dispatch rate (D = 10,000 due at once)", "dispatch", dispatch_table),
         ("3. End to end (2 prefork worker processes)", "end_to_end", e2e_table),
         ("4. Lateness", "lateness", lateness_table),
+        ("5. Burst (N due at the same instant)", "burst", burst_table),
     ]
     for title, key, render in sections:
         if results.rows(key):

@@ -277,3 +277,35 @@ def test_no_flower_path_answers_without_credentials(
     for path in ("/", "/metrics", "/healthcheck", "/api/tasks", "/tasks", "/static/css/flower.css"):
         assert served[path] == 200, (path, served)
     assert served[f"/task/{task_id}"] == 200, served
+
+
+@pytest.mark.parametrize("empty_db_url", ["sqlite"], indirect=True)
+def test_flower_shows_the_runs_beat_sent_before_any_worker_takes_them(
+    env: dict[str, str], engine: Engine, tmp_path: Path
+) -> None:
+    """Beat's task-sent events reach Flower (grouped, as Celery's worker groups its own): with
+    no worker on the producers queue, they are all Flower can know of these runs."""
+    env = {**env, "DRUMLINE_TASK_EVENTS": "sent"}
+    port = free_port()
+    definition = {
+        "name": "queued",
+        "producers": {"tick": journal_producer(tmp_path / "journal.jsonl", interval="1s")},
+    }
+    with (
+        running_flower(env, tmp_path, port, f"{USER}:{PASSWORD}"),
+        running_worker(env, tmp_path, name="life", queues="lifecycle"),
+        running_beat(env, tmp_path),
+    ):
+        wait_until(lambda: answers(port), 15, "Flower's API to answer")
+        deploy(env, definition)
+
+        def sent() -> list[dict[str, Any]]:
+            status, tasks = get(port, "/api/tasks?limit=1000", f"{USER}:{PASSWORD}")
+            assert status == 200
+            runs = [task for task_id, task in tasks.items() if task_id.startswith("queued.tick@")]
+            return [task for task in runs if task.get("name") == "drumline.run_producer"]
+
+        wait_until(lambda: len(sent()) >= 1, 30, "Flower to list a run beat sent")
+        [task, *_] = sent()
+        assert task["state"] == "PENDING" and task["sent"] is not None, task
+        assert "claim_token" in task["kwargs"], task

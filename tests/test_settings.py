@@ -44,7 +44,7 @@ def test_the_written_defaults_are_what_an_empty_environment_reads() -> None:
     assert settings.lease == timedelta(seconds=300)
     assert settings.lock_timeout == timedelta(seconds=60)
     assert settings.lock_wait == timedelta(seconds=10)
-    assert settings.beat_batch == 500
+    assert settings.beat_batch == 2000
     assert settings.producer_modules == ()
     assert settings.celery_config_module is None
     assert settings.database_url == "sqlite:////nonexistent/drumline.db"
@@ -101,6 +101,8 @@ def test_each_output_bound_has_its_own_variable() -> None:
         ("DRUMLINE_OUTPUT_MAX_DEPTH", "1000", "must be at most 256"),
         # Refused, not truncated to 1.
         ("DRUMLINE_BEAT_BATCH", "1.5", "must be a whole number"),
+        ("DRUMLINE_TASK_EVENTS", "ALL", "must be one of off, sent, all"),
+        ("DRUMLINE_TASK_EVENTS", "none", "must be one of off, sent, all"),
     ],
 )
 def test_a_bad_value_is_refused_naming_its_variable(
@@ -142,3 +144,15 @@ def test_beat_has_no_defaults_of_its_own_and_names_a_missing_key(key: str) -> No
     del conf[key]
     with pytest.raises(ImproperlyConfigured, match=f"^{key} is not set in the Celery config$"):
         BeatSettings.from_conf(conf)
+
+
+@pytest.mark.parametrize(
+    ("value", "sent", "worker"),
+    [(None, True, True), ("all", True, True), ("sent", True, False), ("off", False, False)],
+)
+def test_task_events_turn_celerys_sent_and_worker_events_on_and_off(
+    value: str | None, sent: bool, worker: bool
+) -> None:
+    environ = NOWHERE if value is None else {**NOWHERE, "DRUMLINE_TASK_EVENTS": value}
+    conf = celery_config(Settings.from_env(environ))
+    assert (conf["task_send_sent_event"], conf["worker_send_task_events"]) == (sent, worker)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,15 @@ DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 MAX_OUTPUT_BYTES = 16 * 1024 * 1024
 # The shortest bearer token `drumline web` accepts: guessing 24 characters is hopeless.
 MIN_TOKEN_CHARS = 24
+
+
+class TaskEvents(StrEnum):
+    """Which Celery task events are sent (`DRUMLINE_TASK_EVENTS`). Flower needs ALL; drumline's
+    own run history and commands need none. Each costs a Redis PUBLISH per run."""
+
+    OFF = "off"  # none: the fastest; Flower shows no tasks
+    SENT = "sent"  # beat's task-sent only: Flower lists each run as sent, never its outcome
+    ALL = "all"  # also the workers' received, started, succeeded and failed: what Flower shows
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,7 @@ class Settings:
     lock_wait: timedelta
     beat_batch: int
     beat_max_interval: timedelta
+    task_events: TaskEvents
     # Run history retention (None: that rule is off) and how often a prune pass is sent.
     run_max_age: timedelta | None
     runs_kept_per_producer: int | None
@@ -283,6 +294,14 @@ def _http_url(field: Field, raw: str) -> str:
     return raw.rstrip("/")
 
 
+def _task_events(field: Field, raw: str) -> TaskEvents:
+    try:
+        return TaskEvents(raw)
+    except ValueError:
+        allowed = ", ".join(choice.value for choice in TaskEvents)
+        raise SettingsError(f"{field.variable}={raw!r} must be one of {allowed}") from None
+
+
 def _broker(earlier: Mapping[str, Any]) -> str:
     return announced_broker(earlier["data_dir"]) or DEFAULT_BROKER_URL
 
@@ -394,7 +413,9 @@ FIELDS: tuple[Field, ...] = (
         "DRUMLINE_BEAT_BATCH",
         "beat_batch",
         _whole,
-        "500",
+        # A burst of due slots drains about twice as fast as with 500: each claim also walks
+        # the rows claimed before it (bench/README.md, "Burst").
+        "2000",
         "due slots claimed and sent per beat tick (at least 1)",
         minimum=1,
     ),
@@ -405,6 +426,14 @@ FIELDS: tuple[Field, ...] = (
         "1",
         "longest beat sleep, so a newly deployed earlier run is seen within it (at least 0.01)",
         minimum=0.01,
+    ),
+    Field(
+        "DRUMLINE_TASK_EVENTS",
+        "task_events",
+        _task_events,
+        TaskEvents.ALL.value,
+        "Celery task events: `all` (what Flower needs), `sent` (beat's task-sent only) or `off`"
+        " (fastest; drumline's own history and commands need none)",
     ),
     Field(
         "DRUMLINE_RUN_RETENTION_DAYS",

@@ -10,7 +10,7 @@ from kombu.entity import Exchange, Queue
 
 from beat.dispatch import PRODUCERS_QUEUE
 from workers.services.redis_client import is_sentinel, transport_options
-from workers.settings import Settings
+from workers.settings import Settings, TaskEvents
 from workers.tasks.redis_transport import REDIS_TRANSPORT, SENTINEL_TRANSPORT
 
 LIFECYCLE_QUEUE = "lifecycle"
@@ -51,9 +51,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             **transport_options(settings.result_backend, settings.sentinel_master),
         },
         "visibility_timeout": visibility,
-        # Events on, so Flower shows every run.
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # Flower shows every run with `all` (the default); see TaskEvents for the trade-off.
+        "worker_send_task_events": settings.task_events is TaskEvents.ALL,
+        "task_send_sent_event": settings.task_events is not TaskEvents.OFF,
         "task_track_started": True,
         "result_expires": 24 * 3600,
         "broker_connection_retry_on_startup": True,
