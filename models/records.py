@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +34,7 @@ class ScheduleSpec:
     timezone: str
     next_run_at: datetime | None
     paused: bool = False
+    policy: JSONDict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,10 @@ class ScheduleRecord:
     schedule_value: str
     timezone: str
     paused: bool
+    paused_at: datetime | None
+    paused_by: str | None
+    pause_note: str | None
+    policy: JSONDict
     next_run_at: datetime | None
     claimed_until: datetime | None
     claim_token: str | None

@@ -38,6 +38,7 @@ from sqlalchemy.dialects import postgresql
 from models.records import RunRecord, ScheduleRecord, SlotOutcome
 from models.run_store import run_record
 from models.schedule_store import schedule_record
+from models.slot_ledger_store import Ledger, record_ledger, record_statement
 from models.tables import producer_runs, producer_schedules, workflows
 from models.transactions import bind, insert_for, transaction
 from models.vocabulary import RunStatus, SkipReason, Trigger
@@ -131,16 +132,20 @@ class RunPath:
         duration_ms: float,
         error: str | None,
         result: Any,
+        ledger: Ledger,
         now: datetime,
     ) -> str:
-        """Write the outcome back and finish the run row; returns the run's final status:
-        the outcome's, or `superseded` if the claim was lost and the schedule left alone."""
+        """Write the outcome back, finish the run row and record the ledger entries (the run's
+        own slot first); returns the run's final status: the outcome's, or `superseded` if the
+        claim was lost, the schedule left alone and only the own slot recorded, as superseded."""
         if self._single_statement:
-            params = _commit_slot_params(
-                schedule_id, claim_token, outcome, now=now
-            ) | _finish_params(run_id, outcome.status, now, duration_ms, error, result)
+            params = (
+                _commit_slot_params(schedule_id, claim_token, outcome, now=now)
+                | _finish_params(run_id, outcome.status, now, duration_ms, error, result)
+                | ledger.params(now)
+            )
             with self._autocommit() as conn:
-                return str(conn.execute(_FINISH_PG, params).scalar_one())
+                return str(conn.execute(_finish_pg(len(ledger.entries)), params).scalar_one())
         with self.engine.begin() as conn:
             held = self.commit_slot(schedule_id, claim_token, outcome, now=now, conn=conn)
             status = outcome.status if held else RunStatus.SUPERSEDED
@@ -153,7 +158,16 @@ class RunPath:
                 result=result,
                 conn=conn,
             )
+            self.record_outcomes(ledger, now=now, held=held, conn=conn)
         return status
+
+    def record_outcomes(
+        self, ledger: Ledger, *, now: datetime, held: bool = True, conn: Connection | None = None
+    ) -> None:
+        """Record ledger entries; `held` False: only the first, as superseded (see
+        `models.slot_ledger_store.record_statement`)."""
+        with transaction(self.engine, conn) as c:
+            record_ledger(c, ledger, now=now, held=held)
 
     def take_claim(
         self,
@@ -197,16 +211,21 @@ class RunPath:
         outcome: SlotOutcome,
         *,
         now: datetime,
+        ledger: Ledger | None = None,
         conn: Connection | None = None,
     ) -> bool:
-        """Write a finished slot back, only if `claim_token` still holds the claim.
+        """Write a finished slot back, only if `claim_token` still holds the claim, with the
+        ledger entries of the slots it passes.
 
         False means the claim was lost (lease expired and re-sent, or the schedule changed):
         nothing is written, so a run never overwrites a newer schedule.
         """
         params = _commit_slot_params(schedule_id, claim_token, outcome, now=now)
         with transaction(self.engine, conn) as c:
-            return c.execute(_COMMIT_SLOT, params).rowcount == 1
+            held = c.execute(_COMMIT_SLOT, params).rowcount == 1
+            if held and ledger is not None:
+                self.record_outcomes(ledger, now=now, conn=c)
+        return held
 
     # --- the run row ---------------------------------------------------------------------------
 
@@ -579,22 +598,23 @@ def _started_slot(row: Row[Any]) -> StartedSlot:
     )
 
 
-def _finish_statement() -> Any:
-    """_COMMIT_SLOT, then the run row finished as superseded if it wrote nothing. Parameters:
-    `_commit_slot_params | _finish_params`."""
+@cache
+def _finish_pg(entries: int) -> Any:
+    """_COMMIT_SLOT, then the run row finished (as superseded if it wrote nothing) and the
+    `entries` ledger rows recorded under the same fence, in one statement. Parameters:
+    `_commit_slot_params | _finish_params | Ledger.params`."""
     slot = _COMMIT_SLOT.returning(producer_schedules.c.id).cte("slot")
     held = exists(select(slot.c.id))
-    return (
-        _FINISH_RUN.values(
-            status=case((held, bind("b_status", _r.status)), else_=RunStatus.SUPERSEDED.value)
-        )
-        .add_cte(slot)
-        .returning(_r.status)
-    )
+    statement = _FINISH_RUN.values(
+        status=case((held, bind("b_status", _r.status)), else_=RunStatus.SUPERSEDED.value)
+    ).add_cte(slot)
+    if entries:
+        ledger = record_statement("postgresql", entries, held).cte("ledger")
+        statement = statement.add_cte(ledger)
+    return statement.returning(_r.status)
 
 
 _START_PG = _start_statement()
-_FINISH_PG = _finish_statement()
 
 
 # --- triggered runs ----------------------------------------------------------------------------

@@ -51,3 +51,16 @@ class SkipReason(StrEnum):
     # Also the `error` of the run row of a slot skipped because its producer is paused.
     PAUSED = "paused"
     NO_TRIGGER_REQUEST = "no pending trigger request matches (a forged or replayed message)"
+
+
+class SlotFate(StrEnum):
+    """`slot_outcomes.outcome`: the one final outcome of a slot (or of a range of slots)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    SUPERSEDED = "superseded"  # a redeploy changed the schedule while it ran
+    SKIPPED_OVERLAP = "skipped_overlap"  # fell due while the producer's previous run ran
+    COALESCED = "coalesced"  # fell due before a late run started, which stood for it
+    MISSED = "missed"  # past its start deadline, or outside the catch-up window
+    PAUSED = "paused"  # fell due while the producer or its workflow was paused

@@ -34,8 +34,10 @@ from models.log_text import loggable
 from models.plain_json import JsonBounds, PlainJsonError, check_plain_json
 from models.records import RunRecord, ScheduleRecord, SlotOutcome
 from models.run_path import RunPath
-from models.schedules import schedule_from_row
-from models.vocabulary import RunStatus, SkipReason, Trigger
+from models.schedules import Schedule, schedule_from_row
+from models.slot_ledger import LedgerEntry, slots_between
+from models.slot_ledger_store import Ledger
+from models.vocabulary import RunStatus, SkipReason, SlotFate, Trigger
 from workers.registry import ProducerContext, ProducerResult, get_producer
 from workers.services.time_limit import ProducerTimeoutError, TimeLimit
 
@@ -83,6 +85,13 @@ class Execution:
     state: dict[str, Any]
     error: str | None
     duration_ms: float
+    timed_out: bool = False
+
+    def fate(self) -> SlotFate:
+        """The slot ledger's outcome: a timeout is told apart from another failure."""
+        if self.status == RunStatus.SUCCEEDED:
+            return SlotFate.SUCCEEDED
+        return SlotFate.TIMED_OUT if self.timed_out else SlotFate.FAILED
 
 
 Clock = Callable[[], datetime]
@@ -163,6 +172,7 @@ class SlotRunner:
                 self._advance_finished_slot(slot.claim_token, started.schedule, slot, now)
             return SkipReason.ALREADY_FINISHED
         if started.run.status == RunStatus.SKIPPED:
+            self._record_paused(started.schedule, slot, now)
             return SkipReason.PAUSED
         return started.schedule, started.run
 
@@ -182,6 +192,18 @@ class SlotRunner:
             now=now,
         )
 
+    def _record_paused(self, schedule: ScheduleRecord, slot: Slot, now: datetime) -> None:
+        """A paused producer's slot gets its ledger entry (resume may widen it to a range)."""
+        who = schedule.paused_by or "pause"
+        entry = LedgerEntry(
+            slot=slot.scheduled_for,
+            outcome=SlotFate.PAUSED,
+            reason=f"the producer was paused ({who}: {schedule.pause_note or 'no note'})",
+            policy="paused",
+        )
+        ledger = Ledger(schedule.workflow_id, schedule.producer_name, (entry,))
+        self.run_path.record_outcomes(ledger, now=now)
+
     def _advance_finished_slot(
         self, claim_token: str, schedule: ScheduleRecord, slot: Slot, now: datetime
     ) -> None:
@@ -189,13 +211,16 @@ class SlotRunner:
 
         Its own step, after the claim was renewed by this run: the token still holds it.
         """
+        next_run = self._next_run(schedule, slot.scheduled_for, now)
         outcome = SlotOutcome(
             status=schedule.last_status or RunStatus.SKIPPED,
             ran_at=schedule.last_run_at or slot.scheduled_for,
-            next_run_at=self._next_run(schedule, slot.scheduled_for, now),
+            next_run_at=next_run,
             state=schedule.state,
         )
-        self.run_path.commit_slot(schedule.id, claim_token, outcome, now=now)
+        passed = slots_between(_compiled(schedule), slot.scheduled_for, next_run, started_at=now)
+        ledger = Ledger(schedule.workflow_id, schedule.producer_name, tuple(passed))
+        self.run_path.commit_slot(schedule.id, claim_token, outcome, now=now, ledger=ledger)
 
     def _execute(self, slot: Slot, schedule: ScheduleRecord) -> Execution:
         limit = self._timeout(schedule).total_seconds()
@@ -216,13 +241,15 @@ class SlotRunner:
         except Exception as exc:  # any producer failure is recorded, not raised
             elapsed = time.perf_counter() - began
             error = _error_text(exc)
+            timed_out = elapsed > limit or isinstance(exc, ProducerTimeoutError)
             if elapsed > limit and not isinstance(exc, ProducerTimeoutError):
                 error += f"\n{_timed_out(limit, elapsed, 'raised')}"
-            return self._failed(schedule, error, began)
+            return self._failed(schedule, error, began, timed_out=timed_out)
         elapsed = time.perf_counter() - began
         if elapsed > limit:
             # It caught the time limit (perhaps more than once) and returned: not a success.
-            return self._failed(schedule, _timed_out(limit, elapsed, "returned"), began)
+            error = _timed_out(limit, elapsed, "returned")
+            return self._failed(schedule, error, began, timed_out=True)
         try:
             result, state = _unpack(returned, schedule.state)
             check_plain_json(result, self.result_bounds, path="result")
@@ -239,7 +266,9 @@ class SlotRunner:
         )
 
     @staticmethod
-    def _failed(schedule: ScheduleRecord, error: str, began: float) -> Execution:
+    def _failed(
+        schedule: ScheduleRecord, error: str, began: float, *, timed_out: bool = False
+    ) -> Execution:
         """A failed run keeps no result and leaves the state as it was."""
         return Execution(
             status=RunStatus.FAILED,
@@ -247,6 +276,7 @@ class SlotRunner:
             state=schedule.state,
             error=error,
             duration_ms=(time.perf_counter() - began) * 1000,
+            timed_out=timed_out,
         )
 
     def _commit(
@@ -256,21 +286,48 @@ class SlotRunner:
         now = self.clock()
         if slot.claim_token is None:
             return self._commit_triggered(schedule, run, execution, now)
+        next_run = self._next_run(schedule, slot.scheduled_for, now)
         return self.run_path.finish_scheduled(
             schedule_id=schedule.id,
             claim_token=slot.claim_token,
             outcome=SlotOutcome(
                 status=execution.status,
                 ran_at=run.started_at,
-                next_run_at=self._next_run(schedule, slot.scheduled_for, now),
+                next_run_at=next_run,
                 state=execution.state,
             ),
+            ledger=self._ledger(slot, schedule, run, execution, next_run, now),
             run_id=run.id,
             duration_ms=execution.duration_ms,
             error=execution.error,
             result=execution.result,
             now=now,
         )
+
+    def _ledger(
+        self,
+        slot: Slot,
+        schedule: ScheduleRecord,
+        run: RunRecord,
+        execution: Execution,
+        next_run: datetime | None,
+        now: datetime,
+    ) -> Ledger:
+        """The run's own slot, then the slots its commit passes over (see `slots_between`)."""
+        error = execution.error.splitlines()[-1] if execution.error else None
+        own = LedgerEntry(
+            slot=slot.scheduled_for,
+            outcome=execution.fate(),
+            reason=error or f"ran in {execution.duration_ms:.1f} ms",
+            policy=f"timeout={self._timeout(schedule).total_seconds():g}s",
+            attempts=run.attempt,
+            started_at=run.started_at,
+            finished_at=now,
+        )
+        passed = slots_between(
+            _compiled(schedule), slot.scheduled_for, next_run, started_at=run.started_at
+        )
+        return Ledger(schedule.workflow_id, schedule.producer_name, (own, *passed))
 
     def _commit_triggered(
         self, schedule: ScheduleRecord, run: RunRecord, execution: Execution, now: datetime
@@ -294,10 +351,7 @@ class SlotRunner:
     ) -> datetime | None:
         """The next slot after max(scheduled_for, now), on the producer's grid (None for a
         manual-only producer: its ManualSchedule never fires)."""
-        compiled = schedule_from_row(
-            schedule.schedule_type, schedule.schedule_value, schedule.timezone
-        )
-        return compiled.next_after(max(scheduled_for, now), anchor=scheduled_for)
+        return _compiled(schedule).next_after(max(scheduled_for, now), anchor=scheduled_for)
 
     def _timeout(self, schedule: ScheduleRecord) -> timedelta:
         if schedule.timeout_seconds is None:
@@ -312,6 +366,10 @@ class SlotRunner:
             )
             return self.max_timeout
         return asked
+
+
+def _compiled(schedule: ScheduleRecord) -> Schedule:
+    return schedule_from_row(schedule.schedule_type, schedule.schedule_value, schedule.timezone)
 
 
 def _unpack(returned: Any, previous_state: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
