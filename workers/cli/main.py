@@ -15,6 +15,7 @@ from workers.cli.read_commands import ls, runs, status
 from workers.cli.trigger import trigger
 from workers.cli.up import up
 from workers.cli.validate_command import validate
+from workers.cli.why_command import why
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -51,6 +52,7 @@ for command in (
     ls,
     status,
     runs,
+    why,
     trigger,
     dead_letters,
     up,

@@ -16,6 +16,7 @@ from models.read_models import ProducerStatus, producer_status, workflow_overvie
 from models.records import RunRecord, ScheduleRecord
 from models.run_store import RunStore
 from models.schedules import schedule_from_row
+from models.slot_ledger_store import SlotOutcomeRecord, recent_outcomes
 from workers.cli.context import (
     CliContext,
     json_option,
@@ -108,13 +109,27 @@ def status(ctx: CliContext, name: str, as_json: bool) -> None:
     show_default=True,
     help="How many runs, newest first.",
 )
+@click.option(
+    "--outcomes",
+    is_flag=True,
+    help="Show the slot ledger instead: every slot's one outcome (a range of slots is one line).",
+)
 @json_option
 @pass_context
-def runs(ctx: CliContext, name: str, producer: str | None, limit: int, as_json: bool) -> None:
+def runs(
+    ctx: CliContext, name: str, producer: str | None, limit: int, outcomes: bool, as_json: bool
+) -> None:
     """Show the run history of workflow NAME, newest first."""
     workflow = require_workflow(ctx, name)
     if producer is not None:
         require_producer(ctx, workflow, producer, param_hint="--producer")
+    if outcomes:
+        ledger = recent_outcomes(ctx.engine, workflow.id, producer, limit=limit)
+        if as_json:
+            print_json({"workflow": workflow.name, "outcomes": [asdict(r) for r in ledger]})
+        else:
+            _print_outcomes(ledger)
+        return
     records = RunStore(ctx.engine).list(workflow.id, producer_name=producer, limit=limit)
     if as_json:
         print_json({"workflow": workflow.name, "runs": [_run_view(run) for run in records]})
@@ -141,6 +156,22 @@ def runs(ctx: CliContext, name: str, producer: str | None, limit: int, as_json: 
             str(run.attempt),
             shown(run.task_id or "-"),
             shown(last_line(run.error)),
+        )
+    console().print(table)
+
+
+def _print_outcomes(records: list[SlotOutcomeRecord]) -> None:
+    table = Table("producer", "slot", "up to", "slots", "outcome", "attempts", "policy", "reason")
+    for record in records:
+        table.add_row(
+            record.producer_name,
+            when(record.slot),
+            when(record.range_end),
+            "-" if record.slot_count is None else str(record.slot_count),
+            record.outcome,
+            str(record.attempts),
+            shown(record.policy),
+            shown(last_line(record.reason)),
         )
     console().print(table)
 
