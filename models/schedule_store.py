@@ -100,14 +100,19 @@ class ProducerScheduleStore:
         params: JSONDict,
         timeout_seconds: float | None,
         now: datetime,
+        policy: JSONDict | None = None,
         conn: Connection | None = None,
     ) -> bool:
-        """Change what a producer runs with, leaving its schedule, claim and next run alone."""
+        """Change what a producer runs with (and its slot policies, unless None), leaving its
+        schedule, claim and next run alone."""
+        values: JSONDict = {"run": run, "params": params, "timeout_seconds": timeout_seconds}
+        if policy is not None:
+            values["policy"] = policy
         with transaction(self.engine, conn) as c:
             result = c.execute(
                 update(producer_schedules)
                 .where(_s.workflow_id == workflow_id, _s.producer_name == producer_name)
-                .values(run=run, params=params, timeout_seconds=timeout_seconds, updated_at=now)
+                .values(**values, updated_at=now)
             )
         return result.rowcount > 0
 

@@ -64,3 +64,19 @@ class SlotFate(StrEnum):
     COALESCED = "coalesced"  # fell due before a late run started, which stood for it
     MISSED = "missed"  # past its start deadline, or outside the catch-up window
     PAUSED = "paused"  # fell due while the producer or its workflow was paused
+
+
+class OverlapPolicy(StrEnum):
+    """`overlap:` what happens to a slot that falls due while the previous run still runs."""
+
+    SKIP = "skip"  # not run; recorded skipped for overlap
+    BUFFER_ONE = "buffer_one"  # the latest such slot waits and runs right after
+    ALLOW = "allow"  # runs at once, up to `max_concurrent` runs of the producer
+
+
+class CatchupPolicy(StrEnum):
+    """`catchup:` which missed slots run after downtime, a pause or a backlog."""
+
+    LATEST = "latest"  # the most recent missed slot, once
+    ALL = "all"  # every missed slot within the window, oldest first
+    NONE = "none"  # none: wait for the next slot

@@ -17,6 +17,7 @@ from models.records import RunRecord, ScheduleRecord
 from models.run_store import RunStore
 from models.schedules import schedule_from_row
 from models.slot_ledger_store import SlotOutcomeRecord, recent_outcomes
+from models.slot_policy import SlotPolicy
 from workers.cli.context import (
     CliContext,
     json_option,
@@ -63,7 +64,9 @@ def ls(ctx: CliContext, as_json: bool) -> None:
 def status(ctx: CliContext, name: str, as_json: bool) -> None:
     """Show each producer of workflow NAME: schedule, next and last run, failures."""
     workflow = require_workflow(ctx, name)
-    producers = [_producer_view(p) for p in producer_status(ctx.engine, workflow_id=workflow.id)]
+    statuses = producer_status(ctx.engine, workflow_id=workflow.id)
+    rows = [p.schedule for p in statuses]
+    producers = [_producer_view(p) for p in statuses]
     if as_json:
         print_json(
             {
@@ -85,12 +88,12 @@ def status(ctx: CliContext, name: str, as_json: bool) -> None:
         "last failure",
         title=shown(f"{workflow.name} (v{workflow.version}, {workflow.status})"),
     )
-    for view in producers:
+    for row, view in zip(rows, producers, strict=True):
         table.add_row(
             shown(view["name"]),
             shown(view["run"]),
-            view["schedule"],
-            PAUSED if view["paused"] else when(view["next_run_at"], never="never"),
+            f"{view['schedule']}\n{view['policy']}",
+            _paused_cell(row) if view["paused"] else when(view["next_run_at"], never="never"),
             when(view["last_run_at"]),
             view["last_status"] or "-",
             str(view["consecutive_failures"]),
@@ -176,6 +179,11 @@ def _print_outcomes(records: list[SlotOutcomeRecord]) -> None:
     console().print(table)
 
 
+def _paused_cell(row: ScheduleRecord) -> Text:
+    by = paused_by(row)
+    return Text(PAUSED if by is None else f"{PAUSED} by {by}")
+
+
 def shown(text: str) -> Text:
     """Text from the database as a table cell: escaped, and never read as rich markup."""
     return Text(loggable(text))
@@ -191,6 +199,19 @@ def describe_schedule(row: ScheduleRecord) -> str:
     return schedule.describe(exhausted=row.next_run_at is None)
 
 
+def describe_policy(row: ScheduleRecord) -> str:
+    """The producer's slot policies in one line (defaults included)."""
+    return SlotPolicy.from_json(row.policy).describe()
+
+
+def paused_by(row: ScheduleRecord) -> str | None:
+    """Who paused the producer, when and why, in one line; None if nobody said."""
+    if not row.paused or row.paused_by is None:
+        return None
+    note = f": {row.pause_note}" if row.pause_note else ""
+    return loggable(f"{row.paused_by} at {when(row.paused_at)}{note}", 300)
+
+
 def last_failure(error: str | None) -> str | None:
     """A run's error as one short, escaped line (a traceback's last line)."""
     return loggable(last_line(error), FAILURE_CHARS) if error else None
@@ -202,7 +223,11 @@ def _producer_view(producer: ProducerStatus) -> dict[str, Any]:
         "name": row.producer_name,
         "run": row.run,
         "schedule": describe_schedule(row),
+        "policy": describe_policy(row),
         "paused": row.paused,
+        "paused_by": row.paused_by if row.paused else None,
+        "paused_at": row.paused_at if row.paused else None,
+        "pause_note": row.pause_note if row.paused else None,
         # A paused producer's stored next run passes without a run: it has none.
         "next_run_at": None if row.paused else row.next_run_at,
         "last_run_at": row.last_run_at,

@@ -267,6 +267,7 @@ class Lifecycle:
                     run=spec.run,
                     params=spec.params,
                     timeout_seconds=spec.timeout_seconds,
+                    policy=spec.policy,
                     now=now,
                     conn=conn,
                 )
@@ -364,6 +365,7 @@ def _spec(
         timezone=schedule.timezone,
         next_run_at=next_run_at,
         paused=workflow.status == WorkflowStatus.PAUSED,
+        policy=producer.slot_policy.to_json(),
     )
 
 
@@ -371,8 +373,10 @@ def _schedule_of(row: ScheduleRecord | ScheduleSpec) -> tuple[str, str, str]:
     return (row.schedule_type, row.schedule_value, row.timezone)
 
 
-def _config_of(row: ScheduleRecord | ScheduleSpec) -> tuple[str, JSONDict, float | None]:
-    return (row.run, row.params, row.timeout_seconds)
+def _config_of(
+    row: ScheduleRecord | ScheduleSpec,
+) -> tuple[str, JSONDict, float | None, JSONDict]:
+    return (row.run, row.params, row.timeout_seconds, row.policy)
 
 
 def _names(rows: Sequence[ScheduleRecord]) -> list[str]:
