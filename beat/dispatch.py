@@ -80,8 +80,9 @@ class RunProducerPublisher:
         producer.maybe_declare(self._queue)
 
     def publish(self, producer: Any, slot: ClaimedSlot) -> str:
-        """Publish one slot's task; returns its id. The message expires with the claim: one not
-        started within the lease is dropped, and beat claims and sends the slot again."""
+        """Publish one slot's task; returns its id. The message expires with the claim (or at
+        the slot's start deadline, if sooner): one not started by then is dropped, and beat
+        claims the slot again, to send it or, past its deadline, record it missed."""
         task_id, kwargs = run_producer_call(
             slot.workflow_id,
             slot.workflow_name,
@@ -94,7 +95,7 @@ class RunProducerPublisher:
             RUN_PRODUCER,
             (),
             kwargs,
-            expires=slot.claimed_until,
+            expires=slot.message_expires,
             # Runs are recorded in the database, so no result is stored or awaited.
             ignore_result=True,
             # Precomputed reprs for Flower and logs: Celery's saferepr of every message is costly.

@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -22,8 +22,10 @@ from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DBAPIError
 
 from beat.dispatch import RunProducerPublisher
+from models.catchup import plan_slot
 from models.claims import BeatClaims
 from models.db import make_engine, redact_url
+from models.log_text import loggable
 from models.records import ClaimedSlot
 from models.types import utc_now
 
@@ -162,13 +164,41 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
 
     def _dispatch_due(self) -> float:
         now = utc_now()
-        slots = self.store.claim_due(now=now, lease=self.settings.lease, limit=self.settings.batch)
-        if not slots:
+        claimed = self.store.claim_due(
+            now=now, lease=self.settings.lease, limit=self.settings.batch
+        )
+        if not claimed:
             return self._until_next_wakeup()
-        self._publish(slots)
-        if len(slots) >= self.settings.batch:
+        slots = self._catch_up(claimed, now)
+        if slots:
+            self._publish(slots)
+        if len(claimed) >= self.settings.batch:
             return 0.0
         return self._until_next_wakeup()
+
+    def _catch_up(self, claimed: list[ClaimedSlot], now: datetime) -> list[ClaimedSlot]:
+        """The messages to send for the claimed slots: a late slot first goes through its
+        producer's catch-up policy (`models.catchup`), which may send another slot or none
+        and records the slots passed over. If that fails, every claim is given back."""
+        slots = []
+        try:
+            for slot in claimed:
+                message, decision = plan_slot(slot, now)
+                if decision is not None:
+                    if not self.store.move_claimed(slot, decision, now=now):
+                        continue  # the claim was lost: another beat's or a redeploy's now
+                    logger.info(
+                        "beat: %s late: %s",
+                        loggable(f"{slot.workflow_name}.{slot.producer_name}"),
+                        "; ".join(f"{e.outcome} from {e.slot:%H:%M:%S}" for e in decision.entries)
+                        or "runs as it is",
+                    )
+                if message is not None:
+                    slots.append(message)
+        except BaseException:
+            self._release(claimed)
+            raise
+        return slots
 
     def _publish(self, slots: list[ClaimedSlot]) -> None:
         """Send the batch over one broker connection, pipelined (kombu's `Producer.batch`).

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Boolean,
     Connection,
     Engine,
+    Integer,
     Row,
     Update,
     bindparam,
@@ -168,6 +169,77 @@ class RunPath:
         `models.slot_ledger_store.record_statement`)."""
         with transaction(self.engine, conn) as c:
             record_ledger(c, ledger, now=now, held=held)
+
+    def retry_later(
+        self,
+        *,
+        schedule_id: int,
+        claim_token: str,
+        run_id: int,
+        retry_at: datetime,
+        duration_ms: float,
+        error: str | None,
+        ledger: Ledger,
+        now: datetime,
+    ) -> str:
+        """Keep a failed slot for another attempt at `retry_at`, in one transaction: the claim
+        is dropped and the row held back until then (beat claims it again at `retry_at`), and
+        the run row waits as `retrying`. If the claim was lost, the run is superseded instead
+        (with its ledger entry: `ledger` holds only the own slot). Returns the run's status."""
+        with self.engine.begin() as conn:
+            held = (
+                conn.execute(
+                    update(producer_schedules)
+                    .where(_s.id == schedule_id, _s.claim_token == claim_token)
+                    .values(claimed_until=retry_at, claim_token=None, updated_at=now)
+                ).rowcount
+                == 1
+            )
+            status = RunStatus.RETRYING if held else RunStatus.SUPERSEDED
+            self.finish_run(
+                run_id,
+                status=status,
+                finished_at=now,
+                duration_ms=duration_ms,
+                error=error,
+                result=None,
+                conn=conn,
+            )
+            if not held:
+                record_ledger(conn, ledger, now=now, held=False)
+        return status
+
+    def miss_scheduled(
+        self,
+        *,
+        schedule_id: int,
+        claim_token: str,
+        outcome: SlotOutcome,
+        run_id: int,
+        reason: str,
+        ledger: Ledger,
+        now: datetime,
+    ) -> str:
+        """A slot that started too late is not run: its run row is finished skipped with the
+        reason and the slot committed like a run's (its ledger entry saying missed), in one
+        transaction. Returns the run's status (`superseded` if the claim was lost)."""
+        with self.engine.begin() as conn:
+            held = self.commit_slot(
+                schedule_id, claim_token, outcome, now=now, ledger=ledger, conn=conn
+            )
+            status = RunStatus.SKIPPED if held else RunStatus.SUPERSEDED
+            self.finish_run(
+                run_id,
+                status=status,
+                finished_at=now,
+                duration_ms=0.0,
+                error=reason,
+                result=None,
+                conn=conn,
+            )
+            if not held:
+                record_ledger(conn, ledger, now=now, held=False)
+        return status
 
     def take_claim(
         self,
@@ -402,6 +474,12 @@ def _take_claim_params(
     }
 
 
+_SUCCEEDED = bindparam("b_succeeded", type_=Boolean())
+_FAILED = bindparam("b_failed", type_=Boolean())
+# NULL (no pause_after_failures) compares as unknown: never true.
+_AUTO_PAUSE = _FAILED & (_s.consecutive_failures + 1 >= bindparam("b_pause_after", type_=Integer()))
+AUTO_PAUSE = "auto-pause"
+
 _COMMIT_SLOT: Update = (
     update(producer_schedules)
     .where(
@@ -413,12 +491,17 @@ _COMMIT_SLOT: Update = (
         last_run_at=bind("b_last_run_at", _s.last_run_at),
         last_status=bind("b_last_status", _s.last_status),
         consecutive_failures=case(
-            (bindparam("b_succeeded", type_=Boolean()), 0), else_=_s.consecutive_failures + 1
+            (_SUCCEEDED, 0), (_FAILED, _s.consecutive_failures + 1), else_=_s.consecutive_failures
         ),
         state=bind("b_state", _s.state),
         claimed_until=None,
         claim_token=None,
         updated_at=bind("b_now", _s.updated_at),
+        # pause_after_failures: the failure that reaches it pauses the producer, saying why.
+        paused=case((_AUTO_PAUSE, true()), else_=_s.paused),
+        paused_at=case((_AUTO_PAUSE, bind("b_now", _s.paused_at)), else_=_s.paused_at),
+        paused_by=case((_AUTO_PAUSE, literal(AUTO_PAUSE)), else_=_s.paused_by),
+        pause_note=case((_AUTO_PAUSE, bind("b_pause_note", _s.pause_note)), else_=_s.pause_note),
     )
 )
 
@@ -433,6 +516,9 @@ def _commit_slot_params(
         "b_last_run_at": outcome.ran_at,
         "b_last_status": outcome.status,
         "b_succeeded": outcome.status == RunStatus.SUCCEEDED,
+        "b_failed": outcome.status == RunStatus.FAILED,
+        "b_pause_after": outcome.pause_after_failures,
+        "b_pause_note": outcome.pause_note,
         "b_state": outcome.state,
         "b_now": now,
     }
@@ -443,8 +529,9 @@ def _commit_slot_params(
 
 def _take_over_running(stmt: Any) -> Any:
     """The rule for an INSERT of a starting row into a slot that has one already: take over a
-    slot whose last attempt died running (still `running`: attempt + 1, now running or skipped
-    as the INSERT says); leave a finished slot alone, so the INSERT returns nothing and the
+    slot whose last attempt died running (still `running`) or failed and waits for a retry
+    (`retrying`): attempt + 1, now running or skipped as the INSERT says; leave a finished
+    slot alone, so the INSERT returns nothing and the
     slot is not run again."""
     return stmt.on_conflict_do_update(
         index_elements=[_r.workflow_id, _r.producer_name, _r.scheduled_for],
@@ -456,7 +543,7 @@ def _take_over_running(stmt: Any) -> Any:
             "error": stmt.excluded.error,
             "finished_at": stmt.excluded.finished_at,
         },
-        where=_r.status == RunStatus.RUNNING,
+        where=_r.status.in_([RunStatus.RUNNING.value, RunStatus.RETRYING.value]),
     )
 
 

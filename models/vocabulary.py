@@ -33,6 +33,8 @@ class RunStatus(StrEnum):
     # A trigger request `drumline trigger` recorded; a worker starts it only if its message
     # carries the same `trigger_token` (so a forged message cannot run anything).
     PENDING = "pending"
+    # A failed attempt whose slot is tried again (`retries:`); the next attempt takes it over.
+    RETRYING = "retrying"
 
 
 class Trigger(StrEnum):

@@ -30,14 +30,23 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from models.catchup import latest_due
 from models.log_text import loggable
 from models.plain_json import JsonBounds, PlainJsonError, check_plain_json
 from models.records import RunRecord, ScheduleRecord, SlotOutcome
 from models.run_path import RunPath
-from models.schedules import Schedule, schedule_from_row
+from models.schedules import Schedule, format_interval, schedule_from_row
 from models.slot_ledger import LedgerEntry, slots_between
 from models.slot_ledger_store import Ledger
-from models.vocabulary import RunStatus, SkipReason, SlotFate, Trigger
+from models.slot_policy import SlotPolicy
+from models.vocabulary import (
+    CatchupPolicy,
+    OverlapPolicy,
+    RunStatus,
+    SkipReason,
+    SlotFate,
+    Trigger,
+)
 from workers.registry import ProducerContext, ProducerResult, get_producer
 from workers.services.time_limit import ProducerTimeoutError, TimeLimit
 
@@ -132,8 +141,15 @@ class SlotRunner:
             logger.info("%s skipped: %s: not run", slot.label, started)
             return {"slot": slot.label, "status": f"skipped: {started}"}
         schedule, run = started
+        policy = SlotPolicy.from_json(schedule.policy)
+        late = run.started_at - slot.scheduled_for
+        deadline = policy.start_deadline
+        if slot.claim_token is not None and deadline is not None and late > deadline:
+            status = self._miss(slot, schedule, run, policy, late)
+            logger.info("%s %s: missed its start deadline by %s", slot.label, status, late)
+            return {"slot": slot.label, "status": status}
         execution = self._execute(slot, schedule)
-        status = self._commit(slot, schedule, run, execution)
+        status = self._commit(slot, schedule, run, execution, policy)
         logger.info(
             "%s %s in %.1f ms (trigger=%s attempt=%d)%s",
             slot.label,
@@ -211,7 +227,8 @@ class SlotRunner:
 
         Its own step, after the claim was renewed by this run: the token still holds it.
         """
-        next_run = self._next_run(schedule, slot.scheduled_for, now)
+        policy = SlotPolicy.from_json(schedule.policy)
+        next_run = self._next_run(schedule, policy, slot.scheduled_for, now, now)
         outcome = SlotOutcome(
             status=schedule.last_status or RunStatus.SKIPPED,
             ran_at=schedule.last_run_at or slot.scheduled_for,
@@ -279,14 +296,72 @@ class SlotRunner:
             timed_out=timed_out,
         )
 
-    def _commit(
-        self, slot: Slot, schedule: ScheduleRecord, run: RunRecord, execution: Execution
+    def _miss(
+        self,
+        slot: Slot,
+        schedule: ScheduleRecord,
+        run: RunRecord,
+        policy: SlotPolicy,
+        late: timedelta,
     ) -> str:
-        """Finish the run row and write the schedule back, in one atomic step."""
+        """A slot that could not start within its start deadline is recorded missed, not run."""
+        assert slot.claim_token is not None and policy.start_deadline is not None
+        now = self.clock()
+        next_run = self._next_run(schedule, policy, slot.scheduled_for, run.started_at, now)
+        deadline = format_interval(policy.start_deadline)
+        reason = f"missed: could not start within its start deadline ({deadline}); {late} late"
+        own = LedgerEntry(
+            slot=slot.scheduled_for,
+            outcome=SlotFate.MISSED,
+            reason=reason,
+            policy=f"start_deadline={deadline}",
+            attempts=run.attempt - 1,
+        )
+        passed = slots_between(
+            _compiled(schedule), slot.scheduled_for, next_run, started_at=run.started_at
+        )
+        return self.run_path.miss_scheduled(
+            schedule_id=schedule.id,
+            claim_token=slot.claim_token,
+            outcome=SlotOutcome(
+                status=RunStatus.SKIPPED,
+                ran_at=schedule.last_run_at or slot.scheduled_for,
+                next_run_at=next_run,
+                state=schedule.state,
+            ),
+            run_id=run.id,
+            reason=reason,
+            ledger=Ledger(schedule.workflow_id, schedule.producer_name, (own, *passed)),
+            now=now,
+        )
+
+    def _commit(
+        self,
+        slot: Slot,
+        schedule: ScheduleRecord,
+        run: RunRecord,
+        execution: Execution,
+        policy: SlotPolicy,
+    ) -> str:
+        """Finish the run row and write the schedule back, in one atomic step; or keep a failed
+        slot for another attempt (`retries:`)."""
         now = self.clock()
         if slot.claim_token is None:
             return self._commit_triggered(schedule, run, execution, now)
-        next_run = self._next_run(schedule, slot.scheduled_for, now)
+        compiled = _compiled(schedule)
+        retry_at = _retry_at(compiled, policy, slot.scheduled_for, run.attempt, execution, now)
+        if retry_at is not None:
+            return self.run_path.retry_later(
+                schedule_id=schedule.id,
+                claim_token=slot.claim_token,
+                run_id=run.id,
+                retry_at=retry_at,
+                duration_ms=execution.duration_ms,
+                error=execution.error,
+                ledger=self._ledger(slot, schedule, run, execution, None, now),
+                now=now,
+            )
+        next_run = self._next_run(schedule, policy, slot.scheduled_for, run.started_at, now)
         return self.run_path.finish_scheduled(
             schedule_id=schedule.id,
             claim_token=slot.claim_token,
@@ -295,6 +370,8 @@ class SlotRunner:
                 ran_at=run.started_at,
                 next_run_at=next_run,
                 state=execution.state,
+                pause_after_failures=policy.pause_after_failures,
+                pause_note=_pause_note(policy, execution),
             ),
             ledger=self._ledger(slot, schedule, run, execution, next_run, now),
             run_id=run.id,
@@ -347,11 +424,27 @@ class SlotRunner:
         )
 
     def _next_run(
-        self, schedule: ScheduleRecord, scheduled_for: datetime, now: datetime
+        self,
+        schedule: ScheduleRecord,
+        policy: SlotPolicy,
+        scheduled_for: datetime,
+        started_at: datetime,
+        now: datetime,
     ) -> datetime | None:
-        """The next slot after max(scheduled_for, now), on the producer's grid (None for a
-        manual-only producer: its ManualSchedule never fires)."""
-        return _compiled(schedule).next_after(max(scheduled_for, now), anchor=scheduled_for)
+        """The slot the producer runs next, on its grid (None for a manual-only producer: its
+        ManualSchedule never fires): the first slot after max(scheduled_for, now), except
+        that `catchup: all` runs a slot that fell due before this run started, and
+        `overlap: buffer_one` the latest slot that fell due while it ran."""
+        compiled = _compiled(schedule)
+        following = compiled.next_after(scheduled_for, anchor=scheduled_for)
+        if following is None:
+            return None
+        if policy.catchup == CatchupPolicy.ALL and following <= started_at:
+            return following
+        during = compiled.next_after(max(started_at, scheduled_for), anchor=scheduled_for)
+        if policy.overlap == OverlapPolicy.BUFFER_ONE and during is not None and during <= now:
+            return latest_due(compiled, during, now)
+        return compiled.next_after(max(scheduled_for, now), anchor=scheduled_for)
 
     def _timeout(self, schedule: ScheduleRecord) -> timedelta:
         if schedule.timeout_seconds is None:
@@ -366,6 +459,40 @@ class SlotRunner:
             )
             return self.max_timeout
         return asked
+
+
+def _retry_at(
+    schedule: Schedule,
+    policy: SlotPolicy,
+    scheduled_for: datetime,
+    attempt: int,
+    execution: Execution,
+    now: datetime,
+) -> datetime | None:
+    """When a failed attempt is tried again, or None: no retries left, or the retry would not
+    start before the next slot (so it never overlaps that slot's run), its start deadline or
+    its catch-up window."""
+    if execution.status != RunStatus.FAILED or attempt > policy.retries.max:
+        return None
+    retry_at = now + policy.retries.delay(attempt)
+    limits = [schedule.next_after(scheduled_for, anchor=scheduled_for)]
+    limits += [
+        scheduled_for + limit
+        for limit in (policy.start_deadline, policy.catchup_window)
+        if limit is not None
+    ]
+    if any(limit is not None and retry_at >= limit for limit in limits):
+        return None
+    return retry_at
+
+
+def _pause_note(policy: SlotPolicy, execution: Execution) -> str | None:
+    """Why auto-pause paused the producer, should this failure reach `pause_after_failures`."""
+    if policy.pause_after_failures is None or execution.error is None:
+        return None
+    last = loggable(execution.error.strip().splitlines()[-1], 300)
+    count = policy.pause_after_failures
+    return f"{count} consecutive failed slots (pause_after_failures: {count}); last: {last}"
 
 
 def _compiled(schedule: ScheduleRecord) -> Schedule:

@@ -3,6 +3,7 @@
 Every slot a producer was due for gets one final outcome; a range of slots with one fate is
 one row. `producer_schedules.policy` holds the producer's validated slot policies (overlap,
 catch-up, start deadline, retries, auto-pause) as JSON, `{}` meaning today's behaviour;
+a run row waits for its slot's next attempt as `retrying`;
 `paused_at`, `paused_by` and `pause_note` say when, by whom and why one producer was paused.
 
 Revision ID: 0003
@@ -21,6 +22,10 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
+OLD_STATUSES = "status IN ('running', 'succeeded', 'failed', 'superseded', 'skipped', 'pending')"
+NEW_STATUSES = (
+    "status IN ('running', 'succeeded', 'failed', 'superseded', 'skipped', 'pending', 'retrying')"
+)
 OUTCOMES = (
     "outcome IN ('succeeded', 'failed', 'timed_out', 'superseded', 'skipped_overlap',"
     " 'coalesced', 'missed', 'paused')"
@@ -65,9 +70,18 @@ def upgrade() -> None:
         )
         batch.add_column(sa.Column("paused_by", sa.String(length=200), nullable=True))
         batch.add_column(sa.Column("pause_note", sa.Text(), nullable=True))
+    # SQLite cannot alter a CHECK constraint: batch mode copies the table, keeping every row.
+    with op.batch_alter_table("producer_runs") as batch:
+        batch.drop_constraint(op.f("ck_producer_runs_status"), type_="check")
+        batch.create_check_constraint(op.f("ck_producer_runs_status"), sa.text(NEW_STATUSES))
 
 
 def downgrade() -> None:
+    # The old schema has no retrying status: a slot waiting for its retry is kept as failed.
+    op.execute("UPDATE producer_runs SET status = 'failed' WHERE status = 'retrying'")
+    with op.batch_alter_table("producer_runs") as batch:
+        batch.drop_constraint(op.f("ck_producer_runs_status"), type_="check")
+        batch.create_check_constraint(op.f("ck_producer_runs_status"), sa.text(OLD_STATUSES))
     with op.batch_alter_table("producer_schedules") as batch:
         batch.drop_column("pause_note")
         batch.drop_column("paused_by")
