@@ -97,3 +97,9 @@ class VersionConflictError(LifecycleError):
 
 class WorkflowNotFoundError(LifecycleError):
     code = "not_found"
+
+
+class ProducerNotFoundError(LifecycleError):
+    """The workflow has no producer of that name."""
+
+    code = "not_found"

@@ -126,13 +126,30 @@ class ProducerScheduleStore:
         return result.rowcount > 0
 
     def set_paused(
-        self, workflow_id: int, paused: bool, *, now: datetime, conn: Connection | None = None
+        self,
+        workflow_id: int,
+        paused: bool,
+        *,
+        now: datetime,
+        producer_name: str | None = None,
+        by: str | None = None,
+        note: str | None = None,
+        conn: Connection | None = None,
     ) -> int:
+        """Pause (or resume) every producer of the workflow, or only `producer_name`; a pause
+        records when, by whom and why, a resume clears it."""
+        query = update(producer_schedules).where(_s.workflow_id == workflow_id)
+        if producer_name is not None:
+            query = query.where(_s.producer_name == producer_name)
         with transaction(self.engine, conn) as c:
             result = c.execute(
-                update(producer_schedules)
-                .where(_s.workflow_id == workflow_id)
-                .values(paused=paused, updated_at=now)
+                query.values(
+                    paused=paused,
+                    paused_at=now if paused else None,
+                    paused_by=by if paused else None,
+                    pause_note=note if paused else None,
+                    updated_at=now,
+                )
             )
         return result.rowcount
 

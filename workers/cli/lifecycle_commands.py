@@ -87,8 +87,6 @@ def _name_command(task: str, verb: str) -> click.Command:
     return command
 
 
-pause = _name_command("drumline.pause_workflow", "pause")
-resume = _name_command("drumline.resume_workflow", "resume")
 delete = _name_command("drumline.delete_workflow", "delete")
 
 

@@ -9,8 +9,9 @@ import click
 
 from workers.cli.dead_letters_command import dead_letters
 from workers.cli.flower_command import flower
-from workers.cli.lifecycle_commands import delete, deploy, pause, resume
+from workers.cli.lifecycle_commands import delete, deploy
 from workers.cli.migrate import migrate
+from workers.cli.pause_commands import pause, resume
 from workers.cli.read_commands import ls, runs, status
 from workers.cli.trigger import trigger
 from workers.cli.up import up

@@ -154,12 +154,13 @@ class Lifecycle:
         )
         return _summary(record, changes, noop=False)
 
-    def pause(self, name: str) -> ChangeSummary:
+    def pause(self, name: str, *, by: str | None = None, note: str | None = None) -> ChangeSummary:
         """Stop the workflow's producers from becoming due; runs in flight finish normally.
+        Each producer records when, `by` whom and why (`note`) it was paused.
 
         Messages already queued are not run: the worker's start step sees `paused` on the row
         and records the slot skipped (models.run_path)."""
-        return self._set_status(name, WorkflowStatus.PAUSED)
+        return self._set_status(name, WorkflowStatus.PAUSED, by=by, note=note)
 
     def resume(self, name: str) -> ChangeSummary:
         """Let the producers run again, from their next slot after now: no burst of missed runs.
@@ -181,7 +182,14 @@ class Lifecycle:
         )
         return _summary(current, ProducerChanges(removed=producers), noop=False, deleted=True)
 
-    def _set_status(self, name: str, status: WorkflowStatus) -> ChangeSummary:
+    def _set_status(
+        self,
+        name: str,
+        status: WorkflowStatus,
+        *,
+        by: str | None = None,
+        note: str | None = None,
+    ) -> ChangeSummary:
         with self.locks.hold(name):
             current = self._require(name)
             if current.status == status:
@@ -199,8 +207,7 @@ class Lifecycle:
                 if record is None:
                     raise _conflict(name, current.version)
                 paused = status == WorkflowStatus.PAUSED
-                self.schedules.set_paused(record.id, paused, now=now, conn=conn)
-                rows = self.schedules.list(record.id, conn=conn)
+                # Moved first, while the rows still say why they were paused (the ledger).
                 rescheduled = sorted(
                     producer
                     for schedule_id, producer, read, next_run in moves
@@ -208,6 +215,10 @@ class Lifecycle:
                         schedule_id, read=read, to=next_run, now=now, conn=conn
                     )
                 )
+                self.schedules.set_paused(
+                    record.id, paused, now=now, by=by or "drumline pause", note=note, conn=conn
+                )
+                rows = self.schedules.list(record.id, conn=conn)
         logger.info(
             "workflow %r v%d is now %s%s",
             name,

@@ -44,8 +44,8 @@ def deploy_workflow(definition: dict[str, Any]) -> JSONDict:
 
 
 @app.task(name="drumline.pause_workflow", **TASK_OPTIONS)
-def pause_workflow(name: str) -> JSONDict:
-    return _lifecycle().pause(name).to_json()
+def pause_workflow(name: str, by: str | None = None, note: str | None = None) -> JSONDict:
+    return _lifecycle().pause(name, by=by, note=note).to_json()
 
 
 @app.task(name="drumline.resume_workflow", **TASK_OPTIONS)

@@ -29,6 +29,7 @@ from pydantic import (
 from beat.dispatch import RUN_PRODUCER
 from models.definitions import SLUG_PATTERN
 from models.plain_json import JsonBounds, PlainJsonError, check_plain_json
+from workers.services.producer_pause import MAX_NOTE_CHARS
 from workers.tasks.celery_config import PRUNE_RUNS
 
 # Deeper than any valid definition: a producer's params sit at
@@ -100,6 +101,30 @@ class WorkflowNameArguments(_Arguments):
     name: Slug
 
 
+class PauseWorkflowArguments(_Arguments):
+    """`drumline.pause_workflow`: who pauses it and why, if said."""
+
+    name: Slug
+    by: str | None = Field(default=None, min_length=1, max_length=200)
+    note: str | None = Field(default=None, max_length=MAX_NOTE_CHARS)
+
+
+class PauseProducerArguments(_Arguments):
+    """`drumline.pause_producer`: one producer, who pauses it and why."""
+
+    name: Slug
+    producer: Slug
+    by: str = Field(min_length=1, max_length=200)
+    note: str | None = Field(default=None, max_length=MAX_NOTE_CHARS)
+
+
+class ResumeProducerArguments(_Arguments):
+    """`drumline.resume_producer`."""
+
+    name: Slug
+    producer: Slug
+
+
 class NoArguments(_Arguments):
     """`drumline.prune_runs`, which beat sends with none."""
 
@@ -130,13 +155,19 @@ CONTRACTS: dict[str, TaskContract] = {
         DeployArguments, DEPLOY_MAX_BYTES, positional=("definition",)
     ),
     "drumline.pause_workflow": TaskContract(
-        WorkflowNameArguments, SMALL_MAX_BYTES, positional=("name",)
+        PauseWorkflowArguments, SMALL_MAX_BYTES, positional=("name",)
     ),
     "drumline.resume_workflow": TaskContract(
         WorkflowNameArguments, SMALL_MAX_BYTES, positional=("name",)
     ),
     "drumline.delete_workflow": TaskContract(
         WorkflowNameArguments, SMALL_MAX_BYTES, positional=("name",)
+    ),
+    "drumline.pause_producer": TaskContract(
+        PauseProducerArguments, SMALL_MAX_BYTES, positional=("name", "producer", "by", "note")
+    ),
+    "drumline.resume_producer": TaskContract(
+        ResumeProducerArguments, SMALL_MAX_BYTES, positional=("name", "producer")
     ),
     PRUNE_RUNS: TaskContract(NoArguments, SMALL_MAX_BYTES),
 }
