@@ -308,6 +308,14 @@ def _policy_problems(fields: dict[str, Any]) -> list[tuple[str, str]]:
     if fields.get("max_concurrent") is not None and fields.get("overlap") != "allow":
         found.append(("max_concurrent", "max_concurrent applies only with overlap: allow"))
     retries = fields.get("retries")
+    if retries is not None and fields.get("overlap") == "allow":
+        found.append(
+            (
+                "retries",
+                "retries need overlap skip or buffer_one: under allow the next slot"
+                " may already run",
+            )
+        )
     if isinstance(retries, dict):
         try:
             backoff = parse_interval(str(retries.get("backoff", "10s")))

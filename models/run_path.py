@@ -29,6 +29,7 @@ from sqlalchemy import (
     bindparam,
     case,
     exists,
+    func,
     literal,
     select,
     true,
@@ -39,13 +40,20 @@ from sqlalchemy.dialects import postgresql
 from models.records import RunRecord, ScheduleRecord, SlotOutcome
 from models.run_store import run_record
 from models.schedule_store import schedule_record
-from models.slot_ledger_store import Ledger, record_ledger, record_statement
+from models.slot_ledger import LedgerEntry
+from models.slot_ledger_store import (
+    SUPERSEDED_REASON,
+    Ledger,
+    record_ledger,
+    record_statement,
+)
 from models.tables import producer_runs, producer_schedules, workflows
 from models.transactions import bind, insert_for, transaction
-from models.vocabulary import RunStatus, SkipReason, Trigger
+from models.vocabulary import RunStatus, SkipReason, SlotFate, Trigger
 
 _r = producer_runs.c
 _s = producer_schedules.c
+WORKER_DIED = "its worker died: no outcome within a lease of its start"
 _RUN_PREFIX = "run__"  # the run row's columns, beside the schedule row's
 
 
@@ -240,6 +248,127 @@ class RunPath:
             if not held:
                 record_ledger(conn, ledger, now=now, held=False)
         return status
+
+    def hand_off(
+        self,
+        *,
+        schedule: ScheduleRecord,
+        claim_token: str,
+        run: RunRecord,
+        next_run_at: datetime | None,
+        max_concurrent: int,
+        lease: timedelta,
+        ledger: Ledger,
+        busy: Ledger,
+        now: datetime,
+    ) -> RunStatus:
+        """`overlap: allow`: let the next slot fall due while this run runs, in one transaction.
+
+        Runs of the producer still `running` a whole lease after they started lost their
+        worker (a run's hard time limit is shorter): they are finished failed, with their
+        ledger entries. Then, if fewer than `max_concurrent` others run, the schedule moves on
+        to `next_run_at` and the claim is released (`ledger`: the slots passed): `running`. Else
+        this slot is not run: its row is finished skipped and the schedule moves on (`busy`: its
+        entries): `skipped`. If `claim_token` no longer holds the claim, the run row and the
+        slot (the first of `busy`) are recorded superseded: `superseded`."""
+        with self.engine.begin() as conn:
+            died = conn.execute(
+                update(producer_runs)
+                .where(
+                    _r.workflow_id == schedule.workflow_id,
+                    _r.producer_name == schedule.producer_name,
+                    _r.status == RunStatus.RUNNING.value,
+                    _r.started_at < now - lease,
+                    _r.id != run.id,
+                )
+                .values(status=RunStatus.FAILED.value, error=WORKER_DIED, finished_at=now)
+                .returning(_r.scheduled_for, _r.attempt, _r.started_at)
+            ).all()
+            if died:
+                lost = tuple(
+                    LedgerEntry(
+                        slot=row.scheduled_for,
+                        outcome=SlotFate.FAILED,
+                        reason=WORKER_DIED,
+                        policy="overlap=allow",
+                        attempts=row.attempt,
+                        started_at=row.started_at,
+                        finished_at=now,
+                    )
+                    for row in died
+                )
+                record_ledger(
+                    conn, Ledger(schedule.workflow_id, schedule.producer_name, lost), now=now
+                )
+            running = conn.execute(
+                select(func.count())
+                .select_from(producer_runs)
+                .where(
+                    _r.workflow_id == schedule.workflow_id,
+                    _r.producer_name == schedule.producer_name,
+                    _r.status == RunStatus.RUNNING.value,
+                    _r.id != run.id,
+                )
+            ).scalar_one()
+            free = running < max_concurrent
+            held = (
+                conn.execute(
+                    update(producer_schedules)
+                    .where(_s.id == schedule.id, _s.claim_token == claim_token)
+                    .values(
+                        next_run_at=next_run_at,
+                        claimed_until=None,
+                        claim_token=None,
+                        updated_at=now,
+                    )
+                ).rowcount
+                == 1
+            )
+            record_ledger(conn, ledger if held and free else busy, now=now, held=held)
+            status = RunStatus.RUNNING if held and free else RunStatus.SUPERSEDED
+            if not (held and free):
+                self.finish_run(
+                    run.id,
+                    status=RunStatus.SKIPPED if held else RunStatus.SUPERSEDED,
+                    finished_at=now,
+                    duration_ms=0.0,
+                    error=f"skipped: {running} runs already running (max_concurrent)"
+                    if held
+                    else SUPERSEDED_REASON,
+                    result=None,
+                    conn=conn,
+                )
+                status = RunStatus.SKIPPED if held else RunStatus.SUPERSEDED
+        return status
+
+    def finish_handed_off(
+        self,
+        *,
+        schedule_id: int,
+        outcome: SlotOutcome,
+        run_id: int,
+        duration_ms: float,
+        error: str | None,
+        result: Any,
+        ledger: Ledger,
+        now: datetime,
+    ) -> str:
+        """Finish an `overlap: allow` run: its row, its ledger entry, and the producer's last
+        status, failures and state, leaving the next run (already moved on) alone."""
+        params = _commit_slot_params(schedule_id, "", outcome, now=now)
+        with self.engine.begin() as conn:
+            conn.execute(_RECORD_HANDED_OFF, params)
+            self.finish_run(
+                run_id,
+                status=outcome.status,
+                finished_at=now,
+                duration_ms=duration_ms,
+                error=error,
+                result=result,
+                conn=conn,
+            )
+            record_ledger(conn, ledger, now=now)
+        return outcome.status
 
     def take_claim(
         self,
@@ -480,6 +609,21 @@ _FAILED = bindparam("b_failed", type_=Boolean())
 _AUTO_PAUSE = _FAILED & (_s.consecutive_failures + 1 >= bindparam("b_pause_after", type_=Integer()))
 AUTO_PAUSE = "auto-pause"
 
+# What a finished slot writes on its producer's row besides the next run and the claim.
+_OUTCOME_VALUES: dict[str, Any] = {
+    "last_run_at": bind("b_last_run_at", _s.last_run_at),
+    "last_status": bind("b_last_status", _s.last_status),
+    "consecutive_failures": case(
+        (_SUCCEEDED, 0), (_FAILED, _s.consecutive_failures + 1), else_=_s.consecutive_failures
+    ),
+    "state": bind("b_state", _s.state),
+    "updated_at": bind("b_now", _s.updated_at),
+    # pause_after_failures: the failure that reaches it pauses the producer, saying why.
+    "paused": case((_AUTO_PAUSE, true()), else_=_s.paused),
+    "paused_at": case((_AUTO_PAUSE, bind("b_now", _s.paused_at)), else_=_s.paused_at),
+    "paused_by": case((_AUTO_PAUSE, literal(AUTO_PAUSE)), else_=_s.paused_by),
+    "pause_note": case((_AUTO_PAUSE, bind("b_pause_note", _s.pause_note)), else_=_s.pause_note),
+}
 _COMMIT_SLOT: Update = (
     update(producer_schedules)
     .where(
@@ -488,21 +632,14 @@ _COMMIT_SLOT: Update = (
     )
     .values(
         next_run_at=bind("b_next_run_at", _s.next_run_at),
-        last_run_at=bind("b_last_run_at", _s.last_run_at),
-        last_status=bind("b_last_status", _s.last_status),
-        consecutive_failures=case(
-            (_SUCCEEDED, 0), (_FAILED, _s.consecutive_failures + 1), else_=_s.consecutive_failures
-        ),
-        state=bind("b_state", _s.state),
         claimed_until=None,
         claim_token=None,
-        updated_at=bind("b_now", _s.updated_at),
-        # pause_after_failures: the failure that reaches it pauses the producer, saying why.
-        paused=case((_AUTO_PAUSE, true()), else_=_s.paused),
-        paused_at=case((_AUTO_PAUSE, bind("b_now", _s.paused_at)), else_=_s.paused_at),
-        paused_by=case((_AUTO_PAUSE, literal(AUTO_PAUSE)), else_=_s.paused_by),
-        pause_note=case((_AUTO_PAUSE, bind("b_pause_note", _s.pause_note)), else_=_s.pause_note),
+        **_OUTCOME_VALUES,
     )
+)
+# An `overlap: allow` run's outcome: its next run moved on when it started (see `hand_off`).
+_RECORD_HANDED_OFF: Update = (
+    update(producer_schedules).where(_s.id == bind("b_id", _s.id)).values(**_OUTCOME_VALUES)
 )
 
 

@@ -295,3 +295,64 @@ def test_a_success_resets_the_count_before_it_pauses(engine: Engine) -> None:
     h.runner.run(h.claim())
     row = h.schedule()
     assert not row.paused and row.consecutive_failures == 1
+
+
+# --- overlap allow -----------------------------------------------------------------------------
+
+
+STEP = timedelta(seconds=20)
+
+
+def _start_next_slot_meanwhile(h: Harness, results: list[str]) -> None:
+    """While the first run runs: a minute passes and the next slot is claimed and run."""
+
+    def next_slot() -> None:
+        _during_run.clear()  # the nested run does nothing more
+        h.clock.now = T0 + STEP + S  # well within the first run's lease
+        results.append(h.runner.run(h.claim())["status"])
+
+    _during_run[:] = [next_slot]
+
+
+@pytest.mark.parametrize(("max_concurrent", "second"), [(2, "succeeded"), (1, "skipped")])
+def test_overlap_allow_runs_the_next_slot_alongside_up_to_max_concurrent(
+    engine: Engine, max_concurrent: int, second: str
+) -> None:
+    policy = {"overlap": "allow", "max_concurrent": max_concurrent}
+    h = Harness(engine, run="test.during_run", schedule_value="20s", policy=policy)
+    results: list[str] = []
+    _start_next_slot_meanwhile(h, results)
+    assert h.runner.run(h.claim())["status"] == "succeeded"
+    assert results == [second]
+    expected = SlotFate.SUCCEEDED if second == "succeeded" else SlotFate.SKIPPED_OVERLAP
+    assert [(r.slot, r.outcome) for r in ledger_rows(engine, h.workflow.id, "poll")] == [
+        (T0, SlotFate.SUCCEEDED),
+        (T0 + STEP, expected),
+    ]
+    assert h.schedule().next_run_at == T0 + 2 * STEP
+    assert h.schedule().claim_token is None
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_overlap_allow_records_a_run_whose_worker_died_as_failed(engine: Engine) -> None:
+    policy = {"overlap": "allow", "max_concurrent": 2}
+    h = Harness(engine, run="test.during_run", schedule_value="1m", policy=policy)
+
+    def die() -> None:
+        raise SystemExit("killed")  # as a SIGKILL would: nothing after it runs
+
+    _during_run[:] = [die]
+    with pytest.raises(SystemExit):
+        h.runner.run(h.claim())
+    _during_run.clear()
+    [run] = h.runs.list(h.workflow.id)
+    assert run.status == "running"
+    # The next slot's start, a lease later, finishes it failed, with its ledger entry.
+    h.clock.now = T0 + LEASE + S
+    assert h.runner.run(h.claim())["status"] == "succeeded"
+    rows = ledger_rows(engine, h.workflow.id, "poll")
+    assert rows[0].slot == T0 and rows[0].outcome == SlotFate.FAILED
+    assert "worker died" in rows[0].reason
+    assert (
+        coverage_problems(rows, IntervalSchedule(MINUTE), T0, h.schedule().next_run_at or T0) == []
+    )

@@ -148,6 +148,8 @@ class SlotRunner:
             status = self._miss(slot, schedule, run, policy, late)
             logger.info("%s %s: missed its start deadline by %s", slot.label, status, late)
             return {"slot": slot.label, "status": status}
+        if slot.claim_token is not None and policy.overlap == OverlapPolicy.ALLOW:
+            return self._run_alongside(slot, schedule, run, policy)
         execution = self._execute(slot, schedule)
         status = self._commit(slot, schedule, run, execution, policy)
         logger.info(
@@ -295,6 +297,64 @@ class SlotRunner:
             duration_ms=(time.perf_counter() - began) * 1000,
             timed_out=timed_out,
         )
+
+    def _run_alongside(
+        self, slot: Slot, schedule: ScheduleRecord, run: RunRecord, policy: SlotPolicy
+    ) -> dict[str, Any]:
+        """`overlap: allow`: move the schedule on as the run starts, so that the next slots
+        fall due while it runs (up to `max_concurrent` runs at once), then run and record it."""
+        assert slot.claim_token is not None
+        now = self.clock()
+        compiled = _compiled(schedule)
+        next_run = compiled.next_after(max(slot.scheduled_for, now), anchor=slot.scheduled_for)
+        passed = slots_between(compiled, slot.scheduled_for, next_run, started_at=now)
+        busy = LedgerEntry(
+            slot=slot.scheduled_for,
+            outcome=SlotFate.SKIPPED_OVERLAP,
+            reason=f"max_concurrent ({policy.max_concurrent}) runs were already running",
+            policy=f"overlap=allow, max_concurrent={policy.max_concurrent}",
+        )
+        started = self.run_path.hand_off(
+            schedule=schedule,
+            claim_token=slot.claim_token,
+            run=run,
+            next_run_at=next_run,
+            max_concurrent=policy.max_concurrent,
+            lease=self.lease,
+            ledger=Ledger(schedule.workflow_id, schedule.producer_name, tuple(passed)),
+            busy=Ledger(schedule.workflow_id, schedule.producer_name, (busy, *passed)),
+            now=now,
+        )
+        if started != RunStatus.RUNNING:
+            logger.info("%s %s: not run (overlap=allow)", slot.label, started)
+            return {"slot": slot.label, "status": str(started)}
+        execution = self._execute(slot, schedule)
+        now = self.clock()
+        status = self.run_path.finish_handed_off(
+            schedule_id=schedule.id,
+            outcome=SlotOutcome(
+                status=execution.status,
+                ran_at=run.started_at,
+                next_run_at=None,
+                state=execution.state,
+                pause_after_failures=policy.pause_after_failures,
+                pause_note=_pause_note(policy, execution),
+            ),
+            run_id=run.id,
+            duration_ms=execution.duration_ms,
+            error=execution.error,
+            result=execution.result,
+            ledger=self._ledger(slot, schedule, run, execution, None, now),
+            now=now,
+        )
+        logger.info(
+            "%s %s in %.1f ms (overlap=allow attempt=%d)",
+            slot.label,
+            status,
+            execution.duration_ms,
+            run.attempt,
+        )
+        return {"slot": slot.label, "status": status, "duration_ms": execution.duration_ms}
 
     def _miss(
         self,
