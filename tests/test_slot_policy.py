@@ -19,8 +19,7 @@ from workers.cli.validate_command import validate
 EVERY_POLICY: dict[str, Any] = {
     "run": "demo.noop",
     "interval": "1m",
-    "overlap": "allow",
-    "max_concurrent": 3,
+    "overlap": "buffer_one",
     "catchup": "all",
     "catchup_window": "10m",
     "start_deadline": "30s",
@@ -36,8 +35,7 @@ def _definition(**producer: Any) -> dict[str, Any]:
 def test_every_policy_is_read_and_round_trips_through_its_stored_json() -> None:
     policy = parse_definition(_definition(**EVERY_POLICY)).producers["p"].slot_policy
     assert policy == SlotPolicy(
-        overlap=OverlapPolicy.ALLOW,
-        max_concurrent=3,
+        overlap=OverlapPolicy.BUFFER_ONE,
         catchup=CatchupPolicy.ALL,
         catchup_window=timedelta(minutes=10),
         start_deadline=timedelta(seconds=30),
@@ -46,9 +44,16 @@ def test_every_policy_is_read_and_round_trips_through_its_stored_json() -> None:
     )
     assert SlotPolicy.from_json(policy.to_json()) == policy
     assert policy.describe() == (
-        "overlap allow (max 3), catchup all within 10m, start deadline 30s,"
+        "overlap buffer_one, catchup all within 10m, start deadline 30s,"
         " retries 3 (backoff 1s, max 5s), pause after 4 failures"
     )
+
+
+def test_allow_takes_max_concurrent() -> None:
+    definition = _definition(run="demo.noop", interval="1m", overlap="allow", max_concurrent=3)
+    policy = parse_definition(definition).producers["p"].slot_policy
+    assert (policy.overlap, policy.max_concurrent) == (OverlapPolicy.ALLOW, 3)
+    assert policy.describe() == "overlap allow (max 3), catchup latest"
 
 
 def test_the_defaults_are_stored_as_nothing() -> None:
@@ -75,6 +80,7 @@ def test_the_defaults_are_stored_as_nothing() -> None:
             "retries.backoff",
             "backoff 1m is longer than max_backoff 5s",
         ),
+        ({"overlap": "allow", "retries": {"max": 1}}, "retries", "need overlap skip"),
         ({"pause_after_failures": 0}, "pause_after_failures", "greater than or equal to 1"),
         ({"pause_after_failures": True}, "pause_after_failures", "integer"),
         ({"catchup": None}, "catchup", ""),
@@ -94,7 +100,7 @@ def test_validate_shows_the_policies_in_words_and_json(tmp_path: Path) -> None:
     path.write_text(json.dumps(_definition(**EVERY_POLICY)))
     text = CliRunner().invoke(validate, [str(path), "--next", "1"])
     assert text.exit_code == 0, text.output
-    assert "policy: overlap allow (max 3), catchup all within 10m" in text.output
+    assert "policy: overlap buffer_one, catchup all within 10m" in text.output
     data = json.loads(CliRunner().invoke(validate, [str(path), "--json"]).output)
     [producer] = data["workflows"][0]["producers"]
     assert producer["policies"]["retries"] == {"max": 3, "backoff": 1.0, "max_backoff": 5.0}
