@@ -184,6 +184,8 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
         try:
             for slot in claimed:
                 message, decision = plan_slot(slot, now)
+                if decision is not None and self.store.was_started(slot):
+                    message, decision = plan_slot(slot, now, as_it_is=True)
                 if decision is not None:
                     if not self.store.move_claimed(slot, decision, now=now):
                         continue  # the claim was lost: another beat's or a redeploy's now

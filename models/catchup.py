@@ -161,13 +161,16 @@ def _range(
     )
 
 
-def plan_slot(slot: ClaimedSlot, now: datetime) -> tuple[ClaimedSlot | None, CatchUp | None]:
+def plan_slot(
+    slot: ClaimedSlot, now: datetime, *, as_it_is: bool = False
+) -> tuple[ClaimedSlot | None, CatchUp | None]:
     """The message to send for a claimed slot (None: none), and the catch-up decision to
-    apply first (None: none). Cheap for a slot on time: no slot can follow within
-    MIN_SLOT_GAP, and a producer without policies has no window or deadline to check."""
+    apply first (None: none; always with `as_it_is`, for a slot whose run was cut short and
+    must be taken over). Cheap for a slot on time: no slot can follow within MIN_SLOT_GAP,
+    and a producer without policies has no window or deadline to check."""
     policy = SlotPolicy.from_json(slot.policy) if slot.policy else DEFAULT_POLICY
     decision = None
-    if now - slot.scheduled_for >= MIN_SLOT_GAP or _limits(policy):
+    if not as_it_is and (now - slot.scheduled_for >= MIN_SLOT_GAP or _limits(policy)):
         schedule = schedule_from_row(slot.schedule_type, slot.schedule_value, slot.timezone)
         decision = catch_up(schedule, policy, slot.scheduled_for, now)
     run_slot = slot.scheduled_for if decision is None else decision.run_slot

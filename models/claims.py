@@ -16,8 +16,9 @@ from sqlalchemy import Connection, Engine, Integer, Update, bindparam, func, sel
 from models.catchup import CatchUp
 from models.records import ClaimedSlot
 from models.slot_ledger_store import Ledger, record_ledger
-from models.tables import can_be_due, producer_schedules, workflows
+from models.tables import can_be_due, producer_runs, producer_schedules, workflows
 from models.transactions import bind, transaction
+from models.vocabulary import RunStatus
 
 _s = producer_schedules.c
 
@@ -90,6 +91,20 @@ class BeatClaims:
             ledger = Ledger(slot.workflow_id, slot.producer_name, catch_up.entries)
             record_ledger(c, ledger, now=now)
         return True
+
+    def was_started(self, slot: ClaimedSlot, conn: Connection | None = None) -> bool:
+        """Whether a run of this very slot started and never finished (its worker died): such
+        a slot is sent again as it is, for a worker to take it over, whatever its lateness."""
+        with transaction(self.engine, conn) as c:
+            found = c.execute(
+                select(producer_runs.c.id).where(
+                    producer_runs.c.workflow_id == slot.workflow_id,
+                    producer_runs.c.producer_name == slot.producer_name,
+                    producer_runs.c.scheduled_for == slot.scheduled_for,
+                    producer_runs.c.status == RunStatus.RUNNING.value,
+                )
+            ).first()
+        return found is not None
 
     def release_claims(self, slots: list[ClaimedSlot], conn: Connection | None = None) -> int:
         """Give back claims that were never sent, so the slots are due again at once.
