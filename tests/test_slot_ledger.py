@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine
 
+from models.run_pruning import PruneLimits, Retention, RunPruner
 from models.schedules import IntervalSchedule
 from models.slot_ledger import LedgerEntry
 from models.slot_ledger_store import Ledger, outcome_at
@@ -193,3 +194,29 @@ def test_why_says_when_nothing_is_recorded_and_runs_lists_outcomes(
     ]
     bad = CliRunner().invoke(cli, ["why", "prices", "poll", "yesterday"], env=env)
     assert bad.exit_code == 2 and "not an ISO 8601 instant" in bad.output
+
+
+def test_pruning_the_run_history_prunes_the_ledger_up_to_the_newest_pruned_run(
+    engine: Engine,
+) -> None:
+    h = Harness(engine, schedule_value="1m")
+    for minute in (0, 3, 4):  # 12:00 on time, 12:01 late at 12:03 (12:02-12:03 coalesced)
+        h.clock.now = T0 + minute * MINUTE + timedelta(seconds=1)
+        slot = h.claim()
+        h.runner.run(slot)
+    before = _outcomes(h)
+    assert [(slot, outcome) for slot, _, _, outcome, _ in before] == [
+        (T0, SlotFate.SUCCEEDED),
+        (T0 + MINUTE, SlotFate.SUCCEEDED),
+        (T0 + 2 * MINUTE, SlotFate.COALESCED),
+        (T0 + 4 * MINUTE, SlotFate.SUCCEEDED),
+    ]
+    limits = PruneLimits(batch=100, max_rows=1000, budget=timedelta(minutes=1))
+    report = RunPruner(engine).prune(
+        now=T0 + 5 * MINUTE,
+        retention=Retention(max_age=None, keep_per_producer=1),
+        limits=limits,
+    )
+    assert report.by_count == 2
+    # The runs of 12:00 and 12:01 are gone, and the ledger up to them.
+    assert _outcomes(h) == before[2:]
