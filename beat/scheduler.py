@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -195,6 +195,12 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
                         "; ".join(f"{e.outcome} from {e.slot:%H:%M:%S}" for e in decision.entries)
                         or "runs as it is",
                     )
+                if message is not None and message.start_by is not None:
+                    # It expires at its deadline: then beat may record it missed at once.
+                    until = min(message.claimed_until, message.start_by)
+                    if not self.store.shorten_claim(message, until):
+                        continue
+                    message = replace(message, claimed_until=until)
                 if message is not None:
                     slots.append(message)
         except BaseException:

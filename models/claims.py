@@ -92,6 +92,20 @@ class BeatClaims:
             record_ledger(c, ledger, now=now)
         return True
 
+    def shorten_claim(
+        self, slot: ClaimedSlot, until: datetime, conn: Connection | None = None
+    ) -> bool:
+        """End the claim at `until` (a start deadline), so that a message dropped unstarted at
+        its deadline leaves the slot to beat then, not a whole lease later; False if the
+        claim is no longer this one."""
+        with transaction(self.engine, conn) as c:
+            result = c.execute(
+                update(producer_schedules)
+                .where(_s.id == slot.schedule_id, _s.claim_token == slot.claim_token)
+                .values(claimed_until=until)
+            )
+        return result.rowcount == 1
+
     def was_started(self, slot: ClaimedSlot, conn: Connection | None = None) -> bool:
         """Whether a run of this very slot started and never finished (its worker died): such
         a slot is sent again as it is, for a worker to take it over, whatever its lateness."""

@@ -38,7 +38,12 @@ class LedgerEntry:
 
 
 def slots_between(
-    schedule: Schedule, slot: datetime, next_run: datetime | None, *, started_at: datetime
+    schedule: Schedule,
+    slot: datetime,
+    next_run: datetime | None,
+    *,
+    started_at: datetime,
+    overlap: str = "skip",
 ) -> list[LedgerEntry]:
     """The entries for the slots strictly between `slot` (a run's own) and `next_run` (the
     next one it commits): coalesced if they fell due by `started_at`, else skipped for
@@ -73,7 +78,7 @@ def slots_between(
                 end,
                 outcome=SlotFate.SKIPPED_OVERLAP,
                 reason=f"fell due while the run of {slot.isoformat()} was still running",
-                policy="overlap=skip",
+                policy=f"overlap={overlap}",
                 anchor=slot,
             )
         )

@@ -356,3 +356,19 @@ def test_overlap_allow_records_a_run_whose_worker_died_as_failed(engine: Engine)
     assert (
         coverage_problems(rows, IntervalSchedule(MINUTE), T0, h.schedule().next_run_at or T0) == []
     )
+
+
+def test_a_message_dropped_at_its_deadline_leaves_the_slot_to_beat_then(engine: Engine) -> None:
+    h = Harness(engine, schedule_value="1m", policy={"start_deadline": 10.0})
+    claims = BeatClaims(engine)
+    [claimed] = claims.claim_due(now=T0, lease=LEASE, limit=1)
+    message, _ = plan_slot(claimed, T0)
+    assert message is not None and message.start_by == T0 + 10 * S
+    assert claims.shorten_claim(claimed, message.start_by)
+    assert claims.claim_due(now=T0 + 9 * S, lease=LEASE, limit=1) == []  # still its claim
+    h.clock.now = T0 + 11 * S  # the message expired unstarted: beat records the slot missed
+    assert _beat(h) is None
+    assert _outcomes(h) == [(T0, None, 1, SlotFate.MISSED, 0)]
+    [missed] = ledger_rows(engine, h.workflow.id, "poll")
+    assert "start deadline" in missed.reason
+    assert h.schedule().next_run_at == T0 + MINUTE

@@ -237,7 +237,13 @@ class SlotRunner:
             next_run_at=next_run,
             state=schedule.state,
         )
-        passed = slots_between(_compiled(schedule), slot.scheduled_for, next_run, started_at=now)
+        passed = slots_between(
+            _compiled(schedule),
+            slot.scheduled_for,
+            next_run,
+            started_at=now,
+            overlap=policy.overlap,
+        )
         ledger = Ledger(schedule.workflow_id, schedule.producer_name, tuple(passed))
         self.run_path.commit_slot(schedule.id, claim_token, outcome, now=now, ledger=ledger)
 
@@ -307,7 +313,9 @@ class SlotRunner:
         now = self.clock()
         compiled = _compiled(schedule)
         next_run = compiled.next_after(max(slot.scheduled_for, now), anchor=slot.scheduled_for)
-        passed = slots_between(compiled, slot.scheduled_for, next_run, started_at=now)
+        passed = slots_between(
+            compiled, slot.scheduled_for, next_run, started_at=now, overlap=policy.overlap
+        )
         busy = LedgerEntry(
             slot=slot.scheduled_for,
             outcome=SlotFate.SKIPPED_OVERLAP,
@@ -378,7 +386,11 @@ class SlotRunner:
             attempts=run.attempt - 1,
         )
         passed = slots_between(
-            _compiled(schedule), slot.scheduled_for, next_run, started_at=run.started_at
+            _compiled(schedule),
+            slot.scheduled_for,
+            next_run,
+            started_at=run.started_at,
+            overlap=policy.overlap,
         )
         return self.run_path.miss_scheduled(
             schedule_id=schedule.id,
@@ -462,7 +474,11 @@ class SlotRunner:
             finished_at=now,
         )
         passed = slots_between(
-            _compiled(schedule), slot.scheduled_for, next_run, started_at=run.started_at
+            _compiled(schedule),
+            slot.scheduled_for,
+            next_run,
+            started_at=run.started_at,
+            overlap=SlotPolicy.from_json(schedule.policy).overlap,
         )
         return Ledger(schedule.workflow_id, schedule.producer_name, (own, *passed))
 
