@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from models.records import ClaimedSlot
-from models.schedules import IntervalSchedule, Schedule, schedule_from_row
+from models.schedules import IntervalSchedule, Schedule, format_interval, schedule_from_row
 from models.slot_ledger import LedgerEntry, ranged
 from models.slot_policy import SlotPolicy
 from models.vocabulary import CatchupPolicy, SlotFate
@@ -148,8 +148,11 @@ def _range(
     policy: SlotPolicy,
     outcome: SlotFate = SlotFate.MISSED,
 ) -> LedgerEntry:
-    window = "" if policy.catchup_window is None else f", catchup_window={policy.catchup_window}"
-    deadline = "" if policy.start_deadline is None else f", start_deadline={policy.start_deadline}"
+    window = deadline = ""
+    if policy.catchup_window is not None:
+        window = f", catchup_window={format_interval(policy.catchup_window)}"
+    if policy.start_deadline is not None:
+        deadline = f", start_deadline={format_interval(policy.start_deadline)}"
     return ranged(
         schedule,
         first,

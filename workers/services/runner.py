@@ -468,7 +468,7 @@ class SlotRunner:
             slot=slot.scheduled_for,
             outcome=execution.fate(),
             reason=error or f"ran in {execution.duration_ms:.1f} ms",
-            policy=f"timeout={self._timeout(schedule).total_seconds():g}s",
+            policy=_run_policy(self._timeout(schedule), SlotPolicy.from_json(schedule.policy)),
             attempts=run.attempt,
             started_at=run.started_at,
             finished_at=now,
@@ -535,6 +535,14 @@ class SlotRunner:
             )
             return self.max_timeout
         return asked
+
+
+def _run_policy(timeout: timedelta, policy: SlotPolicy) -> str:
+    """What decided a run's outcome: its time limit, and its retries if it has any."""
+    text = f"timeout={timeout.total_seconds():g}s"
+    if policy.retries.max:
+        text += f", retries.max={policy.retries.max}"
+    return text
 
 
 def _retry_at(
