@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import Engine
 
 from models.definitions import parse_definition
 from models.errors import DefinitionError
+from models.schedule_store import ProducerScheduleStore
 from models.slot_policy import RetryPolicy, SlotPolicy
 from models.vocabulary import CatchupPolicy, OverlapPolicy
+from tests.databases import new_workflow, schedule_spec
+from workers.cli import live_view
 from workers.cli.validate_command import validate
 
 EVERY_POLICY: dict[str, Any] = {
@@ -104,3 +108,20 @@ def test_validate_shows_the_policies_in_words_and_json(tmp_path: Path) -> None:
     data = json.loads(CliRunner().invoke(validate, [str(path), "--json"]).output)
     [producer] = data["workflows"][0]["producers"]
     assert producer["policies"]["retries"] == {"max": 3, "backoff": 1.0, "max_backoff": 5.0}
+
+
+def test_the_live_view_shows_policies_and_who_paused_a_producer(engine: Engine) -> None:
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    workflow = new_workflow(engine, "shop", {}, now=now)
+    store = ProducerScheduleStore(engine)
+    policy = {"overlap": "buffer_one", "pause_after_failures": 3}
+    store.upsert(schedule_spec(workflow.id, "poll", next_run_at=now, policy=policy), now=now)
+    store.upsert(schedule_spec(workflow.id, "plain", next_run_at=now), now=now)
+    store.set_paused(workflow.id, True, producer_name="poll", by="auto-pause", note="x", now=now)
+    views = {view.producer: view for view in live_view.snapshot(engine, now)}
+    assert views["poll"].schedule == (
+        "every 30s; overlap buffer_one, catchup latest, pause after 3 failures"
+    )
+    assert views["plain"].schedule == "every 30s"  # the defaults go without saying
+    assert live_view.next_run(views["poll"], now) == "paused (auto-pause)"
+    assert live_view.next_run(views["plain"], now) == "due"
