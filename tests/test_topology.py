@@ -240,9 +240,10 @@ def account(
                 figures.still_due.append(label)
             else:
                 figures.lost.append(f"{label} never ran")
-        if pending is not None:
-            schedule = IntervalSchedule(step)
-            figures.ledger_problems += coverage_problems(ledger[name], schedule, start, pending)
+        end = final[name]
+        if end is not None:
+            problems = coverage_problems(ledger[name], IntervalSchedule(step), start, end)
+            figures.ledger_problems += [f"{name} {problem}" for problem in problems]
     return figures
 
 
