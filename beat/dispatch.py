@@ -160,8 +160,9 @@ class RunProducerPublisher:
 
     def publish_batch(self, producer: Any, slots: Sequence[ClaimedSlot]) -> list[str]:
         """Publish the slots' tasks (and events) in one round trip; returns their ids.
-        Each message expires with its claim: one not started within the lease is dropped, and
-        beat claims and sends the slot again."""
+        Each message expires with its claim (or at the slot's start deadline, if sooner): one
+        not started by then is dropped, and beat claims the slot again, to send it or, past its
+        deadline, record it missed."""
         return self._publish_calls(producer, [_slot_call(slot) for slot in slots])
 
     def publish_triggers(self, producer: Any, requests: Sequence[DueTrigger]) -> list[str]:
@@ -278,7 +279,7 @@ def _slot_call(slot: ClaimedSlot) -> _Call:
         slot.scheduled_for,
         claim_token=slot.claim_token,
     )
-    return _Call(task_id, kwargs, slot.claimed_until)
+    return _Call(task_id, kwargs, slot.message_expires)
 
 
 def _trigger_call(request: DueTrigger) -> _Call:

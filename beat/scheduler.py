@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -25,9 +25,11 @@ from sqlalchemy.exc import DBAPIError
 from beat.beat_metrics import BeatRecorder, beat_recorder
 from beat.dispatch import RunProducerPublisher
 from beat.heartbeat import Heartbeat
+from models.catchup import plan_slot
 from models.claims import BeatClaims
 from models.db import make_engine, redact_url
 from models.heartbeat_store import HeartbeatStore
+from models.log_text import loggable
 from models.records import ClaimedSlot
 from models.trigger_claims import TriggerClaims
 from models.types import utc_now
@@ -190,14 +192,50 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
         self.heartbeat.ticked(now)
         self._dispatch_due_triggers(now)
         began = time.perf_counter()
-        slots = self.store.claim_due(now=now, lease=self.settings.lease, limit=self.settings.batch)
-        self.metrics.claimed(len(slots), time.perf_counter() - began)
-        if not slots:
+        claimed = self.store.claim_due(
+            now=now, lease=self.settings.lease, limit=self.settings.batch
+        )
+        self.metrics.claimed(len(claimed), time.perf_counter() - began)
+        if not claimed:
             return self._until_next_wakeup()
-        self._publish(slots)
-        if len(slots) >= self.settings.batch:
+        slots = self._catch_up(claimed, now)
+        if slots:
+            self._publish(slots)
+        if len(claimed) >= self.settings.batch:
             return 0.0
         return self._until_next_wakeup()
+
+    def _catch_up(self, claimed: list[ClaimedSlot], now: datetime) -> list[ClaimedSlot]:
+        """The messages to send for the claimed slots: a late slot first goes through its
+        producer's catch-up policy (`models.catchup`), which may send another slot or none
+        and records the slots passed over. If that fails, every claim is given back."""
+        slots = []
+        try:
+            for slot in claimed:
+                message, decision = plan_slot(slot, now)
+                if decision is not None and self.store.was_started(slot):
+                    message, decision = plan_slot(slot, now, as_it_is=True)
+                if decision is not None:
+                    if not self.store.move_claimed(slot, decision, now=now):
+                        continue  # the claim was lost: another beat's or a redeploy's now
+                    logger.info(
+                        "beat: %s late: %s",
+                        loggable(f"{slot.workflow_name}.{slot.producer_name}"),
+                        "; ".join(f"{e.outcome} from {e.slot:%H:%M:%S}" for e in decision.entries)
+                        or "runs as it is",
+                    )
+                if message is not None and message.start_by is not None:
+                    # It expires at its deadline: then beat may record it missed at once.
+                    until = min(message.claimed_until, message.start_by)
+                    if not self.store.shorten_claim(message, until):
+                        continue
+                    message = replace(message, claimed_until=until)
+                if message is not None:
+                    slots.append(message)
+        except BaseException:
+            self._release(claimed)
+            raise
+        return slots
 
     def _publish(self, slots: list[ClaimedSlot]) -> None:
         """Send the batch in one Redis pipeline (`RunProducerPublisher.publish_batch`).

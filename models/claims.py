@@ -13,9 +13,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Integer, Update, bindparam, func, select, update
 
+from models.catchup import CatchUp
 from models.records import ClaimedSlot
-from models.tables import can_be_due, producer_schedules, workflows
+from models.slot_ledger_store import Ledger, record_ledger
+from models.tables import can_be_due, producer_runs, producer_schedules, workflows
 from models.transactions import bind, transaction
+from models.vocabulary import RunStatus
 
 _s = producer_schedules.c
 
@@ -55,10 +58,67 @@ class BeatClaims:
                 scheduled_for=row.next_run_at,
                 claim_token=token,
                 claimed_until=claimed_until,
+                schedule_type=row.schedule_type,
+                schedule_value=row.schedule_value,
+                timezone=row.timezone,
+                policy=row.policy,
             )
             for row in rows
         ]
         return sorted(slots, key=lambda slot: slot.scheduled_for)
+
+    def move_claimed(
+        self, slot: ClaimedSlot, catch_up: CatchUp, *, now: datetime, conn: Connection | None = None
+    ) -> bool:
+        """Apply a catch-up decision under the slot's claim, in one transaction: the next run
+        moves to the slot that runs (the claim kept, to send it) or to the next slot to come
+        (the claim released), and the slots passed over are recorded in the ledger. False:
+        the claim was lost meanwhile, nothing written."""
+        keep = catch_up.run_slot is not None
+        with transaction(self.engine, conn) as c:
+            result = c.execute(
+                update(producer_schedules)
+                .where(_s.id == slot.schedule_id, _s.claim_token == slot.claim_token)
+                .values(
+                    next_run_at=catch_up.next_run_at,
+                    claimed_until=slot.claimed_until if keep else None,
+                    claim_token=slot.claim_token if keep else None,
+                    updated_at=now,
+                )
+            )
+            if result.rowcount != 1:
+                return False
+            ledger = Ledger(slot.workflow_id, slot.producer_name, catch_up.entries)
+            record_ledger(c, ledger, now=now)
+        return True
+
+    def shorten_claim(
+        self, slot: ClaimedSlot, until: datetime, conn: Connection | None = None
+    ) -> bool:
+        """End the claim at `until` (a start deadline), so that a message dropped unstarted at
+        its deadline leaves the slot to beat then, not a whole lease later; False if the
+        claim is no longer this one."""
+        with transaction(self.engine, conn) as c:
+            result = c.execute(
+                update(producer_schedules)
+                .where(_s.id == slot.schedule_id, _s.claim_token == slot.claim_token)
+                .values(claimed_until=until)
+            )
+        return result.rowcount == 1
+
+    def was_started(self, slot: ClaimedSlot, conn: Connection | None = None) -> bool:
+        """Whether a run of this very slot started and never finished (its worker died): such
+        a slot is sent again as it is, for a worker to take it over, whatever its lateness."""
+        with transaction(self.engine, conn) as c:
+            found = c.execute(
+                select(producer_runs.c.id).where(
+                    producer_runs.c.workflow_id == slot.workflow_id,
+                    producer_runs.c.producer_name == slot.producer_name,
+                    producer_runs.c.scheduled_for == slot.scheduled_for,
+                    producer_runs.c.status == RunStatus.RUNNING.value,
+                )
+            ).first()
+        return found is not None
 
     def release_claims(self, slots: list[ClaimedSlot], conn: Connection | None = None) -> int:
         """Give back claims that were never sent, so the slots are due again at once.
@@ -119,6 +179,10 @@ def _claim_statement(dialect: str) -> Update:
             _s.workflow_id,
             _s.producer_name,
             _s.next_run_at,
+            _s.schedule_type,
+            _s.schedule_value,
+            _s.timezone,
+            _s.policy,
             workflow_name.label("workflow_name"),
         )
     )

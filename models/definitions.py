@@ -13,7 +13,7 @@ import stat
 from collections.abc import Collection, Iterable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
@@ -25,9 +25,12 @@ from models.schedules import (
     Schedule,
     check_timezone,
     compile_schedule,
+    format_interval,
     parse_cron,
     parse_interval,
 )
+from models.slot_policy import RetryPolicy, SlotPolicy
+from models.vocabulary import CatchupPolicy, OverlapPolicy
 
 MAX_DEFINITION_BYTES = 1024 * 1024
 MAX_TIMEOUT_SECONDS = 24 * 3600
@@ -43,10 +46,43 @@ MAX_YAML_DEPTH = 100
 MAX_YAML_VALUES = 100_000
 # Fields that may be left out but not written empty: `interval:` with no value would
 # otherwise make a silently manual-only producer.
-_NOT_NULL = ("run", "interval", "cron", "timezone", "params", "timeout", *RULE_FIELDS)
-
+_NOT_NULL = (
+    "run",
+    "interval",
+    "cron",
+    "timezone",
+    "params",
+    "timeout",
+    "overlap",
+    "max_concurrent",
+    "catchup",
+    "catchup_window",
+    "start_deadline",
+    "retries",
+    "pause_after_failures",
+    *RULE_FIELDS,
+)
+MAX_CONCURRENT = 100
+MAX_RETRIES = 100
+MAX_PAUSE_AFTER_FAILURES = 10_000
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 RUN_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_-]+)*$"
+
+
+class RetriesDefinition(BaseModel):
+    """`retries: {max: N, backoff: 10s, max_backoff: 5m}`: attempts within one slot."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    max: int = Field(ge=0, le=MAX_RETRIES)
+    backoff: str = "10s"
+    max_backoff: str = "5m"
+
+    @field_validator("backoff", "max_backoff")
+    @classmethod
+    def _is_a_duration(cls, value: str) -> str:
+        _duration_seconds(value)
+        return value
 
 
 class ProducerDefinition(BaseModel):
@@ -82,6 +118,41 @@ class ProducerDefinition(BaseModel):
                 raise ValueError(f"timeout {value!r} is longer than the maximum of 1d")
         return value
 
+    # Slot policies (see `models.slot_policy`); left out, each keeps today's behaviour.
+    overlap: Literal["skip", "buffer_one", "allow"] = "skip"
+    max_concurrent: int | None = Field(default=None, ge=1, le=MAX_CONCURRENT)
+    catchup: Literal["latest", "all", "none"] = "latest"
+    catchup_window: str | None = None
+    start_deadline: str | None = None
+    retries: RetriesDefinition | None = None
+    pause_after_failures: int | None = Field(default=None, ge=1, le=MAX_PAUSE_AFTER_FAILURES)
+
+    @field_validator("catchup_window", "start_deadline")
+    @classmethod
+    def _policy_duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            _duration_seconds(value)
+        return value
+
+    @property
+    def slot_policy(self) -> SlotPolicy:
+        retries = self.retries
+        return SlotPolicy(
+            overlap=OverlapPolicy(self.overlap),
+            max_concurrent=self.max_concurrent or 1,
+            catchup=CatchupPolicy(self.catchup),
+            catchup_window=_duration(self.catchup_window),
+            start_deadline=_duration(self.start_deadline),
+            retries=RetryPolicy()
+            if retries is None
+            else RetryPolicy(
+                max=retries.max,
+                backoff=parse_interval(retries.backoff),
+                max_backoff=parse_interval(retries.max_backoff),
+            ),
+            pause_after_failures=self.pause_after_failures,
+        )
+
     @property
     def schedule(self) -> Schedule | None:
         """The compiled schedule; None for a manual-only producer."""
@@ -115,6 +186,10 @@ class WorkflowDefinition(BaseModel):
 def uses_rules(fields: dict[str, Any]) -> bool:
     """Whether a producer uses any form beyond a single `interval:` or `cron:`."""
     return any(fields.get(key) is not None for key in RULE_FIELDS)
+
+
+def _duration(text: str | None) -> timedelta | None:
+    return None if text is None else parse_interval(text)
 
 
 def _duration_seconds(text: str) -> float:
@@ -240,6 +315,10 @@ def _producer_problems(
             check_plain_json(params, PARAMS_BOUNDS, path=f"{base}.params")
         except PlainJsonError as exc:
             problems.append(_plain_problem(exc, source))
+    problems.extend(
+        DefinitionProblem(source, f"{base}.{suffix}", message)
+        for suffix, message in _policy_problems(fields)
+    )
     timeout = fields.get("timeout")
     if max_timeout is not None and isinstance(timeout, str):
         problems.extend(_timeout_problems(f"{base}.timeout", timeout, max_timeout, source))
@@ -256,6 +335,38 @@ def _producer_problems(
             )
         )
     return problems
+
+
+def _policy_problems(fields: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field path, message) for policies that do not fit together; wrong types and values
+    are pydantic's."""
+    found = []
+    if fields.get("max_concurrent") is not None and fields.get("overlap") != "allow":
+        found.append(("max_concurrent", "max_concurrent applies only with overlap: allow"))
+    retries = fields.get("retries")
+    if retries is not None and fields.get("overlap") == "allow":
+        found.append(
+            (
+                "retries",
+                "retries need overlap skip or buffer_one: under allow the next slot"
+                " may already run",
+            )
+        )
+    if isinstance(retries, dict):
+        try:
+            backoff = parse_interval(str(retries.get("backoff", "10s")))
+            cap = parse_interval(str(retries.get("max_backoff", "5m")))
+        except ScheduleError:
+            return found  # pydantic reports it
+        if backoff > cap:
+            found.append(
+                (
+                    "retries.backoff",
+                    f"backoff {format_interval(backoff)} is longer than"
+                    f" max_backoff {format_interval(cap)}",
+                )
+            )
+    return found
 
 
 def _timeout_problems(

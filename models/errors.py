@@ -136,3 +136,9 @@ class BrokerUnreachableError(DrumlineError):
 
 class InvalidAuthorError(DrumlineError, ValueError):
     """An actor or note that the history cannot record; the message names the field."""
+
+
+class ProducerNotFoundError(LifecycleError):
+    """The workflow has no producer of that name."""
+
+    code = "not_found"

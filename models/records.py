@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -34,6 +34,7 @@ class ScheduleSpec:
     timezone: str
     next_run_at: datetime | None
     paused: bool = False
+    policy: JSONDict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,10 @@ class ScheduleRecord:
     schedule_value: str
     timezone: str
     paused: bool
+    paused_at: datetime | None
+    paused_by: str | None
+    pause_note: str | None
+    policy: JSONDict
     next_run_at: datetime | None
     claimed_until: datetime | None
     claim_token: str | None
@@ -70,6 +75,20 @@ class ClaimedSlot:
     scheduled_for: datetime
     claim_token: str
     claimed_until: datetime
+    # What beat's catch-up needs: the schedule (type, value, time zone) and the policies.
+    schedule_type: str = "manual"
+    schedule_value: str = ""
+    timezone: str = "UTC"
+    policy: JSONDict = field(default_factory=dict)
+    # The end of the slot's start deadline, if it has one: its message expires then.
+    start_by: datetime | None = None
+
+    @property
+    def message_expires(self) -> datetime:
+        """When the slot's message is dropped unstarted: at the lease end or the deadline."""
+        return (
+            self.claimed_until if self.start_by is None else min(self.claimed_until, self.start_by)
+        )
 
 
 @dataclass(frozen=True)
@@ -80,6 +99,9 @@ class SlotOutcome:
     ran_at: datetime
     next_run_at: datetime | None
     state: JSONDict
+    # A failure that makes this many in a row pauses the producer, with this note.
+    pause_after_failures: int | None = None
+    pause_note: str | None = None
 
 
 @dataclass(frozen=True)

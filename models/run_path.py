@@ -23,11 +23,13 @@ from sqlalchemy import (
     Boolean,
     Connection,
     Engine,
+    Integer,
     Row,
     Update,
     bindparam,
     case,
     exists,
+    func,
     literal,
     select,
     true,
@@ -38,12 +40,20 @@ from sqlalchemy.dialects import postgresql
 from models.records import RunRecord, ScheduleRecord, SlotOutcome
 from models.run_store import run_record
 from models.schedule_store import schedule_record
+from models.slot_ledger import LedgerEntry
+from models.slot_ledger_store import (
+    SUPERSEDED_REASON,
+    Ledger,
+    record_ledger,
+    record_statement,
+)
 from models.tables import producer_runs, producer_schedules, workflows
 from models.transactions import bind, insert_for, transaction
-from models.vocabulary import RunStatus, SkipReason, Trigger
+from models.vocabulary import RunStatus, SkipReason, SlotFate, Trigger
 
 _r = producer_runs.c
 _s = producer_schedules.c
+WORKER_DIED = "its worker died: no outcome within a lease of its start"
 _RUN_PREFIX = "run__"  # the run row's columns, beside the schedule row's
 
 
@@ -131,16 +141,20 @@ class RunPath:
         duration_ms: float,
         error: str | None,
         result: Any,
+        ledger: Ledger,
         now: datetime,
     ) -> str:
-        """Write the outcome back and finish the run row; returns the run's final status:
-        the outcome's, or `superseded` if the claim was lost and the schedule left alone."""
+        """Write the outcome back, finish the run row and record the ledger entries (the run's
+        own slot first); returns the run's final status: the outcome's, or `superseded` if the
+        claim was lost, the schedule left alone and only the own slot recorded, as superseded."""
         if self._single_statement:
-            params = _commit_slot_params(
-                schedule_id, claim_token, outcome, now=now
-            ) | _finish_params(run_id, outcome.status, now, duration_ms, error, result)
+            params = (
+                _commit_slot_params(schedule_id, claim_token, outcome, now=now)
+                | _finish_params(run_id, outcome.status, now, duration_ms, error, result)
+                | ledger.params(now)
+            )
             with self._autocommit() as conn:
-                return str(conn.execute(_FINISH_PG, params).scalar_one())
+                return str(conn.execute(_finish_pg(len(ledger.entries)), params).scalar_one())
         with self.engine.begin() as conn:
             held = self.commit_slot(schedule_id, claim_token, outcome, now=now, conn=conn)
             status = outcome.status if held else RunStatus.SUPERSEDED
@@ -153,7 +167,208 @@ class RunPath:
                 result=result,
                 conn=conn,
             )
+            self.record_outcomes(ledger, now=now, held=held, conn=conn)
         return status
+
+    def record_outcomes(
+        self, ledger: Ledger, *, now: datetime, held: bool = True, conn: Connection | None = None
+    ) -> None:
+        """Record ledger entries; `held` False: only the first, as superseded (see
+        `models.slot_ledger_store.record_statement`)."""
+        with transaction(self.engine, conn) as c:
+            record_ledger(c, ledger, now=now, held=held)
+
+    def retry_later(
+        self,
+        *,
+        schedule_id: int,
+        claim_token: str,
+        run_id: int,
+        retry_at: datetime,
+        duration_ms: float,
+        error: str | None,
+        ledger: Ledger,
+        now: datetime,
+    ) -> str:
+        """Keep a failed slot for another attempt at `retry_at`, in one transaction: the claim
+        is dropped and the row held back until then (beat claims it again at `retry_at`), and
+        the run row waits as `retrying`. If the claim was lost, the run is superseded instead
+        (with its ledger entry: `ledger` holds only the own slot). Returns the run's status."""
+        with self.engine.begin() as conn:
+            held = (
+                conn.execute(
+                    update(producer_schedules)
+                    .where(_s.id == schedule_id, _s.claim_token == claim_token)
+                    .values(claimed_until=retry_at, claim_token=None, updated_at=now)
+                ).rowcount
+                == 1
+            )
+            status = RunStatus.RETRYING if held else RunStatus.SUPERSEDED
+            self.finish_run(
+                run_id,
+                status=status,
+                finished_at=now,
+                duration_ms=duration_ms,
+                error=error,
+                result=None,
+                conn=conn,
+            )
+            if not held:
+                record_ledger(conn, ledger, now=now, held=False)
+        return status
+
+    def miss_scheduled(
+        self,
+        *,
+        schedule_id: int,
+        claim_token: str,
+        outcome: SlotOutcome,
+        run_id: int,
+        reason: str,
+        ledger: Ledger,
+        now: datetime,
+    ) -> str:
+        """A slot that started too late is not run: its run row is finished skipped with the
+        reason and the slot committed like a run's (its ledger entry saying missed), in one
+        transaction. Returns the run's status (`superseded` if the claim was lost)."""
+        with self.engine.begin() as conn:
+            held = self.commit_slot(
+                schedule_id, claim_token, outcome, now=now, ledger=ledger, conn=conn
+            )
+            status = RunStatus.SKIPPED if held else RunStatus.SUPERSEDED
+            self.finish_run(
+                run_id,
+                status=status,
+                finished_at=now,
+                duration_ms=0.0,
+                error=reason,
+                result=None,
+                conn=conn,
+            )
+            if not held:
+                record_ledger(conn, ledger, now=now, held=False)
+        return status
+
+    def hand_off(
+        self,
+        *,
+        schedule: ScheduleRecord,
+        claim_token: str,
+        run: RunRecord,
+        next_run_at: datetime | None,
+        max_concurrent: int,
+        lease: timedelta,
+        ledger: Ledger,
+        busy: Ledger,
+        now: datetime,
+    ) -> RunStatus:
+        """`overlap: allow`: let the next slot fall due while this run runs, in one transaction.
+
+        Runs of the producer still `running` a whole lease after they started lost their
+        worker (a run's hard time limit is shorter): they are finished failed, with their
+        ledger entries. Then, if fewer than `max_concurrent` others run, the schedule moves on
+        to `next_run_at` and the claim is released (`ledger`: the slots passed): `running`. Else
+        this slot is not run: its row is finished skipped and the schedule moves on (`busy`: its
+        entries): `skipped`. If `claim_token` no longer holds the claim, the run row and the
+        slot (the first of `busy`) are recorded superseded: `superseded`."""
+        with self.engine.begin() as conn:
+            died = conn.execute(
+                update(producer_runs)
+                .where(
+                    _r.workflow_id == schedule.workflow_id,
+                    _r.producer_name == schedule.producer_name,
+                    _r.status == RunStatus.RUNNING.value,
+                    _r.started_at < now - lease,
+                    _r.id != run.id,
+                )
+                .values(status=RunStatus.FAILED.value, error=WORKER_DIED, finished_at=now)
+                .returning(_r.scheduled_for, _r.attempt, _r.started_at)
+            ).all()
+            if died:
+                lost = tuple(
+                    LedgerEntry(
+                        slot=row.scheduled_for,
+                        outcome=SlotFate.FAILED,
+                        reason=WORKER_DIED,
+                        policy="overlap=allow",
+                        attempts=row.attempt,
+                        started_at=row.started_at,
+                        finished_at=now,
+                    )
+                    for row in died
+                )
+                record_ledger(
+                    conn, Ledger(schedule.workflow_id, schedule.producer_name, lost), now=now
+                )
+            running = conn.execute(
+                select(func.count())
+                .select_from(producer_runs)
+                .where(
+                    _r.workflow_id == schedule.workflow_id,
+                    _r.producer_name == schedule.producer_name,
+                    _r.status == RunStatus.RUNNING.value,
+                    _r.id != run.id,
+                )
+            ).scalar_one()
+            free = running < max_concurrent
+            held = (
+                conn.execute(
+                    update(producer_schedules)
+                    .where(_s.id == schedule.id, _s.claim_token == claim_token)
+                    .values(
+                        next_run_at=next_run_at,
+                        claimed_until=None,
+                        claim_token=None,
+                        updated_at=now,
+                    )
+                ).rowcount
+                == 1
+            )
+            record_ledger(conn, ledger if held and free else busy, now=now, held=held)
+            status = RunStatus.RUNNING if held and free else RunStatus.SUPERSEDED
+            if not (held and free):
+                self.finish_run(
+                    run.id,
+                    status=RunStatus.SKIPPED if held else RunStatus.SUPERSEDED,
+                    finished_at=now,
+                    duration_ms=0.0,
+                    error=f"skipped: {running} runs already running (max_concurrent)"
+                    if held
+                    else SUPERSEDED_REASON,
+                    result=None,
+                    conn=conn,
+                )
+                status = RunStatus.SKIPPED if held else RunStatus.SUPERSEDED
+        return status
+
+    def finish_handed_off(
+        self,
+        *,
+        schedule_id: int,
+        outcome: SlotOutcome,
+        run_id: int,
+        duration_ms: float,
+        error: str | None,
+        result: Any,
+        ledger: Ledger,
+        now: datetime,
+    ) -> str:
+        """Finish an `overlap: allow` run: its row, its ledger entry, and the producer's last
+        status, failures and state, leaving the next run (already moved on) alone."""
+        params = _commit_slot_params(schedule_id, "", outcome, now=now)
+        with self.engine.begin() as conn:
+            conn.execute(_RECORD_HANDED_OFF, params)
+            self.finish_run(
+                run_id,
+                status=outcome.status,
+                finished_at=now,
+                duration_ms=duration_ms,
+                error=error,
+                result=result,
+                conn=conn,
+            )
+            record_ledger(conn, ledger, now=now)
+        return outcome.status
 
     def take_claim(
         self,
@@ -197,16 +412,21 @@ class RunPath:
         outcome: SlotOutcome,
         *,
         now: datetime,
+        ledger: Ledger | None = None,
         conn: Connection | None = None,
     ) -> bool:
-        """Write a finished slot back, only if `claim_token` still holds the claim.
+        """Write a finished slot back, only if `claim_token` still holds the claim, with the
+        ledger entries of the slots it passes.
 
         False means the claim was lost (lease expired and re-sent, or the schedule changed):
         nothing is written, so a run never overwrites a newer schedule.
         """
         params = _commit_slot_params(schedule_id, claim_token, outcome, now=now)
         with transaction(self.engine, conn) as c:
-            return c.execute(_COMMIT_SLOT, params).rowcount == 1
+            held = c.execute(_COMMIT_SLOT, params).rowcount == 1
+            if held and ledger is not None:
+                self.record_outcomes(ledger, now=now, conn=c)
+        return held
 
     # --- the run row ---------------------------------------------------------------------------
 
@@ -383,6 +603,27 @@ def _take_claim_params(
     }
 
 
+_SUCCEEDED = bindparam("b_succeeded", type_=Boolean())
+_FAILED = bindparam("b_failed", type_=Boolean())
+# NULL (no pause_after_failures) compares as unknown: never true.
+_AUTO_PAUSE = _FAILED & (_s.consecutive_failures + 1 >= bindparam("b_pause_after", type_=Integer()))
+AUTO_PAUSE = "auto-pause"
+
+# What a finished slot writes on its producer's row besides the next run and the claim.
+_OUTCOME_VALUES: dict[str, Any] = {
+    "last_run_at": bind("b_last_run_at", _s.last_run_at),
+    "last_status": bind("b_last_status", _s.last_status),
+    "consecutive_failures": case(
+        (_SUCCEEDED, 0), (_FAILED, _s.consecutive_failures + 1), else_=_s.consecutive_failures
+    ),
+    "state": bind("b_state", _s.state),
+    "updated_at": bind("b_now", _s.updated_at),
+    # pause_after_failures: the failure that reaches it pauses the producer, saying why.
+    "paused": case((_AUTO_PAUSE, true()), else_=_s.paused),
+    "paused_at": case((_AUTO_PAUSE, bind("b_now", _s.paused_at)), else_=_s.paused_at),
+    "paused_by": case((_AUTO_PAUSE, literal(AUTO_PAUSE)), else_=_s.paused_by),
+    "pause_note": case((_AUTO_PAUSE, bind("b_pause_note", _s.pause_note)), else_=_s.pause_note),
+}
 _COMMIT_SLOT: Update = (
     update(producer_schedules)
     .where(
@@ -391,16 +632,14 @@ _COMMIT_SLOT: Update = (
     )
     .values(
         next_run_at=bind("b_next_run_at", _s.next_run_at),
-        last_run_at=bind("b_last_run_at", _s.last_run_at),
-        last_status=bind("b_last_status", _s.last_status),
-        consecutive_failures=case(
-            (bindparam("b_succeeded", type_=Boolean()), 0), else_=_s.consecutive_failures + 1
-        ),
-        state=bind("b_state", _s.state),
         claimed_until=None,
         claim_token=None,
-        updated_at=bind("b_now", _s.updated_at),
+        **_OUTCOME_VALUES,
     )
+)
+# An `overlap: allow` run's outcome: its next run moved on when it started (see `hand_off`).
+_RECORD_HANDED_OFF: Update = (
+    update(producer_schedules).where(_s.id == bind("b_id", _s.id)).values(**_OUTCOME_VALUES)
 )
 
 
@@ -414,6 +653,9 @@ def _commit_slot_params(
         "b_last_run_at": outcome.ran_at,
         "b_last_status": outcome.status,
         "b_succeeded": outcome.status == RunStatus.SUCCEEDED,
+        "b_failed": outcome.status == RunStatus.FAILED,
+        "b_pause_after": outcome.pause_after_failures,
+        "b_pause_note": outcome.pause_note,
         "b_state": outcome.state,
         "b_now": now,
     }
@@ -424,8 +666,9 @@ def _commit_slot_params(
 
 def _take_over_running(stmt: Any) -> Any:
     """The rule for an INSERT of a starting row into a slot that has one already: take over a
-    slot whose last attempt died running (still `running`: attempt + 1, now running or skipped
-    as the INSERT says); leave a finished slot alone, so the INSERT returns nothing and the
+    slot whose last attempt died running (still `running`) or failed and waits for a retry
+    (`retrying`): attempt + 1, now running or skipped as the INSERT says; leave a finished
+    slot alone, so the INSERT returns nothing and the
     slot is not run again."""
     return stmt.on_conflict_do_update(
         index_elements=[_r.workflow_id, _r.producer_name, _r.scheduled_for],
@@ -437,7 +680,7 @@ def _take_over_running(stmt: Any) -> Any:
             "error": stmt.excluded.error,
             "finished_at": stmt.excluded.finished_at,
         },
-        where=_r.status == RunStatus.RUNNING,
+        where=_r.status.in_([RunStatus.RUNNING.value, RunStatus.RETRYING.value]),
     )
 
 
@@ -579,22 +822,23 @@ def _started_slot(row: Row[Any]) -> StartedSlot:
     )
 
 
-def _finish_statement() -> Any:
-    """_COMMIT_SLOT, then the run row finished as superseded if it wrote nothing. Parameters:
-    `_commit_slot_params | _finish_params`."""
+@cache
+def _finish_pg(entries: int) -> Any:
+    """_COMMIT_SLOT, then the run row finished (as superseded if it wrote nothing) and the
+    `entries` ledger rows recorded under the same fence, in one statement. Parameters:
+    `_commit_slot_params | _finish_params | Ledger.params`."""
     slot = _COMMIT_SLOT.returning(producer_schedules.c.id).cte("slot")
     held = exists(select(slot.c.id))
-    return (
-        _FINISH_RUN.values(
-            status=case((held, bind("b_status", _r.status)), else_=RunStatus.SUPERSEDED.value)
-        )
-        .add_cte(slot)
-        .returning(_r.status)
-    )
+    statement = _FINISH_RUN.values(
+        status=case((held, bind("b_status", _r.status)), else_=RunStatus.SUPERSEDED.value)
+    ).add_cte(slot)
+    if entries:
+        ledger = record_statement("postgresql", entries, held).cte("ledger")
+        statement = statement.add_cte(ledger)
+    return statement.returning(_r.status)
 
 
 _START_PG = _start_statement()
-_FINISH_PG = _finish_statement()
 
 
 # --- triggered runs ----------------------------------------------------------------------------

@@ -40,7 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.dml import ReturningDelete
 
 from models.run_store import TERMINAL_STATUSES
-from models.tables import producer_runs
+from models.tables import producer_runs, slot_outcomes
 from models.transactions import bind
 
 _r = producer_runs.c
@@ -156,6 +156,9 @@ class _Tally:
         limit = min(self.limits.batch, self.limits.max_rows - self.by_age - self.by_count)
         params = {**self.params, **_producer_params(key), "b_limit": limit}
         slots = conn.execute(statement, params).scalars().all()
+        if slots:
+            # The slot ledger goes with the history: outcomes up to the newest pruned run.
+            conn.execute(_PRUNE_LEDGER, {**_producer_params(key), "b_through": max(slots)})
         # A slot older than the age limit went by age, whatever its rank.
         aged = sum(1 for slot in slots if self.age_before is not None and slot < self.age_before)
         self.by_age += aged
@@ -169,6 +172,14 @@ class _Tally:
     def report(self, resume_at: ProducerKey | None) -> PruneReport:
         seconds = time.monotonic() - self.started
         return PruneReport(self.by_age, self.by_count, self.visited, resume_at, seconds)
+
+
+_o = slot_outcomes.c
+_PRUNE_LEDGER = delete(slot_outcomes).where(
+    _o.workflow_id == bind("b_workflow_id", _o.workflow_id),
+    _o.producer_name == bind("b_producer_name", _o.producer_name),
+    _o.slot <= bind("b_through", _o.slot),
+)
 
 
 def _producer_params(key: ProducerKey) -> dict[str, Any]:

@@ -15,7 +15,11 @@ from models.vocabulary import RunStatus, SkipReason, Trigger
 
 _r = producer_runs.c
 
-TERMINAL_STATUSES = frozenset(RunStatus) - {RunStatus.RUNNING, RunStatus.PENDING}
+TERMINAL_STATUSES = frozenset(RunStatus) - {
+    RunStatus.RUNNING,
+    RunStatus.PENDING,
+    RunStatus.RETRYING,
+}
 
 
 class RunStore:

@@ -18,8 +18,12 @@ from sqlalchemy import (
 )
 
 from models.records import JSONDict, ScheduleRecord, ScheduleSpec
+from models.slot_ledger import ranged
+from models.slot_ledger_store import Ledger, record_ledger
+from models.stored_schedules import schedule_from_row
 from models.tables import producer_schedules
 from models.transactions import insert_for, transaction
+from models.vocabulary import SlotFate
 
 _s = producer_schedules.c
 
@@ -69,6 +73,7 @@ class ProducerScheduleStore:
             "schedule_value": spec.schedule_value,
             "timezone": spec.timezone,
             "paused": spec.paused,
+            "policy": spec.policy,
             "next_run_at": spec.next_run_at,
             "claimed_until": None,
             "claim_token": None,
@@ -95,14 +100,19 @@ class ProducerScheduleStore:
         params: JSONDict,
         timeout_seconds: float | None,
         now: datetime,
+        policy: JSONDict | None = None,
         conn: Connection | None = None,
     ) -> bool:
-        """Change what a producer runs with, leaving its schedule, claim and next run alone."""
+        """Change what a producer runs with (and its slot policies, unless None), leaving its
+        schedule, claim and next run alone."""
+        values: JSONDict = {"run": run, "params": params, "timeout_seconds": timeout_seconds}
+        if policy is not None:
+            values["policy"] = policy
         with transaction(self.engine, conn) as c:
             result = c.execute(
                 update(producer_schedules)
                 .where(_s.workflow_id == workflow_id, _s.producer_name == producer_name)
-                .values(run=run, params=params, timeout_seconds=timeout_seconds, updated_at=now)
+                .values(**values, updated_at=now)
             )
         return result.rowcount > 0
 
@@ -116,13 +126,30 @@ class ProducerScheduleStore:
         return result.rowcount > 0
 
     def set_paused(
-        self, workflow_id: int, paused: bool, *, now: datetime, conn: Connection | None = None
+        self,
+        workflow_id: int,
+        paused: bool,
+        *,
+        now: datetime,
+        producer_name: str | None = None,
+        by: str | None = None,
+        note: str | None = None,
+        conn: Connection | None = None,
     ) -> int:
+        """Pause (or resume) every producer of the workflow, or only `producer_name`; a pause
+        records when, by whom and why, a resume clears it."""
+        query = update(producer_schedules).where(_s.workflow_id == workflow_id)
+        if producer_name is not None:
+            query = query.where(_s.producer_name == producer_name)
         with transaction(self.engine, conn) as c:
             result = c.execute(
-                update(producer_schedules)
-                .where(_s.workflow_id == workflow_id)
-                .values(paused=paused, updated_at=now)
+                query.values(
+                    paused=paused,
+                    paused_at=now if paused else None,
+                    paused_by=by if paused else None,
+                    pause_note=note if paused else None,
+                    updated_at=now,
+                )
             )
         return result.rowcount
 
@@ -151,18 +178,37 @@ class ProducerScheduleStore:
         conn: Connection | None = None,
     ) -> bool:
         """Set the next run to `to` only if it is still `read`, the value it was computed
-        from; False (nothing written) if a run's commit moved it meanwhile.
+        from; False (nothing written) if a run's commit moved it meanwhile. The slots it
+        passes over, from `read` up to `to`, fell due while the producer was paused: they are
+        recorded so in the slot ledger, as one entry.
 
         Any claim on the old slot goes with it: a message still queued for that slot is stale
         now (it names another slot), and its claim must not hold the new slot back for a lease.
         """
         with transaction(self.engine, conn) as c:
-            result = c.execute(
+            row = c.execute(
                 update(producer_schedules)
                 .where(_s.id == schedule_id, _s.next_run_at == read)
                 .values(next_run_at=to, claimed_until=None, claim_token=None, updated_at=now)
-            )
-        return result.rowcount == 1
+                .returning(*producer_schedules.c)
+            ).first()
+            if row is not None and to is not None and read < to:
+                record_ledger(c, _paused_range(schedule_record(row), read, to), now=now)
+        return row is not None
+
+
+def _paused_range(schedule: ScheduleRecord, read: datetime, to: datetime) -> Ledger:
+    compiled = schedule_from_row(schedule.schedule_type, schedule.schedule_value, schedule.timezone)
+    entry = ranged(
+        compiled,
+        read,
+        to,
+        outcome=SlotFate.PAUSED,
+        reason=f"fell due while paused ({schedule.pause_note or 'no note'}); resume moved on",
+        policy="resume: missed slots move to the next one",
+        anchor=read,
+    )
+    return Ledger(schedule.workflow_id, schedule.producer_name, (entry,))
 
 
 def schedule_record(row: Row[Any]) -> ScheduleRecord:

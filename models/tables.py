@@ -25,7 +25,14 @@ from sqlalchemy import (
 )
 
 from models.types import UTCDateTime
-from models.vocabulary import ChangeAction, RunStatus, ScheduleKind, Trigger, WorkflowStatus
+from models.vocabulary import (
+    ChangeAction,
+    RunStatus,
+    ScheduleKind,
+    SlotFate,
+    Trigger,
+    WorkflowStatus,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -42,6 +49,7 @@ SCHEDULE_TYPES = tuple(ScheduleKind)
 RUN_STATUSES = tuple(RunStatus)
 RUN_TRIGGERS = tuple(Trigger)
 CHANGE_ACTIONS = tuple(ChangeAction)
+SLOT_FATES = tuple(SlotFate)
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
@@ -82,6 +90,12 @@ producer_schedules = Table(
     Column("schedule_value", Text, nullable=False),  # a rules schedule's JSON is long
     Column("timezone", String(64), nullable=False),
     Column("paused", Boolean, nullable=False, server_default=false()),
+    # When, by whom (a user, or `auto-pause`) and why this one producer was paused.
+    Column("paused_at", UTCDateTime, nullable=True),
+    Column("paused_by", String(200), nullable=True),
+    Column("pause_note", Text, nullable=True),
+    # Its slot policies (`models.slot_policy.SlotPolicy` as JSON); `{}`: the defaults.
+    Column("policy", JSON, nullable=False, server_default="{}"),
     Column("next_run_at", UTCDateTime, nullable=True),
     Column("claimed_until", UTCDateTime, nullable=True),
     Column("claim_token", String(36), nullable=True),
@@ -187,4 +201,35 @@ Index(
     producer_runs.c.scheduled_for,
     postgresql_where=text("status = 'pending'"),
     sqlite_where=text("status = 'pending'"),
+)
+# The slot ledger: every slot a producer was due for gets exactly one row here, or falls inside
+# one row's range, so "why did it (not) run at 02:00?" has an answer. A range of slots with one
+# fate (a day of coalesced 1s slots) is ONE row: `slot` is its first, `range_end` the instant
+# its last one is followed by (exclusive; NULL for a single slot). Rows are written by the run
+# that holds the slot's claim, in the same transaction as its commit, so ranges never overlap.
+slot_outcomes = Table(
+    "slot_outcomes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "workflow_id",
+        Integer,
+        ForeignKey("workflows.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("producer_name", String(63), nullable=False),
+    Column("slot", UTCDateTime, nullable=False),
+    Column("range_end", UTCDateTime, nullable=True),
+    # How many slots the row stands for; NULL when counting them would cost too much.
+    Column("slot_count", Integer, nullable=True),
+    Column("outcome", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    # The policy that decided the outcome, e.g. `overlap=skip` or `catchup=latest`.
+    Column("policy", String(200), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    UniqueConstraint("workflow_id", "producer_name", "slot"),
+    _one_of("outcome", SLOT_FATES),
 )

@@ -35,6 +35,8 @@ class RunStatus(StrEnum):
     # A trigger request `drumline trigger` recorded; a worker starts it only if its message
     # carries the same `trigger_token` (so a forged message cannot run anything).
     PENDING = "pending"
+    # A failed attempt whose slot is tried again (`retries:`); the next attempt takes it over.
+    RETRYING = "retrying"
 
 
 class Trigger(StrEnum):
@@ -65,3 +67,32 @@ class ChangeAction(StrEnum):
     RESUME = "resume"
     DELETE = "delete"
     ROLLBACK = "rollback"
+
+
+class SlotFate(StrEnum):
+    """`slot_outcomes.outcome`: the one final outcome of a slot (or of a range of slots)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    SUPERSEDED = "superseded"  # a redeploy changed the schedule while it ran
+    SKIPPED_OVERLAP = "skipped_overlap"  # fell due while the producer's previous run ran
+    COALESCED = "coalesced"  # fell due before a late run started, which stood for it
+    MISSED = "missed"  # past its start deadline, or outside the catch-up window
+    PAUSED = "paused"  # fell due while the producer or its workflow was paused
+
+
+class OverlapPolicy(StrEnum):
+    """`overlap:` what happens to a slot that falls due while the previous run still runs."""
+
+    SKIP = "skip"  # not run; recorded skipped for overlap
+    BUFFER_ONE = "buffer_one"  # the latest such slot waits and runs right after
+    ALLOW = "allow"  # runs at once, up to `max_concurrent` runs of the producer
+
+
+class CatchupPolicy(StrEnum):
+    """`catchup:` which missed slots run after downtime, a pause or a backlog."""
+
+    LATEST = "latest"  # the most recent missed slot, once
+    ALL = "all"  # every missed slot within the window, oldest first
+    NONE = "none"  # none: wait for the next slot

@@ -15,7 +15,7 @@ from typing import Any
 from models.records import JSONDict, ScheduleRecord, ScheduleSpec
 
 SCHEDULE_FIELDS = ("schedule_type", "schedule_value", "timezone")
-CONFIG_FIELDS = ("run", "params", "timeout_seconds")
+CONFIG_FIELDS = ("run", "params", "timeout_seconds", "policy")
 
 ProducerRow = ScheduleRecord | ScheduleSpec
 # A changed field: (old value, new value).

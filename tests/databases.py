@@ -75,6 +75,7 @@ def schedule_spec(
     schedule_value: str = "30s",
     timezone: str = "UTC",
     paused: bool = False,
+    policy: dict[str, Any] | None = None,
 ) -> ScheduleSpec:
     """A producer's schedule row as a deploy would write it: by default `demo.noop` every 30 s
     in UTC with no params; each test passes what it needs to differ."""
@@ -89,6 +90,7 @@ def schedule_spec(
         timezone=timezone,
         next_run_at=next_run_at,
         paused=paused,
+        policy={} if policy is None else policy,
     )
 
 

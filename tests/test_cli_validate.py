@@ -279,6 +279,8 @@ def test_several_files_are_all_reported(flow: Path, tmp_path: Path) -> None:
             "run": "demo.fail",
             "schedule": "every 1h",
             "timezone": "UTC",
+            "policy": "overlap skip, catchup latest",
+            "policies": {},
             "next": ["2026-10-24T13:00:00+00:00"],
             "dst": [],
         }

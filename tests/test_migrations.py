@@ -17,9 +17,11 @@ from models.heartbeat_store import HeartbeatStore
 from models.run_path import RunPath
 from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
+from models.slot_ledger import LedgerEntry
+from models.slot_ledger_store import Ledger
 from models.tables import metadata
 from models.types import UTCDateTime
-from models.vocabulary import ChangeAction
+from models.vocabulary import ChangeAction, SlotFate
 from tests.databases import new_workflow, schedule_spec, table_dump
 
 
@@ -80,6 +82,8 @@ def test_upgrade_twice_is_a_no_op(db_url: str) -> None:
             conn=conn,
         )
     HeartbeatStore(engine).register(host="h1", pid=1, version="0.1.0", now=now)
+    paused = LedgerEntry(slot=now, outcome=SlotFate.PAUSED, reason="paused", policy="paused")
+    RunPath(engine).record_outcomes(Ledger(workflow.id, "poll", (paused,)), now=now)
     before = table_dump(engine)
     assert all(before.values()), before
     tables = set(inspect(engine).get_table_names())
@@ -162,8 +166,8 @@ def _runs(engine: Engine) -> list[tuple[object, ...]]:
         return [tuple(row) for row in conn.execute(text("SELECT * FROM producer_runs ORDER BY id"))]
 
 
-# The revision 0004 (the change history) follows; the lead re-chains it here at merge.
-BEFORE_0004 = "0002"
+# The revision 0004 (the change history) follows 0003.
+BEFORE_0004 = "0003"
 
 
 def test_0004_adds_the_change_history_to_a_populated_database_and_downgrades(
@@ -302,3 +306,63 @@ def _schedules(engine: Engine) -> list[tuple[object, ...]]:
     with engine.connect() as conn:
         query = text("SELECT * FROM producer_schedules ORDER BY id")
         return [tuple(row) for row in conn.execute(query)]
+
+
+# The revision the slot ledger's migration follows (re-chained at merge: change only this).
+LEDGER_PREVIOUS_REVISION = "0002"
+
+
+def test_0003_adds_the_slot_ledger_to_a_populated_database_and_downgrades(
+    empty_db_url: str,
+) -> None:
+    """previous -> 0003 keeps every schedule and run row (with `{}` policies and no pause
+    note); 0003 -> previous drops the ledger and the new columns, keeping every row."""
+    engine = make_engine(empty_db_url)
+    migrate.upgrade(engine, LEDGER_PREVIOUS_REVISION)
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    with engine.begin() as conn:
+        workflow_id = conn.execute(
+            text(
+                "INSERT INTO workflows (name, status, version, definition, created_at, updated_at)"
+                " VALUES ('prices', 'active', 1, '{}', :now, :now) RETURNING id"
+            ).bindparams(bindparam("now", type_=UTCDateTime())),
+            {"now": now},
+        ).scalar_one()
+        conn.execute(
+            text(
+                "INSERT INTO producer_schedules (workflow_id, producer_name, run, params,"
+                " schedule_type, schedule_value, timezone, paused, next_run_at, state,"
+                " created_at, updated_at) VALUES (:w, 'poll', 'demo.noop', '{}', 'interval',"
+                " '1m', 'UTC', false, :now, '{}', :now, :now)"
+            ).bindparams(bindparam("now", type_=UTCDateTime())),
+            {"w": workflow_id, "now": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO producer_runs (workflow_id, producer_name, scheduled_for, trigger,"
+                " attempt, status, started_at) VALUES (:w, 'poll', :now, 'schedule', 1,"
+                " 'succeeded', :now)"
+            ).bindparams(bindparam("now", type_=UTCDateTime())),
+            {"w": workflow_id, "now": now},
+        )
+    schedules, runs = _table(engine, "producer_schedules"), _table(engine, "producer_runs")
+
+    migrate.upgrade(engine, "0003")
+    upgraded = ProducerScheduleStore(engine).list(workflow_id)
+    assert [(row.policy, row.paused_at, row.paused_by, row.pause_note) for row in upgraded] == [
+        ({}, None, None, None)
+    ]
+    assert [row[: len(schedules[0])] for row in _table(engine, "producer_schedules")] == schedules
+    entry = LedgerEntry(slot=now, outcome=SlotFate.SUCCEEDED, reason="ran", policy="timeout=60s")
+    RunPath(engine).record_outcomes(Ledger(workflow_id, "poll", (entry,)), now=now)
+    assert len(_table(engine, "slot_outcomes")) == 1
+
+    migrate.downgrade(engine, LEDGER_PREVIOUS_REVISION)
+    assert "slot_outcomes" not in inspect(engine).get_table_names()
+    assert _table(engine, "producer_schedules") == schedules
+    assert _table(engine, "producer_runs") == runs
+    engine.dispose()
+
+
+def _table(engine: Engine, table: str) -> list[tuple[object, ...]]:
+    return _rows(engine, (table,))[table]

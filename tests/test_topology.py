@@ -1,9 +1,12 @@
 """The compose topology on one machine: one Redis, one PostgreSQL, two beats, three workers.
 
 Fifty producers on 1-3 s intervals run for 30 s while one worker is SIGKILLed mid-run and
-started again. Afterwards every slot due in that time is accounted for, from the run rows,
-the schedule grid and the producers' own journal: committed once, coalesced after a late run,
-or still due at the stop; never committed twice, never lost.
+started again; some run with `overlap: allow` (one of them outliving its interval), some with
+`catchup: all`. Afterwards every slot due in that time is accounted for, from the run rows,
+the schedule grid, the slot ledger and the producers' own journal: committed once, passed over
+with one ledger outcome (coalesced, skipped for overlap), or still due at the stop; never
+committed twice, never lost; and every slot before each producer's next run has exactly one
+ledger outcome.
 """
 
 from __future__ import annotations
@@ -23,11 +26,15 @@ import redis
 from sqlalchemy import Engine
 
 from models.records import RunRecord, ScheduleRecord
+from models.run_path import WORKER_DIED
 from models.schedule_store import ProducerScheduleStore
+from models.schedules import IntervalSchedule
+from models.slot_ledger_store import SlotOutcomeRecord
 from models.types import utc_now
 from models.workflow_store import WorkflowStore
 from tests.e2e import deploy, journal_producer, runs_of, wait_until
 from tests.e2e_producers import read_journal
+from tests.ledger_checks import coverage_problems, ledger_rows
 from tests.processes import CeleryProcess
 from workers.local.celery_argv import beat_argv, worker_argv
 
@@ -39,6 +46,9 @@ RUN_SECONDS = 0.1
 # One producer (every 3 s) runs for longer: the kill waits until a worker is inside one of its
 # runs, so it cannot miss a run however loaded the machine is.
 HOLD_PRODUCER, HOLD_SECONDS = "p02", 1.5
+# `overlap: allow` producers; the 1 s one runs for longer than its interval, so runs overlap.
+ALLOW = {"p10": RUN_SECONDS, "p11": RUN_SECONDS, "p12": 1.2}
+CATCHUP_ALL = ("p15", "p16", "p17")
 WORKERS = ("w1", "w2", "w3")
 BEATS = ("beat1", "beat2")
 # A row past due with no live claim, twice this far apart and unchanged, is stuck.
@@ -115,6 +125,9 @@ class Figures:
     # The same slots as (producer, scheduled_for ISO) keys, as the journal and run rows share.
     rerun_slots: set[tuple[str, str]] = field(default_factory=set)
     interrupted_slots: set[tuple[str, str]] = field(default_factory=set)
+    # Interrupted `overlap: allow` runs, finished failed (their slot was not sent again).
+    died: set[tuple[str, str]] = field(default_factory=set)
+    ledger_problems: list[str] = field(default_factory=list)
     superseded: int = 0
     after_stop: int = 0
     stuck: dict[str, datetime] = field(default_factory=dict)
@@ -125,11 +138,13 @@ class Figures:
         yield f"topology: {PRODUCERS} producers, {len(WORKERS)} workers x 2, {len(BEATS)} beats"
         yield f"  slots due            {self.slots_due}"
         yield f"  committed            {self.committed} (of which superseded {self.superseded})"
-        yield f"  coalesced            {len(self.coalesced)} {self.coalesced[:8]}"
+        yield f"  passed over (ledger) {len(self.coalesced)} {self.coalesced[:8]}"
         yield f"  still due at stop    {len(self.still_due)}"
         yield f"  run after the stop   {self.after_stop}"
         yield f"  interrupted by kill  {len(self.interrupted)} {self.interrupted}"
         yield f"  re-run (attempt > 1) {len(self.rerun)} {self.rerun}"
+        yield f"  allow runs cut, failed {len(self.died)} {sorted(self.died)}"
+        yield f"  ledger problems      {len(self.ledger_problems)} {self.ledger_problems[:8]}"
         yield f"  duplicates           {len(self.duplicates)} {self.duplicates[:8]}"
         yield f"  lost                 {len(self.lost)} {self.lost[:8]}"
         yield f"  off the grid         {len(self.off_grid)} {self.off_grid[:8]}"
@@ -141,6 +156,16 @@ class Figures:
         )
 
 
+def producer(journal: Path, name: str, step: timedelta) -> dict[str, object]:
+    seconds = HOLD_SECONDS if name == HOLD_PRODUCER else ALLOW.get(name, RUN_SECONDS)
+    policy: dict[str, object] = {}
+    if name in ALLOW:
+        policy = {"overlap": "allow", "max_concurrent": 2}
+    elif name in CATCHUP_ALL:
+        policy = {"catchup": "all"}
+    return journal_producer(journal, seconds=seconds, interval=f"{step.seconds}s") | policy
+
+
 def account(
     runs: list[RunRecord],
     journal: list[dict[str, object]],
@@ -148,6 +173,7 @@ def account(
     first: dict[str, datetime | None],
     final: dict[str, datetime | None],
     stop: datetime,
+    ledger: dict[str, list[SlotOutcomeRecord]],
 ) -> Figures:
     figures = Figures()
     slot_rows = Counter((r.producer_name, r.scheduled_for) for r in runs)
@@ -171,7 +197,13 @@ def account(
     for run in runs:
         label = f"{run.producer_name}@{run.scheduled_for:%T.%f}"
         done = len(ends[(run.producer_name, run.scheduled_for.isoformat())])
-        if run.status not in COMMITTED or done == 0:  # done > 1 is a duplicate, above
+        if run.error == WORKER_DIED and (run.producer_name, run.scheduled_for.isoformat()) in (
+            figures.interrupted_slots
+        ):
+            figures.died.add((run.producer_name, run.scheduled_for.isoformat()))
+        elif run.status == "skipped":  # max_concurrent reached: not run, see the ledger below
+            pass
+        elif run.status not in COMMITTED or done == 0:  # done > 1 is a duplicate, above
             figures.lost.append(f"{label} status={run.status} journal_ends={done}")
         if run.attempt > 1:
             figures.rerun.append(f"{label} attempt={run.attempt}")
@@ -197,17 +229,21 @@ def account(
             label = f"{name}@{slot:%T.%f}"
             figures.slots_due += 1
             found = by_slot.get((name, slot))
-            if found is not None:
-                figures.committed += found.status in COMMITTED
+            passed = [row for row in ledger[name] if row.covers(slot)]
+            if found is not None and found.status in COMMITTED:
+                figures.committed += 1
                 continue
-            before = [r for r in mine if r.scheduled_for < slot]
             pending = final[name]
-            if before and before[-1].finished_at and before[-1].finished_at >= slot:
-                figures.coalesced.append(label)
+            if len(passed) == 1:
+                figures.coalesced.append(f"{label} {passed[0].outcome}")
             elif pending is not None and slot >= pending:
                 figures.still_due.append(label)
             else:
                 figures.lost.append(f"{label} never ran")
+        end = final[name]
+        if end is not None:
+            problems = coverage_problems(ledger[name], IntervalSchedule(step), start, end)
+            figures.ledger_problems += [f"{name} {problem}" for problem in problems]
     return figures
 
 
@@ -220,14 +256,7 @@ def test_two_beats_three_workers_and_a_killed_worker_run_every_slot_once(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     journal = tmp_path / "journal.jsonl"
-    producers = {
-        f"p{n:02d}": journal_producer(
-            journal,
-            seconds=HOLD_SECONDS if f"p{n:02d}" == HOLD_PRODUCER else RUN_SECONDS,
-            interval=f"{every(n).seconds}s",
-        )
-        for n in range(PRODUCERS)
-    }
+    producers = {f"p{n:02d}": producer(journal, f"p{n:02d}", every(n)) for n in range(PRODUCERS)}
     schedules = ProducerScheduleStore(engine)
     broker = redis.Redis.from_url(redis_url)
     with ExitStack() as stack:
@@ -285,7 +314,10 @@ def test_two_beats_three_workers_and_a_killed_worker_run_every_slot_once(
             worker.stop()
 
     final = {row.producer_name: row.next_run_at for row in schedules.list(workflow.id)}
-    figures = account(runs_of(engine, WORKFLOW), read_journal(journal), killed, first, final, stop)
+    ledger = {name: ledger_rows(engine, workflow.id, name) for name in producers}
+    figures = account(
+        runs_of(engine, WORKFLOW), read_journal(journal), killed, first, final, stop, ledger
+    )
     figures.stuck = stuck
     with capsys.disabled():
         print(f"\n  killed {victim_name} at +{killed_at:.1f}s (pids {sorted(killed)})")
@@ -294,13 +326,14 @@ def test_two_beats_three_workers_and_a_killed_worker_run_every_slot_once(
 
     assert figures.duplicates == []
     assert figures.lost == []
+    assert figures.ledger_problems == []
     assert figures.off_grid == []
     assert figures.stuck == {}
     assert figures.interrupted, "the kill landed outside any run"
     # Every run the kill cut short was taken over by another worker and committed once.
-    assert len(figures.rerun) >= len(figures.interrupted)
-    assert figures.interrupted_slots <= figures.rerun_slots, sorted(
-        figures.interrupted_slots - figures.rerun_slots
+    assert len(figures.rerun) + len(figures.died) >= len(figures.interrupted)
+    assert figures.interrupted_slots <= figures.rerun_slots | figures.died, sorted(
+        figures.interrupted_slots - figures.rerun_slots - figures.died
     )
     # Everything due is accounted for; little is left due, and most slots really ran (coalescing
     # grows with the machine's load: about 5-10 % of slots on 2 loaded cores).

@@ -537,9 +537,9 @@ INVALID: list[tuple[str, object, list[str] | None, str, str]] = [
     ("unknown-top-key-typo", with_workflow(producer={}), None, "producer", "is not a known field"),
     (
         "unknown-producer-key",
-        with_producer(run="demo.noop", retries=3),
+        with_producer(run="demo.noop", retry=3),
         None,
-        "producers.p.retries",
+        "producers.p.retry",
         "is not a known field",
     ),
     (

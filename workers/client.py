@@ -155,11 +155,21 @@ class Drumline:
         data = parsed.model_dump(mode="json", exclude_defaults=True)
         return self._send("drumline.deploy_workflow", parsed.name, [data], note)
 
-    def send_pause(self, name: str, *, note: str | None = None) -> PendingChange:
-        return self._send("drumline.pause_workflow", name, [name], note)
+    def send_pause(
+        self, name: str, *, producer: str | None = None, note: str | None = None
+    ) -> PendingChange:
+        """Pause the workflow, or only its `producer`; `status` shows who, when and why."""
+        if producer is None:
+            return self._send("drumline.pause_workflow", name, [name], note)
+        return self._send("drumline.pause_producer", name, [name, producer], note)
 
-    def send_resume(self, name: str, *, note: str | None = None) -> PendingChange:
-        return self._send("drumline.resume_workflow", name, [name], note)
+    def send_resume(
+        self, name: str, *, producer: str | None = None, note: str | None = None
+    ) -> PendingChange:
+        """Resume the workflow, or only its `producer`, from the next slot after now."""
+        if producer is None:
+            return self._send("drumline.resume_workflow", name, [name], note)
+        return self._send("drumline.resume_producer", name, [name, producer], note)
 
     def send_delete(self, name: str, *, note: str | None = None) -> PendingChange:
         return self._send("drumline.delete_workflow", name, [name], note)
@@ -184,14 +194,24 @@ class Drumline:
         return self.send_deploy(definition, note=note).wait(timeout)
 
     def pause(
-        self, name: str, *, note: str | None = None, timeout: float = DEFAULT_WAIT_S
+        self,
+        name: str,
+        *,
+        producer: str | None = None,
+        note: str | None = None,
+        timeout: float = DEFAULT_WAIT_S,
     ) -> ChangeSummary:
-        return self.send_pause(name, note=note).wait(timeout)
+        return self.send_pause(name, producer=producer, note=note).wait(timeout)
 
     def resume(
-        self, name: str, *, note: str | None = None, timeout: float = DEFAULT_WAIT_S
+        self,
+        name: str,
+        *,
+        producer: str | None = None,
+        note: str | None = None,
+        timeout: float = DEFAULT_WAIT_S,
     ) -> ChangeSummary:
-        return self.send_resume(name, note=note).wait(timeout)
+        return self.send_resume(name, producer=producer, note=note).wait(timeout)
 
     def delete(
         self, name: str, *, note: str | None = None, timeout: float = DEFAULT_WAIT_S

@@ -10,6 +10,7 @@ from typing import Any
 from models.log_text import last_line, loggable
 from models.read_models import ProducerStatus, WorkflowOverview
 from models.records import RunRecord, ScheduleRecord
+from models.slot_policy import SlotPolicy
 from models.stored_schedules import schedule_from_row
 
 FAILURE_CHARS = 80
@@ -25,6 +26,20 @@ def json_default(value: Any) -> Any:
 def describe_schedule(row: ScheduleRecord) -> str:
     schedule = schedule_from_row(row.schedule_type, row.schedule_value, row.timezone)
     return schedule.describe(exhausted=row.next_run_at is None)
+
+
+def describe_policy(row: ScheduleRecord) -> str:
+    """The producer's slot policies in one line (defaults included)."""
+    return SlotPolicy.from_json(row.policy).describe()
+
+
+def paused_by(row: ScheduleRecord) -> str | None:
+    """Who paused the producer, when and why, in one line; None if nobody said."""
+    if not row.paused or row.paused_by is None:
+        return None
+    note = f": {row.pause_note}" if row.pause_note else ""
+    at = row.paused_at.strftime("%Y-%m-%d %H:%M:%SZ") if row.paused_at else "-"
+    return loggable(f"{row.paused_by} at {at}{note}", 300)
 
 
 def last_failure(error: str | None) -> str | None:
@@ -44,7 +59,11 @@ def producer_view(producer: ProducerStatus) -> dict[str, Any]:
         "name": row.producer_name,
         "run": row.run,
         "schedule": describe_schedule(row),
+        "policy": describe_policy(row),
         "paused": row.paused,
+        "paused_by": row.paused_by if row.paused else None,
+        "paused_at": row.paused_at if row.paused else None,
+        "pause_note": row.pause_note if row.paused else None,
         # A paused producer's stored next run passes without a run: it has none.
         "next_run_at": None if row.paused else row.next_run_at,
         "last_run_at": row.last_run_at,

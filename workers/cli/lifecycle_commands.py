@@ -152,9 +152,44 @@ def _name_command(
     return command
 
 
-pause = _name_command("pause", lambda client: client.send_pause)
-resume = _name_command("resume", lambda client: client.send_resume)
 delete = _name_command("delete", lambda client: client.send_delete)
+
+
+def _pause_command(
+    verb: str, send: Callable[[Drumline], Callable[..., PendingChange]]
+) -> click.Command:
+    @click.command(
+        name=verb,
+        help=f"{verb.capitalize()} the workflow NAME, or only its producer P (--producer).",
+    )
+    @click.argument("name")
+    @click.option("--producer", help="Only this producer of the workflow.")
+    @wait_option
+    @wait_timeout_option
+    @json_option
+    @actor_option
+    @note_option
+    @pass_context
+    def command(
+        ctx: CliContext,
+        name: str,
+        producer: str | None,
+        wait: bool,
+        timeout: float,
+        as_json: bool,
+        actor: str | None,
+        note: str | None,
+    ) -> None:
+        client = ctx.client(actor=actor, broker=True)
+        change = _send(lambda n, note: send(client)(n, producer=producer, note=note), name, note)
+        if not _report([change], wait, timeout, as_json):
+            sys.exit(1)
+
+    return command
+
+
+pause = _pause_command("pause", lambda client: client.send_pause)
+resume = _pause_command("resume", lambda client: client.send_resume)
 
 
 @click.command()

@@ -24,7 +24,7 @@ from models.log_text import loggable
 from models.read_models import producer_status
 from models.types import utc_now
 from models.vocabulary import RunStatus
-from workers.read_views import describe_schedule, last_failure
+from workers.read_views import describe_policy, describe_schedule, last_failure
 
 RECENT = timedelta(minutes=1)
 # The log line names at most this many failing producers, each reason cut to REASON_CHARS.
@@ -49,6 +49,7 @@ class ProducerView:
     last_status: str | None
     recent_runs: int
     paused: bool = False
+    paused_by: str | None = None
     consecutive_failures: int = 0
     last_failure: str | None = None
 
@@ -63,12 +64,14 @@ def snapshot(engine: Engine, now: datetime) -> list[ProducerView]:
         ProducerView(
             workflow=producer.workflow,
             producer=producer.schedule.producer_name,
-            schedule=describe_schedule(producer.schedule),
+            schedule=describe_schedule(producer.schedule)
+            + (f"; {describe_policy(producer.schedule)}" if producer.schedule.policy else ""),
             next_run_at=producer.schedule.next_run_at,
             last_run_at=producer.schedule.last_run_at,
             last_status=producer.schedule.last_status,
             recent_runs=producer.recent_runs,
             paused=producer.schedule.paused,
+            paused_by=producer.schedule.paused_by,
             consecutive_failures=producer.schedule.consecutive_failures,
             last_failure=last_failure(producer.last_error),
         )
@@ -131,7 +134,7 @@ def next_run(view: ProducerView, now: datetime) -> str:
     """When the producer runs next: `paused` (its stored next run will pass without a run),
     `due` (now, or overdue and about to be sent), `in 5s`, or `never`."""
     if view.paused:
-        return "paused"
+        return f"paused ({loggable(view.paused_by, 40)})" if view.paused_by else "paused"
     if view.next_run_at is None:
         return "never"
     return "due" if view.next_run_at <= now else relative(view.next_run_at, now)

@@ -18,6 +18,7 @@ from workers.cli.trigger import cancel, trigger
 from workers.cli.up import up
 from workers.cli.validate_command import validate
 from workers.cli.web_command import web
+from workers.cli.why_command import why
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -58,6 +59,7 @@ for command in (
     ls,
     status,
     runs,
+    why,
     trigger,
     cancel,
     dead_letters,

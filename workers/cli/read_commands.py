@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 
 import click
 from rich.console import Console
@@ -11,7 +12,9 @@ from rich.text import Text
 
 from models.log_text import last_line, loggable
 from models.read_models import producer_status, workflow_overview
+from models.records import ScheduleRecord
 from models.run_store import RunStore
+from models.slot_ledger_store import SlotOutcomeRecord, recent_outcomes
 from workers.cli.context import (
     CliContext,
     json_option,
@@ -22,7 +25,7 @@ from workers.cli.context import (
     require_workflow,
     when,
 )
-from workers.read_views import producer_view, run_view, workflow_view
+from workers.read_views import paused_by, producer_view, run_view, workflow_view
 
 PAUSED = "paused"
 
@@ -57,7 +60,9 @@ def ls(ctx: CliContext, as_json: bool) -> None:
 def status(ctx: CliContext, name: str, as_json: bool) -> None:
     """Show each producer of workflow NAME: schedule, next and last run, failures."""
     workflow = require_workflow(ctx, name)
-    producers = [producer_view(p) for p in producer_status(ctx.engine, workflow_id=workflow.id)]
+    statuses = producer_status(ctx.engine, workflow_id=workflow.id)
+    rows = [p.schedule for p in statuses]
+    producers = [producer_view(p) for p in statuses]
     if as_json:
         print_json(
             {
@@ -79,12 +84,12 @@ def status(ctx: CliContext, name: str, as_json: bool) -> None:
         "last failure",
         title=shown(f"{workflow.name} (v{workflow.version}, {workflow.status})"),
     )
-    for view in producers:
+    for row, view in zip(rows, producers, strict=True):
         table.add_row(
             shown(view["name"]),
             shown(view["run"]),
-            view["schedule"],
-            PAUSED if view["paused"] else when(view["next_run_at"], never="never"),
+            f"{view['schedule']}\n{view['policy']}",
+            _paused_cell(row) if view["paused"] else when(view["next_run_at"], never="never"),
             when(view["last_run_at"]),
             view["last_status"] or "-",
             str(view["consecutive_failures"]),
@@ -103,13 +108,27 @@ def status(ctx: CliContext, name: str, as_json: bool) -> None:
     show_default=True,
     help="How many runs, newest first.",
 )
+@click.option(
+    "--outcomes",
+    is_flag=True,
+    help="Show the slot ledger instead: every slot's one outcome (a range of slots is one line).",
+)
 @json_option
 @pass_context
-def runs(ctx: CliContext, name: str, producer: str | None, limit: int, as_json: bool) -> None:
+def runs(
+    ctx: CliContext, name: str, producer: str | None, limit: int, outcomes: bool, as_json: bool
+) -> None:
     """Show the run history of workflow NAME, newest first."""
     workflow = require_workflow(ctx, name)
     if producer is not None:
         require_producer(ctx, workflow, producer, param_hint="--producer")
+    if outcomes:
+        ledger = recent_outcomes(ctx.engine, workflow.id, producer, limit=limit)
+        if as_json:
+            print_json({"workflow": workflow.name, "outcomes": [asdict(r) for r in ledger]})
+        else:
+            _print_outcomes(ledger)
+        return
     records = RunStore(ctx.engine).list(workflow.id, producer_name=producer, limit=limit)
     if as_json:
         print_json({"workflow": workflow.name, "runs": [run_view(run) for run in records]})
@@ -138,6 +157,27 @@ def runs(ctx: CliContext, name: str, producer: str | None, limit: int, as_json: 
             shown(last_line(run.error)),
         )
     console().print(table)
+
+
+def _print_outcomes(records: list[SlotOutcomeRecord]) -> None:
+    table = Table("producer", "slot", "up to", "slots", "outcome", "attempts", "policy", "reason")
+    for record in records:
+        table.add_row(
+            record.producer_name,
+            when(record.slot),
+            when(record.range_end),
+            "-" if record.slot_count is None else str(record.slot_count),
+            record.outcome,
+            str(record.attempts),
+            shown(record.policy),
+            shown(last_line(record.reason)),
+        )
+    console().print(table)
+
+
+def _paused_cell(row: ScheduleRecord) -> Text:
+    by = paused_by(row)
+    return Text(PAUSED if by is None else f"{PAUSED} by {by}")
 
 
 def shown(text: str) -> Text:

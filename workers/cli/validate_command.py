@@ -109,6 +109,8 @@ def _workflow_report(definition: WorkflowDefinition, start: datetime, count: int
                 "run": producer.run,
                 "schedule": schedule.describe(exhausted=not fire_times),
                 "timezone": schedule.timezone,
+                "policy": producer.slot_policy.describe(),
+                "policies": producer.slot_policy.to_json(),
                 "next": [moment.isoformat() for moment in fire_times],
                 "dst": _dst_notes(schedule, start, count),
             }
@@ -138,6 +140,8 @@ def _print_workflow(workflow: dict[str, Any]) -> None:
     click.echo(f"{workflow['name']}: valid, {len(workflow['producers'])} producer(s)")
     for producer in workflow["producers"]:
         click.echo(f"  {producer['name']} ({producer['run']}): {producer['schedule']}")
+        if producer["policies"]:  # the defaults go without saying
+            click.echo(f"    policy: {producer['policy']}")
         zone = ZoneInfo(producer["timezone"])
         notes: dict[str | None, list[str]] = {}
         for note in producer["dst"]:

@@ -290,6 +290,7 @@ class Lifecycle(LifecycleReader):
 
     def pause(self, name: str, *, author: ChangeAuthor = UNKNOWN_AUTHOR) -> ChangeSummary:
         """Stop the workflow's producers from becoming due; runs in flight finish normally.
+        Each producer records when, by whom and why (the author's actor and note) it was paused.
 
         Messages already queued are not run: the worker's start step sees `paused` on the row
         and records the slot skipped (models.run_path)."""
@@ -338,8 +339,7 @@ class Lifecycle(LifecycleReader):
                 if record is None:
                     raise _conflict(name, current.version)
                 paused = status == WorkflowStatus.PAUSED
-                self.schedules.set_paused(record.id, paused, now=now, conn=conn)
-                rows = self.schedules.list(record.id, conn=conn)
+                # Moved first, while the rows still say why they were paused (the ledger).
                 rescheduled = sorted(
                     producer
                     for schedule_id, producer, read, next_run in moves
@@ -352,6 +352,10 @@ class Lifecycle(LifecycleReader):
                 if not paused:
                     diff["rescheduled"] = rescheduled
                 self._record(record, action, diff, author, now, conn)
+                self.schedules.set_paused(
+                    record.id, paused, now=now, by=author.actor, note=author.note, conn=conn
+                )
+                rows = self.schedules.list(record.id, conn=conn)
         logger.info(
             "workflow %r v%d is now %s%s",
             name,
@@ -405,6 +409,7 @@ class Lifecycle(LifecycleReader):
                     run=spec.run,
                     params=spec.params,
                     timeout_seconds=spec.timeout_seconds,
+                    policy=spec.policy,
                     now=plan.now,
                     conn=conn,
                 )
@@ -525,6 +530,7 @@ def _spec(
         timezone=schedule.timezone,
         next_run_at=next_run_at,
         paused=paused,
+        policy=producer.slot_policy.to_json(),
     )
 
 

@@ -30,12 +30,24 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from models.catchup import latest_due
 from models.log_text import loggable
 from models.plain_json import JsonBounds, PlainJsonError, check_plain_json
 from models.records import RunRecord, ScheduleRecord, SlotOutcome
 from models.run_path import RunPath
+from models.schedules import Schedule, format_interval
+from models.slot_ledger import LedgerEntry, slots_between
+from models.slot_ledger_store import Ledger
+from models.slot_policy import SlotPolicy
 from models.stored_schedules import schedule_from_row
-from models.vocabulary import RunStatus, SkipReason, Trigger
+from models.vocabulary import (
+    CatchupPolicy,
+    OverlapPolicy,
+    RunStatus,
+    SkipReason,
+    SlotFate,
+    Trigger,
+)
 from workers.registry import ProducerContext, ProducerResult, get_producer
 from workers.services.run_metrics import NoRunMetrics, RunRecorder, reason_label
 from workers.services.time_limit import ProducerTimeoutError, TimeLimit
@@ -84,6 +96,13 @@ class Execution:
     state: dict[str, Any]
     error: str | None
     duration_ms: float
+    timed_out: bool = False
+
+    def fate(self) -> SlotFate:
+        """The slot ledger's outcome: a timeout is told apart from another failure."""
+        if self.status == RunStatus.SUCCEEDED:
+            return SlotFate.SUCCEEDED
+        return SlotFate.TIMED_OUT if self.timed_out else SlotFate.FAILED
 
 
 Clock = Callable[[], datetime]
@@ -130,8 +149,17 @@ class SlotRunner:
         schedule, run = started
         if slot.claim_token is not None:
             self.metrics.started(slot.workflow, slot.producer, slot.scheduled_for, run.started_at)
+        policy = SlotPolicy.from_json(schedule.policy)
+        late = run.started_at - slot.scheduled_for
+        deadline = policy.start_deadline
+        if slot.claim_token is not None and deadline is not None and late > deadline:
+            status = self._miss(slot, schedule, run, policy, late)
+            logger.info("%s %s: missed its start deadline by %s", slot.label, status, late)
+            return {"slot": slot.label, "status": status}
+        if slot.claim_token is not None and policy.overlap == OverlapPolicy.ALLOW:
+            return self._run_alongside(slot, schedule, run, policy)
         execution = self._execute(slot, schedule)
-        status = self._commit(slot, schedule, run, execution)
+        status = self._commit(slot, schedule, run, execution, policy)
         self.metrics.finished(
             slot.workflow,
             slot.producer,
@@ -193,6 +221,7 @@ class SlotRunner:
                 self._advance_finished_slot(slot.claim_token, started.schedule, slot, now)
             return SkipReason.ALREADY_FINISHED
         if started.run.status == RunStatus.SKIPPED:
+            self._record_paused(started.schedule, slot, now)
             return SkipReason.PAUSED
         return started.schedule, started.run
 
@@ -212,6 +241,18 @@ class SlotRunner:
             now=now,
         )
 
+    def _record_paused(self, schedule: ScheduleRecord, slot: Slot, now: datetime) -> None:
+        """A paused producer's slot gets its ledger entry (resume may widen it to a range)."""
+        who = schedule.paused_by or "pause"
+        entry = LedgerEntry(
+            slot=slot.scheduled_for,
+            outcome=SlotFate.PAUSED,
+            reason=f"the producer was paused ({who}: {schedule.pause_note or 'no note'})",
+            policy="paused",
+        )
+        ledger = Ledger(schedule.workflow_id, schedule.producer_name, (entry,))
+        self.run_path.record_outcomes(ledger, now=now)
+
     def _advance_finished_slot(
         self, claim_token: str, schedule: ScheduleRecord, slot: Slot, now: datetime
     ) -> None:
@@ -219,13 +260,23 @@ class SlotRunner:
 
         Its own step, after the claim was renewed by this run: the token still holds it.
         """
+        policy = SlotPolicy.from_json(schedule.policy)
+        next_run = self._next_run(schedule, policy, slot.scheduled_for, now, now)
         outcome = SlotOutcome(
             status=schedule.last_status or RunStatus.SKIPPED,
             ran_at=schedule.last_run_at or slot.scheduled_for,
-            next_run_at=self._next_run(schedule, slot.scheduled_for, now),
+            next_run_at=next_run,
             state=schedule.state,
         )
-        self.run_path.commit_slot(schedule.id, claim_token, outcome, now=now)
+        passed = slots_between(
+            _compiled(schedule),
+            slot.scheduled_for,
+            next_run,
+            started_at=now,
+            overlap=policy.overlap,
+        )
+        ledger = Ledger(schedule.workflow_id, schedule.producer_name, tuple(passed))
+        self.run_path.commit_slot(schedule.id, claim_token, outcome, now=now, ledger=ledger)
 
     def _execute(self, slot: Slot, schedule: ScheduleRecord) -> Execution:
         limit = self._timeout(schedule).total_seconds()
@@ -246,13 +297,15 @@ class SlotRunner:
         except Exception as exc:  # any producer failure is recorded, not raised
             elapsed = time.perf_counter() - began
             error = _error_text(exc)
+            timed_out = elapsed > limit or isinstance(exc, ProducerTimeoutError)
             if elapsed > limit and not isinstance(exc, ProducerTimeoutError):
                 error += f"\n{_timed_out(limit, elapsed, 'raised')}"
-            return self._failed(schedule, error, began)
+            return self._failed(schedule, error, began, timed_out=timed_out)
         elapsed = time.perf_counter() - began
         if elapsed > limit:
             # It caught the time limit (perhaps more than once) and returned: not a success.
-            return self._failed(schedule, _timed_out(limit, elapsed, "returned"), began)
+            error = _timed_out(limit, elapsed, "returned")
+            return self._failed(schedule, error, began, timed_out=True)
         try:
             result, state = _unpack(returned, schedule.state)
             check_plain_json(result, self.result_bounds, path="result")
@@ -269,7 +322,9 @@ class SlotRunner:
         )
 
     @staticmethod
-    def _failed(schedule: ScheduleRecord, error: str, began: float) -> Execution:
+    def _failed(
+        schedule: ScheduleRecord, error: str, began: float, *, timed_out: bool = False
+    ) -> Execution:
         """A failed run keeps no result and leaves the state as it was."""
         return Execution(
             status=RunStatus.FAILED,
@@ -277,30 +332,194 @@ class SlotRunner:
             state=schedule.state,
             error=error,
             duration_ms=(time.perf_counter() - began) * 1000,
+            timed_out=timed_out,
+        )
+
+    def _run_alongside(
+        self, slot: Slot, schedule: ScheduleRecord, run: RunRecord, policy: SlotPolicy
+    ) -> dict[str, Any]:
+        """`overlap: allow`: move the schedule on as the run starts, so that the next slots
+        fall due while it runs (up to `max_concurrent` runs at once), then run and record it."""
+        assert slot.claim_token is not None
+        now = self.clock()
+        compiled = _compiled(schedule)
+        next_run = compiled.next_after(max(slot.scheduled_for, now), anchor=slot.scheduled_for)
+        passed = slots_between(
+            compiled, slot.scheduled_for, next_run, started_at=now, overlap=policy.overlap
+        )
+        busy = LedgerEntry(
+            slot=slot.scheduled_for,
+            outcome=SlotFate.SKIPPED_OVERLAP,
+            reason=f"max_concurrent ({policy.max_concurrent}) runs were already running",
+            policy=f"overlap=allow, max_concurrent={policy.max_concurrent}",
+        )
+        started = self.run_path.hand_off(
+            schedule=schedule,
+            claim_token=slot.claim_token,
+            run=run,
+            next_run_at=next_run,
+            max_concurrent=policy.max_concurrent,
+            lease=self.lease,
+            ledger=Ledger(schedule.workflow_id, schedule.producer_name, tuple(passed)),
+            busy=Ledger(schedule.workflow_id, schedule.producer_name, (busy, *passed)),
+            now=now,
+        )
+        if started != RunStatus.RUNNING:
+            logger.info("%s %s: not run (overlap=allow)", slot.label, started)
+            return {"slot": slot.label, "status": str(started)}
+        execution = self._execute(slot, schedule)
+        now = self.clock()
+        status = self.run_path.finish_handed_off(
+            schedule_id=schedule.id,
+            outcome=SlotOutcome(
+                status=execution.status,
+                ran_at=run.started_at,
+                next_run_at=None,
+                state=execution.state,
+                pause_after_failures=policy.pause_after_failures,
+                pause_note=_pause_note(policy, execution),
+            ),
+            run_id=run.id,
+            duration_ms=execution.duration_ms,
+            error=execution.error,
+            result=execution.result,
+            ledger=self._ledger(slot, schedule, run, execution, None, now),
+            now=now,
+        )
+        self.metrics.finished(
+            slot.workflow,
+            slot.producer,
+            trigger=slot.trigger,
+            outcome=status,
+            seconds=execution.duration_ms / 1000,
+            attempt=run.attempt,
+        )
+        logger.info(
+            "%s %s in %.1f ms (overlap=allow attempt=%d)",
+            slot.label,
+            status,
+            execution.duration_ms,
+            run.attempt,
+        )
+        return {"slot": slot.label, "status": status, "duration_ms": execution.duration_ms}
+
+    def _miss(
+        self,
+        slot: Slot,
+        schedule: ScheduleRecord,
+        run: RunRecord,
+        policy: SlotPolicy,
+        late: timedelta,
+    ) -> str:
+        """A slot that could not start within its start deadline is recorded missed, not run."""
+        assert slot.claim_token is not None and policy.start_deadline is not None
+        now = self.clock()
+        next_run = self._next_run(schedule, policy, slot.scheduled_for, run.started_at, now)
+        deadline = format_interval(policy.start_deadline)
+        reason = f"missed: could not start within its start deadline ({deadline}); {late} late"
+        own = LedgerEntry(
+            slot=slot.scheduled_for,
+            outcome=SlotFate.MISSED,
+            reason=reason,
+            policy=f"start_deadline={deadline}",
+            attempts=run.attempt - 1,
+        )
+        passed = slots_between(
+            _compiled(schedule),
+            slot.scheduled_for,
+            next_run,
+            started_at=run.started_at,
+            overlap=policy.overlap,
+        )
+        return self.run_path.miss_scheduled(
+            schedule_id=schedule.id,
+            claim_token=slot.claim_token,
+            outcome=SlotOutcome(
+                status=RunStatus.SKIPPED,
+                ran_at=schedule.last_run_at or slot.scheduled_for,
+                next_run_at=next_run,
+                state=schedule.state,
+            ),
+            run_id=run.id,
+            reason=reason,
+            ledger=Ledger(schedule.workflow_id, schedule.producer_name, (own, *passed)),
+            now=now,
         )
 
     def _commit(
-        self, slot: Slot, schedule: ScheduleRecord, run: RunRecord, execution: Execution
+        self,
+        slot: Slot,
+        schedule: ScheduleRecord,
+        run: RunRecord,
+        execution: Execution,
+        policy: SlotPolicy,
     ) -> str:
-        """Finish the run row and write the schedule back, in one atomic step."""
+        """Finish the run row and write the schedule back, in one atomic step; or keep a failed
+        slot for another attempt (`retries:`)."""
         now = self.clock()
         if slot.claim_token is None:
             return self._commit_triggered(schedule, run, execution, now)
+        compiled = _compiled(schedule)
+        retry_at = _retry_at(compiled, policy, slot.scheduled_for, run.attempt, execution, now)
+        if retry_at is not None:
+            return self.run_path.retry_later(
+                schedule_id=schedule.id,
+                claim_token=slot.claim_token,
+                run_id=run.id,
+                retry_at=retry_at,
+                duration_ms=execution.duration_ms,
+                error=execution.error,
+                ledger=self._ledger(slot, schedule, run, execution, None, now),
+                now=now,
+            )
+        next_run = self._next_run(schedule, policy, slot.scheduled_for, run.started_at, now)
         return self.run_path.finish_scheduled(
             schedule_id=schedule.id,
             claim_token=slot.claim_token,
             outcome=SlotOutcome(
                 status=execution.status,
                 ran_at=run.started_at,
-                next_run_at=self._next_run(schedule, slot.scheduled_for, now),
+                next_run_at=next_run,
                 state=execution.state,
+                pause_after_failures=policy.pause_after_failures,
+                pause_note=_pause_note(policy, execution),
             ),
+            ledger=self._ledger(slot, schedule, run, execution, next_run, now),
             run_id=run.id,
             duration_ms=execution.duration_ms,
             error=execution.error,
             result=execution.result,
             now=now,
         )
+
+    def _ledger(
+        self,
+        slot: Slot,
+        schedule: ScheduleRecord,
+        run: RunRecord,
+        execution: Execution,
+        next_run: datetime | None,
+        now: datetime,
+    ) -> Ledger:
+        """The run's own slot, then the slots its commit passes over (see `slots_between`)."""
+        error = execution.error.splitlines()[-1] if execution.error else None
+        own = LedgerEntry(
+            slot=slot.scheduled_for,
+            outcome=execution.fate(),
+            reason=error or f"ran in {execution.duration_ms:.1f} ms",
+            policy=_run_policy(self._timeout(schedule), SlotPolicy.from_json(schedule.policy)),
+            attempts=run.attempt,
+            started_at=run.started_at,
+            finished_at=now,
+        )
+        passed = slots_between(
+            _compiled(schedule),
+            slot.scheduled_for,
+            next_run,
+            started_at=run.started_at,
+            overlap=SlotPolicy.from_json(schedule.policy).overlap,
+        )
+        return Ledger(schedule.workflow_id, schedule.producer_name, (own, *passed))
 
     def _commit_triggered(
         self, schedule: ScheduleRecord, run: RunRecord, execution: Execution, now: datetime
@@ -320,13 +539,26 @@ class SlotRunner:
         )
 
     def _next_run(
-        self, schedule: ScheduleRecord, scheduled_for: datetime, now: datetime
+        self,
+        schedule: ScheduleRecord,
+        policy: SlotPolicy,
+        scheduled_for: datetime,
+        started_at: datetime,
+        now: datetime,
     ) -> datetime | None:
-        """The next slot after max(scheduled_for, now), on the producer's grid (None for a
-        manual-only producer: its ManualSchedule never fires)."""
-        compiled = schedule_from_row(
-            schedule.schedule_type, schedule.schedule_value, schedule.timezone
-        )
+        """The slot the producer runs next, on its grid (None for a manual-only producer: its
+        ManualSchedule never fires): the first slot after max(scheduled_for, now), except
+        that `catchup: all` runs a slot that fell due before this run started, and
+        `overlap: buffer_one` the latest slot that fell due while it ran."""
+        compiled = _compiled(schedule)
+        following = compiled.next_after(scheduled_for, anchor=scheduled_for)
+        if following is None:
+            return None
+        if policy.catchup == CatchupPolicy.ALL and following <= started_at:
+            return following
+        during = compiled.next_after(max(started_at, scheduled_for), anchor=scheduled_for)
+        if policy.overlap == OverlapPolicy.BUFFER_ONE and during is not None and during <= now:
+            return latest_due(compiled, during, now)
         return compiled.next_after(max(scheduled_for, now), anchor=scheduled_for)
 
     def _timeout(self, schedule: ScheduleRecord) -> timedelta:
@@ -342,6 +574,52 @@ class SlotRunner:
             )
             return self.max_timeout
         return asked
+
+
+def _run_policy(timeout: timedelta, policy: SlotPolicy) -> str:
+    """What decided a run's outcome: its time limit, and its retries if it has any."""
+    text = f"timeout={timeout.total_seconds():g}s"
+    if policy.retries.max:
+        text += f", retries.max={policy.retries.max}"
+    return text
+
+
+def _retry_at(
+    schedule: Schedule,
+    policy: SlotPolicy,
+    scheduled_for: datetime,
+    attempt: int,
+    execution: Execution,
+    now: datetime,
+) -> datetime | None:
+    """When a failed attempt is tried again, or None: no retries left, or the retry would not
+    start before the next slot (so it never overlaps that slot's run), its start deadline or
+    its catch-up window."""
+    if execution.status != RunStatus.FAILED or attempt > policy.retries.max:
+        return None
+    retry_at = now + policy.retries.delay(attempt)
+    limits = [schedule.next_after(scheduled_for, anchor=scheduled_for)]
+    limits += [
+        scheduled_for + limit
+        for limit in (policy.start_deadline, policy.catchup_window)
+        if limit is not None
+    ]
+    if any(limit is not None and retry_at >= limit for limit in limits):
+        return None
+    return retry_at
+
+
+def _pause_note(policy: SlotPolicy, execution: Execution) -> str | None:
+    """Why auto-pause paused the producer, should this failure reach `pause_after_failures`."""
+    if policy.pause_after_failures is None or execution.error is None:
+        return None
+    last = loggable(execution.error.strip().splitlines()[-1], 300)
+    count = policy.pause_after_failures
+    return f"{count} consecutive failed slots (pause_after_failures: {count}); last: {last}"
+
+
+def _compiled(schedule: ScheduleRecord) -> Schedule:
+    return schedule_from_row(schedule.schedule_type, schedule.schedule_value, schedule.timezone)
 
 
 def _unpack(returned: Any, previous_state: dict[str, Any]) -> tuple[Any, dict[str, Any]]:

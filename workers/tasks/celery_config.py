@@ -120,6 +120,7 @@ def create_app(settings: Settings) -> Celery:
         "drumline",
         include=[
             "workers.tasks.lifecycle_tasks",
+            "workers.tasks.producer_pause_tasks",
             "workers.tasks.run_tasks",
             "workers.tasks.retention_tasks",
         ],

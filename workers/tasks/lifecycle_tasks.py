@@ -27,46 +27,49 @@ TASK_OPTIONS: dict[str, Any] = {
 }
 
 
-def _lifecycle() -> Lifecycle:
+def workflow_locks() -> WorkflowLocks:
     """Built per call from the process's connections, which are fresh after each fork."""
-    locks = WorkflowLocks(
+    return WorkflowLocks(
         resources.redis(settings.lock_redis_url, settings.sentinel_master),
         timeout=settings.lock_timeout,
         wait=settings.lock_wait,
     )
+
+
+def author(actor: str | None, note: str | None) -> ChangeAuthor:
+    """Who the history names: the message's actor (its contract checked it), else `unknown`."""
+    return UNKNOWN_AUTHOR if actor is None else ChangeAuthor(actor, note)
+
+
+def _lifecycle() -> Lifecycle:
     return Lifecycle(
         resources.engine(settings.database_url),
-        locks,
+        workflow_locks(),
         max_timeout=settings.max_timeout,
         history_kept=settings.history_kept,
     )
-
-
-def _author(actor: str | None, note: str | None) -> ChangeAuthor:
-    """Who the history names: the message's actor (its contract checked it), else `unknown`."""
-    return UNKNOWN_AUTHOR if actor is None else ChangeAuthor(actor, note)
 
 
 @app.task(name="drumline.deploy_workflow", **TASK_OPTIONS)
 def deploy_workflow(
     definition: dict[str, Any], actor: str | None = None, note: str | None = None
 ) -> JSONDict:
-    return _lifecycle().deploy(definition, author=_author(actor, note)).to_json()
+    return _lifecycle().deploy(definition, author=author(actor, note)).to_json()
 
 
 @app.task(name="drumline.pause_workflow", **TASK_OPTIONS)
 def pause_workflow(name: str, actor: str | None = None, note: str | None = None) -> JSONDict:
-    return _lifecycle().pause(name, author=_author(actor, note)).to_json()
+    return _lifecycle().pause(name, author=author(actor, note)).to_json()
 
 
 @app.task(name="drumline.resume_workflow", **TASK_OPTIONS)
 def resume_workflow(name: str, actor: str | None = None, note: str | None = None) -> JSONDict:
-    return _lifecycle().resume(name, author=_author(actor, note)).to_json()
+    return _lifecycle().resume(name, author=author(actor, note)).to_json()
 
 
 @app.task(name="drumline.delete_workflow", **TASK_OPTIONS)
 def delete_workflow(name: str, actor: str | None = None, note: str | None = None) -> JSONDict:
-    return _lifecycle().delete(name, author=_author(actor, note)).to_json()
+    return _lifecycle().delete(name, author=author(actor, note)).to_json()
 
 
 @app.task(name="drumline.rollback_workflow", **TASK_OPTIONS)
@@ -74,4 +77,4 @@ def rollback_workflow(
     name: str, version: int, actor: str | None = None, note: str | None = None
 ) -> JSONDict:
     """Deploy the definition the history holds for `version` (never one from the message)."""
-    return _lifecycle().rollback(name, version, author=_author(actor, note)).to_json()
+    return _lifecycle().rollback(name, version, author=author(actor, note)).to_json()

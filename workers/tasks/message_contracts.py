@@ -126,6 +126,14 @@ class RollbackArguments(_AuthoredArguments):
     version: int = Field(ge=1, le=MAX_VERSION)
 
 
+class ProducerArguments(_AuthoredArguments):
+    """`drumline.pause_producer` and `drumline.resume_producer`: one producer of a workflow,
+    who pauses or resumes it and why."""
+
+    name: Slug
+    producer: Slug
+
+
 class NoArguments(_Arguments):
     """`drumline.prune_runs`, which beat sends with none."""
 
@@ -166,6 +174,12 @@ CONTRACTS: dict[str, TaskContract] = {
     ),
     "drumline.rollback_workflow": TaskContract(
         RollbackArguments, AUTHORED_MAX_BYTES, positional=("name", "version")
+    ),
+    "drumline.pause_producer": TaskContract(
+        ProducerArguments, AUTHORED_MAX_BYTES, positional=("name", "producer")
+    ),
+    "drumline.resume_producer": TaskContract(
+        ProducerArguments, AUTHORED_MAX_BYTES, positional=("name", "producer")
     ),
     PRUNE_RUNS: TaskContract(NoArguments, SMALL_MAX_BYTES),
 }

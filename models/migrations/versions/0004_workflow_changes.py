@@ -5,7 +5,7 @@ readable. Each existing workflow gets one entry for the version it stands at, so
 (and a rollback) starts from what is deployed now.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from alembic import op
 import models.types
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
