@@ -11,7 +11,7 @@ import redis
 from click.testing import CliRunner
 from sqlalchemy import Engine
 
-from models.change_store import ChangeAuthor
+from models.change_store import MAX_NOTE_CHARS, ChangeAuthor
 from models.errors import LifecycleError, ProducerNotFoundError
 from models.vocabulary import SlotFate
 from tests.clock import Clock
@@ -97,18 +97,18 @@ def test_an_unknown_producer_is_refused_naming_it(
 
 def test_the_pause_messages_are_bounded() -> None:
     contract = CONTRACTS["drumline.pause_producer"]
-    ok = contract.arguments.model_validate(
-        {"name": "prices", "producer": "fast", "by": "a", "note": "x" * 500}
-    )
+    fields = {"name": "prices", "producer": "fast", "actor": "a@host"}
+    ok = contract.arguments.model_validate({**fields, "note": "x" * MAX_NOTE_CHARS})
     assert ok is not None
-    with pytest.raises(ValueError, match="at most 500"):
-        contract.arguments.model_validate(
-            {"name": "prices", "producer": "fast", "by": "a", "note": "x" * 501}
-        )
+    with pytest.raises(ValueError, match=f"at most {MAX_NOTE_CHARS}"):
+        contract.arguments.model_validate({**fields, "note": "x" * (MAX_NOTE_CHARS + 1)})
     with pytest.raises(ValueError):
-        contract.arguments.model_validate({"name": "prices", "producer": "../x", "by": "a"})
+        contract.arguments.model_validate({**fields, "producer": "../x"})
+    with pytest.raises(ValueError, match="a note needs an actor"):
+        contract.arguments.model_validate({"name": "prices", "producer": "fast", "note": "x"})
 
 
 def test_a_too_long_note_is_refused_by_the_cli_before_anything_is_sent() -> None:
-    result = CliRunner().invoke(cli, ["pause", "prices", "--note", "x" * 501])
-    assert result.exit_code == 2 and "--note" in result.output and "at most 500" in result.output
+    note = "x" * (MAX_NOTE_CHARS + 1)
+    result = CliRunner().invoke(cli, ["pause", "prices", "--producer", "fast", "--note", note])
+    assert result.exit_code == 2 and "--note" in result.output

@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from models import migrate as migrations
+from models.change_store import author_problem
 from models.db import make_engine, redact_url
 from models.errors import InvalidAuthorError, SettingsError
 from models.records import ScheduleRecord, WorkflowRecord
@@ -34,7 +35,19 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON."
 actor_option = click.option(
     "--actor", help="Who the change's history entry names (default: user@host of this process)."
 )
-note_option = click.option("--note", help="Why: kept in the change's history entry.")
+
+
+def _checked_note(ctx: click.Context, param: click.Parameter, note: str | None) -> str | None:
+    """A note the history can record, else exit 2 naming --note (before anything is sent)."""
+    problem = None if note is None else author_problem("cli", note)
+    if problem is not None:
+        raise click.BadParameter(problem, param_hint="--note")
+    return note
+
+
+note_option = click.option(
+    "--note", callback=_checked_note, help="Why: kept in the change's history entry."
+)
 logger = logging.getLogger("drumline.cli")
 
 MAX_WAIT_SECONDS = 3600.0
