@@ -9,7 +9,6 @@ delivered twice, runs nothing.
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import click
 
@@ -25,6 +24,7 @@ from workers.cli.context import (
     print_json,
     timeout_option,
 )
+from workers.read_views import triggered_view
 
 
 @click.command()
@@ -57,19 +57,6 @@ def trigger(
 
 def _report(workflow: str, run: RunRecord, as_json: bool, line: str) -> None:
     if as_json:
-        print_json(_run_view(workflow, run))
+        print_json(triggered_view(workflow, run))
     else:
         click.echo(line)
-
-
-def _run_view(workflow: str, run: RunRecord) -> dict[str, Any]:
-    return {
-        "task_id": run.task_id,
-        "workflow": workflow,
-        "producer": run.producer_name,
-        "scheduled_for": run.scheduled_for,
-        "status": run.status,
-        "duration_ms": run.duration_ms,
-        "error": run.error,
-        "result": run.result,
-    }
