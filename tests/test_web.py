@@ -1,6 +1,7 @@
 """`drumline web` as a real process against real Redis, workers and both databases: no path
 answers without credentials, no browser POST acts without the CSRF token, user text is escaped,
-and each action takes effect through the workers."""
+each action takes effect through the workers and lands in the history under the web user's
+name, and the API answers as the CLI's --json."""
 
 from __future__ import annotations
 
@@ -160,10 +161,26 @@ def test_each_action_takes_effect_through_the_workers(
     assert plan.status == 200 and "(new)" in plan.body and "added" in plan.body
     assert WorkflowStore(engine).get("wf") is None  # the plan changed nothing
     deployed = web.request(
-        "/deploy", method="POST", form={"csrf": plan.csrf(), "definition": definition}
+        "/deploy",
+        method="POST",
+        form={"csrf": plan.csrf(), "definition": definition, "note": "first deploy"},
     )
     assert 'id="outcome" class="status-succeeded">done' in deployed.body, deployed.body
     assert workflow(engine, "wf").definition["description"] == "from the web"
+    # The client's plan of a change: each changed field old -> new, next runs of what is new.
+    changed = definition.replace("demo.counter", "demo.counter\n    params: {n: 2}")
+    changed += "  q:\n    run: demo.noop\n    cron: '0 3 * * *'\n"
+    replan = web.request(
+        "/deploy/plan", method="POST", form={"csrf": form.csrf(), "definition": changed}
+    )
+    assert replan.status == 200 and "over v1" in replan.body, replan.body
+    assert 'class="change-added">added' in replan.body
+    assert 'params: <code class="old">{}</code> → <code class="new">{"n": 2}</code>' in (
+        replan.body
+    ), replan.body
+    [q_runs] = [line for line in replan.body.splitlines() if "<td>q</td><td>" in line]
+    assert q_runs.count("T03:00:00+00:00") == 3, q_runs
+    assert workflow(engine, "wf").version == 1  # the plan changed nothing
 
     token = web.request("/workflows/wf/pause").csrf()
     paused = web.request(
@@ -171,8 +188,8 @@ def test_each_action_takes_effect_through_the_workers(
     )
     assert "now paused" in paused.body and "maintenance" in paused.body
     assert workflow(engine, "wf").status == WorkflowStatus.PAUSED
-    logged = "drumline.pause_workflow of workflow wf requested from the web with the note "
-    assert logged + "maintenance" in web.process.log()
+    logged = "pause of workflow wf requested from the web with the note "
+    assert logged + "maintenance, by web:operator" in web.process.log()
     refused = web.request("/workflows/wf/producers/p/trigger", method="POST", form={"csrf": token})
     assert refused.status == 409 and "is paused" in refused.body
     resumed = web.request("/workflows/wf/resume", method="POST", form={"csrf": token})
@@ -195,7 +212,7 @@ def test_each_action_takes_effect_through_the_workers(
     paused_by_api = web.request(
         "/api/workflows/wf/pause", method="POST", auth=BEARER, body={"note": "from a script"}
     )
-    assert logged + "from a script" in web.process.log()
+    assert logged + "from a script, by web:token" in web.process.log()
     assert paused_by_api.json()[0]["summary"]["status"] == WorkflowStatus.PAUSED
     assert workflow(engine, "wf").status == WorkflowStatus.PAUSED
     redeploy = web.request(
@@ -207,6 +224,23 @@ def test_each_action_takes_effect_through_the_workers(
     assert redeploy.json()[0]["summary"]["added"] == ["q"]
     bad = web.request("/api/deploy", method="POST", auth=BEARER, body={"name": "wf"})
     assert bad.status == 422 and bad.json()["problems"][0]["path"] == "producers"
+
+    # Every change, by the page or the API, is in the history with its actor and note.
+    changes = web.request("/api/workflows/wf/history", auth=BEARER).json()["changes"]
+    assert [(c["version"], c["action"], c["actor"], c["note"]) for c in changes] == [
+        (5, "deploy", "web:token", None),
+        (4, "pause", "web:token", "from a script"),
+        (3, "resume", "web:operator", None),
+        (2, "pause", "web:operator", "maintenance"),
+        (1, "deploy", "web:operator", "first deploy"),
+    ]
+    page = web.request("/workflows/wf/history")
+    assert page.status == 200 and page.body.count('<td class="actor">web:operator</td>') == 3
+    assert '<td class="note">maintenance</td>' in page.body
+    assert 'class="change-added">added</td>' in page.body  # v5 added q
+    assert "paused" in page.body and "active" in page.body  # the status changes
+    assert web.request("/workflows/nope/history").status == 404
+    assert web.request("/api/workflows/nope/history").status == 404
 
 
 def test_the_api_answers_as_the_cli_json_does(
@@ -225,6 +259,8 @@ def test_the_api_answers_as_the_cli_json_does(
         ("/api/workflows/wf", ["status", "wf"]),
         ("/api/workflows/wf/runs?limit=5", ["runs", "wf", "--limit", "5"]),
         ("/api/workflows/wf/runs?producer=p", ["runs", "wf", "--producer", "p"]),
+        ("/api/workflows/wf/history", ["history", "wf"]),
+        ("/api/workflows/wf/history?limit=1", ["history", "wf", "--limit", "1"]),
     ]:
         cli = subprocess.run(
             [sys.executable, "-m", "workers.cli.main", *command, "--json"],

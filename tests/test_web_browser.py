@@ -1,6 +1,7 @@
 """The web view in a real browser (Debian's headless Chromium, driven by Selenium through
 chromium-driver; nothing is downloaded): log in, open a workflow, see a run appear without
-reloading, pause with a note, and keep a screenshot of the workflow page.
+reloading, pause with a note, find the pause in the history under the web user's name, and
+keep screenshots of the workflow and history pages.
 
 The screenshots go to DRUMLINE_TEST_ARTIFACTS (default: the test's tmp dir):
 web-workflow-page.png (the README shows one) and web-producer-page.png.
@@ -142,6 +143,13 @@ def test_an_operator_watches_a_run_arrive_and_pauses_with_a_note(
         status = wait.until(lambda d: d.find_elements(By.ID, "workflow-status")).pop()
         assert status.text == "paused"
         assert browser.find_elements(By.ID, "resume")
+
+        # The history: the pause is v2, by the web user, with the note.
+        browser.find_element(By.ID, "history-link").click()
+        paused = wait.until(lambda d: d.find_elements(By.ID, "v2")).pop()
+        assert f"web:{USER}" in paused.text and NOTE in paused.text, paused.text
+        assert "active" in paused.text and "paused" in paused.text
+        browser.save_screenshot(str(artifacts / "web-history-page.png"))
 
         console = [entry["message"] for entry in browser.get_log("browser")]
         assert not [line for line in console if "Content Security Policy" in line], console

@@ -1,5 +1,6 @@
 """The parts of the web view that need no server: its read models on both databases, the
-lateness figures and charts, deploy plans, pasted definitions and the credentials check."""
+lateness figures and charts, pasted definitions, the credentials check and the actor a
+change through the web is recorded under."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, update
 
-from models.definitions import MAX_DEFINITION_BYTES, load_definition_text, parse_definition
+from models.definitions import MAX_DEFINITION_BYTES, load_definition_text
 from models.errors import DefinitionError
 from models.read_models import failing_producers, run_timings
 from models.run_path import RunPath
@@ -19,9 +20,8 @@ from models.tables import producer_schedules
 from models.vocabulary import RunStatus, Trigger
 from models.workflow_store import WorkflowStore
 from tests.databases import new_workflow, schedule_spec
-from workers.web.auth import BASIC, TOKEN, Credentials
+from workers.web.auth import BASIC, TOKEN, Credentials, web_actor
 from workers.web.charts import Point, line_chart, percentile
-from workers.web.plan import plan_deploy
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 HOSTILE = '<script>alert("x")</script>'
@@ -123,41 +123,6 @@ def test_a_chart_draws_every_point_and_escapes_its_text() -> None:
     assert "no runs yet" in str(line_chart("duration", "ms", []))
 
 
-def test_a_plan_names_each_producers_change_against_the_stored_definition(
-    engine: Engine,
-) -> None:
-    stored = {
-        "name": "wf",
-        "producers": {
-            "kept": {"run": "demo.noop", "interval": "5s"},
-            "moved": {"run": "demo.noop", "interval": "5s"},
-            "gone": {"run": "demo.noop"},
-        },
-    }
-    current = new_workflow(engine, "wf", parse_definition(stored).model_dump(mode="json"), now=NOW)
-    new = parse_definition(
-        {
-            "name": "wf",
-            "description": "now described",
-            "producers": {
-                "kept": {"run": "demo.noop", "interval": "5s"},
-                "moved": {"run": "demo.noop", "interval": "10s"},
-                "fresh": {"run": "demo.noop", "cron": "0 3 * * *"},
-            },
-        }
-    )
-    plan = plan_deploy(new, current)
-    assert [(p.name, p.change) for p in plan.producers] == [
-        ("fresh", "added"),
-        ("kept", "unchanged"),
-        ("moved", "changed"),
-        ("gone", "removed"),
-    ]
-    assert plan.description_changed and not plan.noop and plan.current_version == 1
-    assert plan_deploy(parse_definition(stored), current).noop
-    assert plan_deploy(new, None).current_version is None
-
-
 def test_a_pasted_definition_is_checked_like_a_file() -> None:
     json_text = '{"name": "wf", "producers": {"p": {"run": "demo.noop", "interval": "5s"}}}'
     assert load_definition_text(json_text, source="<pasted>").producers["p"].interval == "5s"
@@ -190,3 +155,13 @@ def test_credentials_accept_the_basic_pair_or_the_bearer_token_only() -> None:
         assert both.principal(wrong) is None, wrong
     assert Credentials([], None).principal(basic) is None
     assert Credentials([b"user:pass"], None).principal("Bearer ") is None
+
+
+def test_a_change_through_the_web_names_its_user_escaped_or_the_token() -> None:
+    def basic(pair: bytes) -> str:
+        return "Basic " + base64.b64encode(pair).decode()
+
+    assert web_actor(BASIC, basic(b"alice:secret:with:colons")) == "web:alice"
+    assert web_actor(BASIC, basic(b"bob\x1b[31m:pw")) == "web:bob\\x1b[31m"
+    assert web_actor(BASIC, basic(b"x" * 100 + b":pw")).startswith("web:" + "x" * 64 + "...(+36")
+    assert web_actor(TOKEN, "Bearer a-token-of-twenty-four-chars") == "web:token"

@@ -275,13 +275,21 @@ class Drumline:
                 raise
         if wait is None:
             return request
-        deadline = time.monotonic() + wait + (slot - now).total_seconds()
-        while time.monotonic() < deadline:
-            run = runs.get_slot(workflow.id, producer, slot)
-            if run is not None and run.status in TERMINAL_STATUSES:
+        run = self.wait_for_run(request, wait + (slot - now).total_seconds())
+        if run.status not in TERMINAL_STATUSES:
+            raise NoAnswerError(f"the run did not finish within {wait:g}s", {"task_id": task_id})
+        return run
+
+    def wait_for_run(self, run: RunRecord, timeout: float) -> RunRecord:
+        """`run` once it has finished, or as it stands after `timeout` seconds (for a caller
+        that shows a run still going rather than an error, as the web view does)."""
+        runs = RunStore(self.engine)
+        deadline = time.monotonic() + timeout
+        while True:
+            run = runs.get_slot(run.workflow_id, run.producer_name, run.scheduled_for) or run
+            if run.status in TERMINAL_STATUSES or time.monotonic() >= deadline:
                 return run
             time.sleep(POLL_S)
-        raise NoAnswerError(f"the run did not finish within {wait:g}s", {"task_id": task_id})
 
     def cancel(self, name: str, producer: str, at: datetime) -> RunRecord:
         """Withdraw the trigger request of `producer` at `at` if it has not started: it is

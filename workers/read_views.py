@@ -1,5 +1,5 @@
-"""The JSON shapes of what drumline shows: `drumline ls | status | runs | trigger --json` and
-the web's `/api/...` answer with the same dicts, built here once."""
+"""The JSON shapes of what drumline shows: `drumline ls | status | runs | trigger | plan |
+history | pause ... --json` and the web's `/api/...` answer with the same dicts, built here once."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from models.change_store import ChangeRecord
 from models.log_text import last_line, loggable
 from models.read_models import ProducerStatus, WorkflowOverview
-from models.records import RunRecord, ScheduleRecord
+from models.records import JSONDict, RunRecord, ScheduleRecord
 from models.slot_policy import SlotPolicy
 from models.stored_schedules import schedule_from_row
+from workers.services.lifecycle import ChangeSummary, DeployPlan
 
 FAILURE_CHARS = 80
+FIRE_TIMES = 3
 
 
 def json_default(value: Any) -> Any:
@@ -102,4 +105,52 @@ def triggered_view(workflow: str, run: RunRecord) -> dict[str, Any]:
         "duration_ms": run.duration_ms,
         "error": run.error,
         "result": run.result,
+    }
+
+
+def plan_view(plan: DeployPlan) -> JSONDict:
+    """One workflow's plan as `plan --json` prints it: the diff (each changed field's old and
+    new value) and the next fire times of each producer given a fresh next run."""
+    if plan.current is None:
+        action, version = "create", None
+    else:
+        action, version = ("none" if plan.noop else "update"), plan.current.version
+    return {
+        "workflow": plan.workflow,
+        "action": action,
+        "version": version,
+        **plan.diff.to_json(),
+        "next_runs": {
+            name: [moment.isoformat() for moment in moments]
+            for name, moments in sorted(plan.upcoming(FIRE_TIMES).items())
+        },
+    }
+
+
+def change_view(workflow: str, summary: ChangeSummary | None, error: str | None) -> JSONDict:
+    """One lifecycle change's answer as `deploy | pause | resume ... --json` prints it."""
+    return {
+        "workflow": workflow,
+        "ok": summary is not None,
+        "summary": None if summary is None else summary.to_json(),
+        "error": error,
+    }
+
+
+def history_view(workflow: str, entries: list[ChangeRecord]) -> JSONDict:
+    """A workflow's changes, newest first, as `history --json` prints them."""
+    return {
+        "workflow": workflow,
+        "changes": [
+            {
+                "version": entry.version,
+                "changed_at": entry.changed_at,
+                "action": entry.action.value,
+                "actor": entry.actor,
+                "note": entry.note,
+                "diff": entry.diff,
+                "definition": entry.definition,
+            }
+            for entry in entries
+        ],
     }

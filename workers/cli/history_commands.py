@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 from rich.table import Table
 from rich.text import Text
@@ -14,6 +12,7 @@ from models.log_text import loggable
 from workers.cli.context import CliContext, json_option, pass_context, print_json, when
 from workers.cli.plan_output import describe_diff
 from workers.cli.read_commands import console, shown
+from workers.read_views import history_view
 
 MAX_HISTORY = 10_000
 NOTE_CHARS = 60
@@ -37,7 +36,7 @@ def history(ctx: CliContext, name: str, limit: int, as_json: bool) -> None:
     if not entries:
         raise click.ClickException(f"workflow {name!r} has no history (see `drumline ls`)")
     if as_json:
-        print_json({"workflow": name, "changes": [_entry_view(e) for e in entries]})
+        print_json(history_view(name, entries))
         return
     table = Table("version", "when (UTC)", "action", "actor", "what", "note")
     for entry in entries:
@@ -84,15 +83,3 @@ def _what(entry: ChangeRecord) -> str:
     if "rollback_of" in diff:
         parts.insert(0, f"to v{diff['rollback_of']}:")
     return " ".join(parts) or "-"
-
-
-def _entry_view(entry: ChangeRecord) -> dict[str, Any]:
-    return {
-        "version": entry.version,
-        "changed_at": entry.changed_at,
-        "action": entry.action.value,
-        "actor": entry.actor,
-        "note": entry.note,
-        "diff": entry.diff,
-        "definition": entry.definition,
-    }

@@ -27,11 +27,11 @@ from workers.cli.plan_output import (
     describe_plan,
     describe_removal,
     has_changes,
-    plan_view,
     removal_view,
     summary_line,
 )
 from workers.client import Drumline, PendingChange
+from workers.read_views import change_view, plan_view
 from workers.services.lifecycle import ChangeSummary, DeployPlan
 
 wait_option = click.option(
@@ -311,14 +311,7 @@ def _report(pending: Sequence[PendingChange], wait: bool, timeout: float, as_jso
             summary = change.wait(timeout)
         except DrumlineError as exc:
             error, failed = str(exc), True
-        report.append(
-            {
-                "workflow": change.workflow,
-                "ok": summary is not None,
-                "summary": None if summary is None else summary.to_json(),
-                "error": error,
-            }
-        )
+        report.append(change_view(change.workflow, summary, error))
         if as_json:
             continue
         if summary is not None:

@@ -13,9 +13,9 @@ from models.log_text import loggable
 from models.records import JSONDict, WorkflowRecord
 from models.workflow_diff import FieldChange, WorkflowDiff
 from workers.cli.context import when
+from workers.read_views import FIRE_TIMES
 from workers.services.lifecycle import DeployPlan
 
-FIRE_TIMES = 3
 VALUE_CHARS = 60
 
 
@@ -25,24 +25,6 @@ class Removal:
 
     workflow: WorkflowRecord
     producers: Sequence[str]
-
-
-def plan_view(plan: DeployPlan) -> JSONDict:
-    """One workflow's plan as `--json` prints it."""
-    if plan.current is None:
-        action, version = "create", None
-    else:
-        action, version = ("none" if plan.noop else "update"), plan.current.version
-    return {
-        "workflow": plan.workflow,
-        "action": action,
-        "version": version,
-        **plan.diff.to_json(),
-        "next_runs": {
-            name: [moment.isoformat() for moment in moments]
-            for name, moments in sorted(plan.upcoming(FIRE_TIMES).items())
-        },
-    }
 
 
 def removal_view(removal: Removal) -> JSONDict:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
-from typing import Any
 
 import click
 
@@ -28,6 +27,7 @@ from workers.cli.context import (
     timeout_option,
 )
 from workers.cli.validate_command import InstantType
+from workers.read_views import triggered_view
 
 
 @click.command()
@@ -94,19 +94,6 @@ def cancel(ctx: CliContext, name: str, producer: str, at: datetime, as_json: boo
 
 def _report(workflow: str, run: RunRecord, as_json: bool, line: str) -> None:
     if as_json:
-        print_json(_run_view(workflow, run))
+        print_json(triggered_view(workflow, run))
     else:
         click.echo(line)
-
-
-def _run_view(workflow: str, run: RunRecord) -> dict[str, Any]:
-    return {
-        "task_id": run.task_id,
-        "workflow": workflow,
-        "producer": run.producer_name,
-        "scheduled_for": run.scheduled_for,
-        "status": run.status,
-        "duration_ms": run.duration_ms,
-        "error": run.error,
-        "result": run.result,
-    }

@@ -1,25 +1,21 @@
-"""The web's actions, each only by enqueuing what the CLI enqueues: the lifecycle tasks
-(deploy, pause, resume) and a recorded manual run. Blocking: the pages call these in a thread.
+"""The web's actions, only through the `Drumline` client, as the CLI's: deploy, pause and resume
+as lifecycle tasks and a recorded manual run, each with the web user as the actor, so every
+change lands in the history. Blocking: the pages call these in a thread.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from celery import Celery
-from sqlalchemy import Engine
-
-from beat.dispatch import PRODUCERS_QUEUE, RUN_PRODUCER
+from models.definitions import WorkflowDefinition
+from models.errors import BrokerUnreachableError, DrumlineError, WorkflowNotFoundError
 from models.log_text import loggable
-from models.records import RunRecord, WorkflowRecord
-from models.run_store import TERMINAL_STATUSES, RunStore
-from workers.tasks.manual_runs import request_manual_run
-from workers.tasks.sending import BrokerUnreachableError, send, wait_for
-
-__all__ = ["BrokerUnreachableError", "Outcome", "change", "trigger"]
+from models.records import JSONDict, RunRecord
+from workers.client import Drumline, PendingChange
+from workers.read_views import change_view
+from workers.services.lifecycle import ChangeSummary
 
 logger = logging.getLogger("drumline.web")
 
@@ -27,69 +23,90 @@ logger = logging.getLogger("drumline.web")
 # before it shows what it knows (the task id; the producer page shows the rest).
 ANSWER_WAIT_S = 15.0
 RUN_WAIT_S = 10.0
-POLL_S = 0.2
-
-PAUSE, RESUME, DEPLOY = (
-    "drumline.pause_workflow",
-    "drumline.resume_workflow",
-    "drumline.deploy_workflow",
-)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """A lifecycle task's answer, in the shape of `drumline pause --json` (one item)."""
+    """A lifecycle change's answer: its summary, or why it was refused."""
 
     workflow: str
-    ok: bool
-    summary: dict[str, Any] | None
+    summary: ChangeSummary | None
     error: str | None
     task_id: str | None
 
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "workflow": self.workflow,
-            "ok": self.ok,
-            "summary": self.summary,
-            "error": self.error,
-        }
+    @property
+    def ok(self) -> bool:
+        return self.summary is not None
+
+    def as_json(self) -> JSONDict:
+        """As `drumline pause --json` prints one item."""
+        return change_view(self.workflow, self.summary, self.error)
 
 
-def change(celery: Celery, task: str, workflow: str, argument: Any, note: str = "") -> Outcome:
-    """Send lifecycle `task` and wait for its answer."""
+# A pause or resume: the client, the workflow's name and the note.
+Change = Callable[[Drumline, str, str | None], "Outcome"]
+
+
+def http_status(error: DrumlineError) -> int:
+    """The HTTP status of a refusal: the broker down, no such workflow, or a conflict."""
+    if isinstance(error, BrokerUnreachableError):
+        return 503
+    if isinstance(error, WorkflowNotFoundError):
+        return 404
+    return 409
+
+
+def pause(client: Drumline, name: str, note: str | None) -> Outcome:
+    return _change(client, "pause", name, note, lambda: client.send_pause(name, note=note))
+
+
+def resume(client: Drumline, name: str, note: str | None) -> Outcome:
+    return _change(client, "resume", name, note, lambda: client.send_resume(name, note=note))
+
+
+def deploy(client: Drumline, definition: WorkflowDefinition, note: str | None) -> Outcome:
+    return _change(
+        client,
+        "deploy",
+        definition.name,
+        note,
+        lambda: client.send_deploy(definition, note=note),
+    )
+
+
+def trigger(client: Drumline, name: str, producer: str) -> RunRecord:
+    """Run `producer` now, then wait a little for it to finish: the run as it stands."""
     logger.info(
-        "%s of workflow %s requested from the web%s",
-        task,
+        "manual run of %s.%s requested from the web, by %s",
+        loggable(name),
+        loggable(producer),
+        client.actor,
+    )
+    return client.wait_for_run(client.trigger(name, producer), RUN_WAIT_S)
+
+
+def _change(
+    client: Drumline,
+    verb: str,
+    workflow: str,
+    note: str | None,
+    send: Callable[[], PendingChange],
+) -> Outcome:
+    """Send a change and wait for its answer; a broker that cannot be reached is raised (nothing
+    was sent), any other refusal is the outcome."""
+    logger.info(
+        "%s of workflow %s requested from the web%s, by %s",
+        verb,
         loggable(workflow),
         f" with the note {loggable(note)}" if note else "",
+        client.actor,
     )
-    result = send(celery, task, argument)
-    answer = wait_for(result, ANSWER_WAIT_S)
-    summary = answer.value if answer.ok else None
-    return Outcome(workflow, answer.ok, summary, answer.error, result.id)
-
-
-def trigger(
-    celery: Celery, engine: Engine, workflow: WorkflowRecord, producer: str
-) -> RunRecord | None:
-    """Record and send a manual run of `producer` now, then wait a little for it to finish;
-    the run as it stands (None: its slot had a run already, nothing was sent)."""
-
-    def send_run(task_id: str, kwargs: dict[str, Any]) -> None:
-        send(celery, RUN_PRODUCER, kwargs=kwargs, task_id=task_id, queue=PRODUCERS_QUEUE)
-
-    logger.info(
-        "manual run of %s.%s requested from the web", loggable(workflow.name), loggable(producer)
-    )
-    request = request_manual_run(engine, workflow, producer, send_run)
-    if request is None:
-        return None
-    runs = RunStore(engine)
-    deadline = time.monotonic() + RUN_WAIT_S
-    run: RunRecord | None = request
-    while time.monotonic() < deadline:
-        run = runs.get_slot(workflow.id, producer, request.scheduled_for)
-        if run is None or run.status in TERMINAL_STATUSES:
-            break
-        time.sleep(POLL_S)
-    return run or request
+    task_id: str | None = None
+    try:
+        pending = send()
+        task_id = pending.task_id
+        return Outcome(workflow, pending.wait(ANSWER_WAIT_S), None, task_id)
+    except BrokerUnreachableError:
+        raise
+    except DrumlineError as error:
+        return Outcome(workflow, None, str(error), task_id)

@@ -1,6 +1,6 @@
 """`/api/...`: the JSON behind the pages, in the shapes of the CLI's --json
 (`workers/read_views.py`), for scripts (bearer token) and browsers (basic auth, and the
-X-CSRF-Token header on a POST)."""
+X-CSRF-Token header on a POST). Changes and the history go through the `Drumline` client."""
 
 from __future__ import annotations
 
@@ -13,21 +13,28 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from models.change_store import MAX_NOTE_CHARS
 from models.definitions import parse_definition
-from models.errors import DefinitionError
+from models.errors import DefinitionError, DrumlineError
 from models.read_models import producer_status, workflow_overview
 from models.records import WorkflowRecord
 from models.run_store import RunStore
-from models.vocabulary import WorkflowStatus
 from models.workflow_store import WorkflowStore
-from workers.read_views import producer_view, run_view, triggered_view, workflow_view
+from workers.read_views import (
+    history_view,
+    producer_view,
+    run_view,
+    triggered_view,
+    workflow_view,
+)
 from workers.web import actions
 from workers.web.context import WebContext, json_response
 from workers.web.csrf import CsrfError
 
 MAX_RUNS = 10_000
-MAX_NOTE_CHARS = 500
 DEFAULT_RUNS = 20
+MAX_HISTORY = 10_000
+DEFAULT_HISTORY = 50
 SOURCE = "<request body>"
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -49,6 +56,7 @@ class Api:
             Route("/api/workflows", self.read(self.workflows), methods=["GET"]),
             Route(workflow, self.read(self.status), methods=["GET"]),
             Route(workflow + "/runs", self.read(self.runs), methods=["GET"]),
+            Route(workflow + "/history", self.read(self.history), methods=["GET"]),
             Route(workflow + "/pause", self.post(self.pause), methods=["POST"]),
             Route(workflow + "/resume", self.post(self.resume), methods=["POST"]),
             Route(
@@ -79,8 +87,8 @@ class Api:
                 return json_response({"error": str(error)}, 403)
             except ApiError as error:
                 return json_response({"error": str(error)}, error.status)
-            except actions.BrokerUnreachableError as error:
-                return json_response({"error": f"cannot reach the broker: {error}"}, 503)
+            except DrumlineError as error:
+                return json_response({"error": str(error)}, actions.http_status(error))
             return json_response(data, status)
 
         return endpoint
@@ -105,39 +113,37 @@ class Api:
         producer = request.query_params.get("producer")
         if producer is not None and producer not in record.definition.get("producers", {}):
             raise ApiError(404, f"workflow {record.name!r} has no producer {producer[:100]!r}")
-        raw = request.query_params.get("limit", str(DEFAULT_RUNS))
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_RUNS:
-            raise ApiError(400, f"limit: {raw[:20]!r} is not a whole number from 1 to {MAX_RUNS}")
-        runs = RunStore(self.web.engine).list(record.id, producer_name=producer, limit=int(raw))
+        limit = _limit(request, DEFAULT_RUNS, MAX_RUNS)
+        runs = RunStore(self.web.engine).list(record.id, producer_name=producer, limit=limit)
         return {"workflow": record.name, "runs": [run_view(run) for run in runs]}
+
+    def history(self, request: Request) -> Any:
+        """`drumline history NAME --json`: a deleted workflow's history too."""
+        name = request.path_params["name"]
+        limit = _limit(request, DEFAULT_HISTORY, MAX_HISTORY)
+        entries = self.web.client(request).history(name, limit=limit)
+        if not entries:
+            raise ApiError(404, f"workflow {name[:100]!r} has no history")
+        return history_view(name, entries)
 
     # POST: `drumline pause | resume | deploy | trigger --json`
 
     async def pause(self, request: Request) -> tuple[int, Any]:
-        return await self._change(request, actions.PAUSE)
+        return await self._change(request, actions.pause)
 
     async def resume(self, request: Request) -> tuple[int, Any]:
-        return await self._change(request, actions.RESUME)
+        return await self._change(request, actions.resume)
 
-    async def _change(self, request: Request, task: str) -> tuple[int, Any]:
+    async def _change(self, request: Request, change: actions.Change) -> tuple[int, Any]:
         name = request.path_params["name"]
         note = _note(await request.body())
-        outcome = await run_in_threadpool(actions.change, self.web.celery, task, name, name, note)
+        outcome = await run_in_threadpool(change, self.web.client(request), name, note)
         return (200 if outcome.ok else 409), [outcome.as_json()]
 
     async def trigger(self, request: Request) -> tuple[int, Any]:
-        record = await run_in_threadpool(self._workflow, request)
-        producer = request.path_params["producer"]
-        if producer not in record.definition.get("producers", {}):
-            raise ApiError(404, f"workflow {record.name!r} has no producer {producer[:100]!r}")
-        if record.status == WorkflowStatus.PAUSED:
-            raise ApiError(409, f"workflow {record.name!r} is paused: resume it first")
-        run = await run_in_threadpool(
-            actions.trigger, self.web.celery, self.web.engine, record, producer
-        )
-        if run is None:
-            raise ApiError(409, "this slot has a run already; nothing was triggered: retry")
-        return 200, triggered_view(record.name, run)
+        name, producer = request.path_params["name"], request.path_params["producer"]
+        run = await run_in_threadpool(actions.trigger, self.web.client(request), name, producer)
+        return 200, triggered_view(name, run)
 
     async def deploy(self, request: Request) -> tuple[int, Any]:
         try:
@@ -154,9 +160,8 @@ class Api:
         except DefinitionError as error:
             problems = [{"path": p.path, "message": p.message} for p in error.problems]
             return 422, {"error": "invalid definition", "problems": problems}
-        argument = definition.model_dump(mode="json", exclude_defaults=True)
         outcome = await run_in_threadpool(
-            actions.change, self.web.celery, actions.DEPLOY, definition.name, argument
+            actions.deploy, self.web.client(request), definition, None
         )
         return (200 if outcome.ok else 409), [outcome.as_json()]
 
@@ -168,17 +173,25 @@ class Api:
         return record
 
 
-def _note(body: bytes) -> str:
+def _limit(request: Request, default: int, most: int) -> int:
+    """The `limit` query parameter: a whole number from 1 to `most`."""
+    raw = request.query_params.get("limit", str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= most:
+        raise ApiError(400, f"limit: {raw[:20]!r} is not a whole number from 1 to {most}")
+    return int(raw)
+
+
+def _note(body: bytes) -> str | None:
     """The optional `{"note": "..."}` body of a pause or resume."""
     if not body.strip():
-        return ""
+        return None
     try:
         data = json.loads(body)
     except (ValueError, RecursionError):
         raise ApiError(400, 'the body must be JSON: {"note": "..."}') from None
     if not isinstance(data, dict) or set(data) - {"note"}:
         raise ApiError(400, 'the body may only hold {"note": "..."}')
-    note = data.get("note", "")
-    if not isinstance(note, str) or len(note) > MAX_NOTE_CHARS:
+    note = data.get("note")
+    if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE_CHARS):
         raise ApiError(400, f"note: must be text of at most {MAX_NOTE_CHARS} characters")
-    return note
+    return note or None

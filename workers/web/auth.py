@@ -8,6 +8,7 @@ for scripts. It also bounds request bodies and adds the security headers to ever
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from models.log_text import loggable
 from workers.services.http_auth import authorized, bearer_authorized
 
 REALM = 'Basic realm="drumline web"'
@@ -23,6 +25,9 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 # Where the principal is kept in the request's scope: "basic" (a browser) or "token".
 PRINCIPAL = "drumline.principal"
 BASIC, TOKEN = "basic", "token"
+# Who the history names for a change made through the web: `web:<user>` or `web:token`.
+ACTOR = "drumline.actor"
+MAX_USER_CHARS = 64
 
 SECURITY_HEADERS = {
     # Scripts, styles and requests from this origin only: htmx and the stylesheet are served
@@ -86,13 +91,24 @@ class Guard:
                 scope, receive, send
             )
             return
-        scope.setdefault("state", {})[PRINCIPAL] = principal
+        state = scope.setdefault("state", {})
+        state[PRINCIPAL] = principal
+        state[ACTOR] = web_actor(principal, headers.get("authorization", ""))
         try:
             await self.app(scope, _bounded(receive), send)
         except BodyTooLargeError:
             await PlainTextResponse(f"body over {MAX_BODY_BYTES} bytes\n", 413)(
                 scope, receive, send
             )
+
+
+def web_actor(principal: str, header: str) -> str:
+    """`web:<user>` of checked basic credentials (escaped and bounded, since the history and
+    the logs show it), or `web:token` for a script's bearer token."""
+    if principal == TOKEN:
+        return "web:token"
+    pair = base64.b64decode(header.partition(" ")[2].strip(), validate=True)
+    return "web:" + loggable(pair.partition(b":")[0].decode("utf-8", "replace"), MAX_USER_CHARS)
 
 
 def _secured(send: Send) -> Send:

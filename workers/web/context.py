@@ -1,6 +1,6 @@
-"""What every page and endpoint of `drumline web` shares: the database, the Celery client,
-the settings, the CSRF token and the templates (autoescaped: names, params and errors come
-from users)."""
+"""What every page and endpoint of `drumline web` shares: the database, the Celery app, the
+settings, the `Drumline` client acting for each request's user, the CSRF token and the
+templates (autoescaped: names, params and errors come from users)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,13 @@ from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from models.change_store import MAX_NOTE_CHARS
 from models.log_text import last_line
 from models.types import utc_now
+from workers.client import Drumline
 from workers.read_views import json_default
 from workers.settings import Settings
+from workers.web.auth import ACTOR
 from workers.web.csrf import CsrfTokens
 
 HERE = Path(__file__).parent
@@ -42,11 +45,17 @@ class WebContext:
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
+        self.templates.globals["max_note_chars"] = MAX_NOTE_CHARS
         self.templates.filters["ago"] = self.ago
         self.templates.filters["last_line"] = last_line
         self.templates.filters["json"] = lambda value: json.dumps(
             value, indent=2, default=json_default
         )
+
+    def client(self, request: Request) -> Drumline:
+        """The client acting for this request's user (`web:<user>`): the history names them."""
+        actor: str = request.scope["state"][ACTOR]
+        return Drumline(self.settings, app=self.celery, engine=self.engine, actor=actor)
 
     def render(self, request: Request, name: str, status: int = 200, **values: Any) -> Response:
         """A page, or only its live part for htmx's polling (a template `_<name>` beside it)."""

@@ -1,7 +1,7 @@
-"""The pages: workflows, a workflow, a producer; confirmations before every action, and the
-actions' outcomes. Reads go through models/read_models.py like the CLI's; actions enqueue the
-lifecycle tasks (`actions.py`). No GET changes anything: a GET of an action shows its
-confirmation, whose form POSTs."""
+"""The pages: workflows, a workflow, its history, a producer; confirmations before every action,
+and the actions' outcomes. Reads go through models/read_models.py like the CLI's; plans, the
+history and every action go through the `Drumline` client (`actions.py`), as the web user. No
+GET changes anything: a GET of an action shows its confirmation, whose form POSTs."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from models.definitions import MAX_DEFINITION_BYTES, load_definition_text
-from models.errors import DefinitionError, DefinitionProblem
+from models.errors import DefinitionError, DefinitionProblem, DrumlineError
 from models.read_models import (
     failing_producers,
     producer_status,
@@ -25,20 +25,18 @@ from models.read_models import (
 )
 from models.records import WorkflowRecord
 from models.run_store import RunStore
-from models.vocabulary import WorkflowStatus
 from models.workflow_store import WorkflowStore
-from workers.read_views import producer_view, run_view, workflow_view
+from workers.read_views import history_view, plan_view, producer_view, run_view, workflow_view
 from workers.web import actions
-from workers.web.api import MAX_NOTE_CHARS
 from workers.web.charts import Point, line_chart, percentile
 from workers.web.context import WebContext
 from workers.web.csrf import CsrfError
-from workers.web.plan import plan_deploy
 
 LATENESS_WINDOW = timedelta(days=1)
 RECENT_RUNS = 15
 PRODUCER_RUNS = 50
 CHART_RUNS = 300
+HISTORY_ENTRIES = 100
 PASTED = "<pasted definition>"
 
 Handler = Callable[[Request, FormData], Awaitable[Response]]
@@ -54,6 +52,7 @@ class Pages:
         return [
             Route("/", self.workflows, methods=["GET"]),
             Route(workflow, self.workflow, methods=["GET"]),
+            Route(workflow + "/history", self.history, methods=["GET"]),
             Route(producer, self.producer, methods=["GET"]),
             Route(workflow + "/pause", self.confirm_pause, methods=["GET"]),
             Route(workflow + "/pause", self.action(self.pause), methods=["POST"]),
@@ -159,6 +158,15 @@ class Pages:
             task_url=self.task_url,
         )
 
+    def history(self, request: Request) -> Response:
+        """Every change of the workflow, newest first: version, who, why and what changed (a
+        deleted workflow's too)."""
+        name = request.path_params["name"]
+        entries = self.web.client(request).history(name, limit=HISTORY_ENTRIES)
+        if not entries:
+            return self._missing(request)
+        return self.web.render(request, "history.html", history=history_view(name, entries))
+
     def task_url(self, task_id: str) -> str:
         """Flower's page of a task."""
         return f"{self.web.settings.flower_url}/task/{quote(task_id, safe='')}"
@@ -192,45 +200,34 @@ class Pages:
     # Actions (POST, CSRF checked)
 
     async def pause(self, request: Request, form: FormData) -> Response:
-        return await self._change(request, form, actions.PAUSE, "pause")
+        return await self._change(request, form, "pause", actions.pause)
 
     async def resume(self, request: Request, form: FormData) -> Response:
-        return await self._change(request, form, actions.RESUME, "resume")
+        return await self._change(request, form, "resume", actions.resume)
 
-    async def _change(self, request: Request, form: FormData, task: str, verb: str) -> Response:
+    async def _change(
+        self, request: Request, form: FormData, verb: str, change: actions.Change
+    ) -> Response:
         name = request.path_params["name"]
-        note = _text(form, "note")[:MAX_NOTE_CHARS]
+        note = _text(form, "note") or None
         try:
-            outcome = await run_in_threadpool(
-                actions.change, self.web.celery, task, name, name, note
-            )
-        except actions.BrokerUnreachableError as error:
-            return self._error(request, 503, f"cannot reach the broker: {error}")
+            outcome = await run_in_threadpool(change, self.web.client(request), name, note)
+        except DrumlineError as error:
+            return self._error(request, actions.http_status(error), str(error))
         return self.web.render(
             request, "outcome.html", verb=verb, workflow_name=name, outcome=outcome, note=note
         )
 
     async def trigger(self, request: Request, form: FormData) -> Response:
-        record = await run_in_threadpool(self._workflow, request)
-        name = request.path_params["producer"]
-        if record is None or name not in record.definition.get("producers", {}):
-            return self._missing(request)
-        if record.status == WorkflowStatus.PAUSED:
-            return self._error(
-                request, 409, f"workflow {record.name} is paused: resume it before triggering"
-            )
+        name, producer = request.path_params["name"], request.path_params["producer"]
         try:
-            run = await run_in_threadpool(
-                actions.trigger, self.web.celery, self.web.engine, record, name
-            )
-        except actions.BrokerUnreachableError as error:
-            return self._error(request, 503, f"cannot reach the broker: {error}")
-        if run is None:
-            return self._error(request, 409, "this slot has a run already: try again")
+            run = await run_in_threadpool(actions.trigger, self.web.client(request), name, producer)
+        except DrumlineError as error:
+            return self._error(request, actions.http_status(error), str(error))
         return self.web.render(
             request,
             "triggered.html",
-            workflow=record,
+            workflow_name=name,
             run=run_view(run),
             task_url=self.task_url,
         )
@@ -249,9 +246,11 @@ class Pages:
             return self.web.render(
                 request, "deploy.html", 422, text=text, problems=_problems(error)
             )
-        current = await run_in_threadpool(WorkflowStore(self.web.engine).get, definition.name)
-        plan = plan_deploy(definition, current)
-        return self.web.render(request, "plan.html", plan=plan, text=text)
+        try:
+            plan = await run_in_threadpool(self.web.client(request).plan, definition)
+        except DrumlineError as error:  # e.g. a producer this process does not know
+            return self.web.render(request, "deploy.html", 422, text=text, problems=[str(error)])
+        return self.web.render(request, "plan.html", plan=plan_view(plan), text=text)
 
     async def deploy(self, request: Request, form: FormData) -> Response:
         text = _text(form, "definition")
@@ -266,20 +265,20 @@ class Pages:
             return self.web.render(
                 request, "deploy.html", 422, text=text, problems=_problems(error)
             )
-        argument = definition.model_dump(mode="json", exclude_defaults=True)
+        note = _text(form, "note") or None
         try:
             outcome = await run_in_threadpool(
-                actions.change, self.web.celery, actions.DEPLOY, definition.name, argument
+                actions.deploy, self.web.client(request), definition, note
             )
-        except actions.BrokerUnreachableError as error:
-            return self._error(request, 503, f"cannot reach the broker: {error}")
+        except DrumlineError as error:
+            return self._error(request, actions.http_status(error), str(error))
         return self.web.render(
             request,
             "outcome.html",
             verb="deploy",
             workflow_name=definition.name,
             outcome=outcome,
-            note="",
+            note=note,
         )
 
     # Helpers
