@@ -137,7 +137,7 @@ class RunPath:
         schedule_id: int,
         claim_token: str,
         outcome: SlotOutcome,
-        run_id: int,
+        run: RunRecord,
         duration_ms: float,
         error: str | None,
         result: Any,
@@ -150,16 +150,18 @@ class RunPath:
         if self._single_statement:
             params = (
                 _commit_slot_params(schedule_id, claim_token, outcome, now=now)
-                | _finish_params(run_id, outcome.status, now, duration_ms, error, result)
+                | _finish_params(run, outcome.status, now, duration_ms, error, result)
                 | ledger.params(now)
             )
             with self._autocommit() as conn:
-                return str(conn.execute(_finish_pg(len(ledger.entries)), params).scalar_one())
+                status = conn.execute(_finish_pg(len(ledger.entries)), params).scalar_one_or_none()
+            # No row: a later attempt has taken the slot over; its run row is not this one's.
+            return RunStatus.SUPERSEDED if status is None else str(status)
         with self.engine.begin() as conn:
             held = self.commit_slot(schedule_id, claim_token, outcome, now=now, conn=conn)
             status = outcome.status if held else RunStatus.SUPERSEDED
             self.finish_run(
-                run_id,
+                run,
                 status=status,
                 finished_at=now,
                 duration_ms=duration_ms,
@@ -183,7 +185,7 @@ class RunPath:
         *,
         schedule_id: int,
         claim_token: str,
-        run_id: int,
+        run: RunRecord,
         retry_at: datetime,
         duration_ms: float,
         error: str | None,
@@ -205,7 +207,7 @@ class RunPath:
             )
             status = RunStatus.RETRYING if held else RunStatus.SUPERSEDED
             self.finish_run(
-                run_id,
+                run,
                 status=status,
                 finished_at=now,
                 duration_ms=duration_ms,
@@ -223,7 +225,7 @@ class RunPath:
         schedule_id: int,
         claim_token: str,
         outcome: SlotOutcome,
-        run_id: int,
+        run: RunRecord,
         reason: str,
         ledger: Ledger,
         now: datetime,
@@ -237,7 +239,7 @@ class RunPath:
             )
             status = RunStatus.SKIPPED if held else RunStatus.SUPERSEDED
             self.finish_run(
-                run_id,
+                run,
                 status=status,
                 finished_at=now,
                 duration_ms=0.0,
@@ -328,7 +330,7 @@ class RunPath:
             status = RunStatus.RUNNING if held and free else RunStatus.SUPERSEDED
             if not (held and free):
                 self.finish_run(
-                    run.id,
+                    run,
                     status=RunStatus.SKIPPED if held else RunStatus.SUPERSEDED,
                     finished_at=now,
                     duration_ms=0.0,
@@ -346,7 +348,7 @@ class RunPath:
         *,
         schedule_id: int,
         outcome: SlotOutcome,
-        run_id: int,
+        run: RunRecord,
         duration_ms: float,
         error: str | None,
         result: Any,
@@ -358,8 +360,8 @@ class RunPath:
         params = _commit_slot_params(schedule_id, "", outcome, now=now)
         with self.engine.begin() as conn:
             conn.execute(_RECORD_HANDED_OFF, params)
-            self.finish_run(
-                run_id,
+            finished = self.finish_run(
+                run,
                 status=outcome.status,
                 finished_at=now,
                 duration_ms=duration_ms,
@@ -368,7 +370,7 @@ class RunPath:
                 conn=conn,
             )
             record_ledger(conn, ledger, now=now)
-        return outcome.status
+        return outcome.status if finished else RunStatus.SUPERSEDED
 
     def take_claim(
         self,
@@ -456,7 +458,7 @@ class RunPath:
 
     def finish_run(
         self,
-        run_id: int,
+        run: RunRecord,
         *,
         status: str,
         finished_at: datetime,
@@ -464,10 +466,12 @@ class RunPath:
         error: str | None,
         result: Any,
         conn: Connection | None = None,
-    ) -> None:
-        params = _finish_params(run_id, status, finished_at, duration_ms, error, result)
+    ) -> bool:
+        """Finish the run row of this attempt; False if a later attempt has taken the slot
+        over (a fenced late commit never rewrites the row of the attempt that replaced it)."""
+        params = _finish_params(run, status, finished_at, duration_ms, error, result)
         with transaction(self.engine, conn) as c:
-            c.execute(_FINISH_RUN, params)
+            return c.execute(_FINISH_RUN, params).rowcount == 1
 
     # --- triggered runs ------------------------------------------------------------------------
 
@@ -521,7 +525,7 @@ class RunPath:
         *,
         schedule_id: int,
         outcome: SlotOutcome,
-        run_id: int,
+        run: RunRecord,
         duration_ms: float,
         error: str | None,
         result: Any,
@@ -541,7 +545,7 @@ class RunPath:
                 },
             )
             self.finish_run(
-                run_id,
+                run,
                 status=outcome.status,
                 finished_at=now,
                 duration_ms=duration_ms,
@@ -732,7 +736,7 @@ def _start_outcome_params(skipped: SkipReason | None, now: datetime) -> dict[str
 
 _FINISH_RUN: Update = (
     update(producer_runs)
-    .where(_r.id == bind("b_run_id", _r.id))
+    .where(_r.id == bind("b_run_id", _r.id), _r.attempt == bind("b_attempt", _r.attempt))
     .values(
         status=bind("b_status", _r.status),
         finished_at=bind("b_finished_at", _r.finished_at),
@@ -744,7 +748,7 @@ _FINISH_RUN: Update = (
 
 
 def _finish_params(
-    run_id: int,
+    run: RunRecord,
     status: str,
     finished_at: datetime,
     duration_ms: float,
@@ -752,7 +756,8 @@ def _finish_params(
     result: Any,
 ) -> dict[str, Any]:
     return {
-        "b_run_id": run_id,
+        "b_run_id": run.id,
+        "b_attempt": run.attempt,
         "b_status": status,
         "b_finished_at": finished_at,
         "b_duration_ms": duration_ms,

@@ -54,7 +54,7 @@ def add_run(
     assert run is not None
     status = "failed" if error else "succeeded"
     run_path.finish_run(
-        run.id, status=status, finished_at=NOW, duration_ms=1.0, error=error, result=None
+        run, status=status, finished_at=NOW, duration_ms=1.0, error=error, result=None
     )
 
 

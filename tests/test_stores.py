@@ -426,8 +426,12 @@ def test_run_begin_is_once_per_slot(engine: Engine, workflow_id: int) -> None:
     retaken = RunPath(engine).begin_run(**slot, trigger="schedule", task_id="t2", now=NOW)
     assert retaken is not None
     assert (retaken.id, retaken.attempt, retaken.task_id) == (first.id, 2, "t2")
-    RunPath(engine).finish_run(
-        first.id,
+    # The attempt that took the slot over finishes it; the first one's late finish writes nothing.
+    assert not RunPath(engine).finish_run(
+        first, status="failed", finished_at=NOW, duration_ms=1.0, error="late", result=None
+    )
+    assert RunPath(engine).finish_run(
+        retaken,
         status="succeeded",
         finished_at=NOW,
         duration_ms=1.5,

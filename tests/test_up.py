@@ -668,7 +668,7 @@ def shop_with_a_due_failing_and_a_paused_producer(engine: Engine, now: datetime)
     assert run is not None
     error = "Traceback (most recent call last):\n  ...\nValueError: boom\x1b[31m [red]x[/red]"
     RunPath(engine).finish_run(
-        run.id, status="failed", finished_at=now, duration_ms=1.0, error=error, result=None
+        run, status="failed", finished_at=now, duration_ms=1.0, error=error, result=None
     )
     outcome = SlotOutcome("failed", now, now, {})  # next run: now again, so it shows as due
     assert RunPath(engine).commit_slot(slot.schedule_id, slot.claim_token, outcome, now=now)

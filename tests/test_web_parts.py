@@ -39,7 +39,7 @@ def add_run(engine: Engine, workflow_id: int, producer: str, slot: datetime, lat
     )
     assert run is not None
     run_path.finish_run(
-        run.id,
+        run,
         status=RunStatus.SUCCEEDED,
         finished_at=slot + timedelta(seconds=late + 1),
         duration_ms=late * 10,

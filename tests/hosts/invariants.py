@@ -9,10 +9,10 @@ with none of them is lost. Each execution of a slot must be an attempt the datab
 its row counts attempts, or without a row, is a duplicate. Re-runs are legitimate: after a
 fault hit a run before its commit landed, the slot's lease expires and it runs again elsewhere.
 
-A slot's end is taken from the journal as well as from its run row: a late commit that the
-token fences still rewrites the run row (status `superseded`, its own finish time) after the
-attempt that took the slot over has finished it (`overwritten`), and the slots that attempt
-coalesced would otherwise look lost.
+A slot's end is taken from the journal as well as from its run row. A late commit that the
+token fences must leave the run row of the attempt that took the slot over alone; one that
+rewrote it (`overwritten`: status `superseded`, its own finish time) would make the slots that
+attempt coalesced look lost, so the journal is read too and the test asserts none.
 """
 
 from __future__ import annotations

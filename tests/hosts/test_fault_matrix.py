@@ -63,12 +63,8 @@ def test_every_due_slot_has_one_outcome_under_the_fault(
     if scenario.startswith("worker"):
         # The slot the faulted worker was running ran again elsewhere, to its end, once.
         assert ledger.fenced_reruns >= 1
-    if ledger.overwritten:
-        pytest.xfail(
-            "known: a fenced late commit still rewrites the run row of the attempt that took "
-            f"the slot over ({ledger.overwritten}); models/run_path.py's run-row update is not "
-            "fenced on the attempt"
-        )
+    # A fenced late commit never rewrites the run row of the attempt that took the slot over.
+    assert ledger.overwritten == []
 
 
 def test_a_partitioned_lock_holder_is_fenced_by_the_version(cluster: Cluster) -> None:
