@@ -11,7 +11,7 @@ import pytest
 from tests.monitoring import basic, drumline, fetch, running_exporter, scrape, total
 
 SQLITE_ONLY = pytest.mark.parametrize("empty_db_url", ["sqlite"], indirect=True)
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-for-the-exporter-test"  # at least 24 characters
 BASIC = "prom:pa55word"
 
 

@@ -342,7 +342,7 @@ def test_a_bad_note_actor_or_name_is_refused_before_sending(
     """No worker runs here: a refused note must not even reach the broker."""
     path = write(tmp_path / "prices.json", V1)
     too_long = drumline(drumline_env, "deploy", str(path), "--note", "n" * 2001, "--no-wait")
-    assert too_long.returncode == 1
+    assert too_long.returncode == 2  # a bad option value, named (--note)
     assert "note must be at most 2000 characters" in too_long.stderr
     bad_actor = drumline(drumline_env, "pause", "prices", "--actor", "a\tb", "--no-wait")
     assert bad_actor.returncode == 2

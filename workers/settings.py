@@ -576,6 +576,6 @@ FIELDS: tuple[Field, ...] = (
         "exporter_token",
         _token,
         "",
-        "a bearer token the exporter accepts (`Authorization: Bearer ...`)",
+        "a bearer token the exporter accepts (`Authorization: Bearer ...`; at least 24 characters)",
     ),
 )

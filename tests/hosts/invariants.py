@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from models.records import RunRecord
+from models.slot_ledger_store import SlotOutcomeRecord
 from models.vocabulary import RunStatus
 
 FINISHED = {RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.SUPERSEDED, RunStatus.SKIPPED}
@@ -67,12 +68,14 @@ def check(
     journal: list[dict[str, object]],
     grid: dict[str, tuple[datetime, timedelta]],
     final: dict[str, datetime | None],
+    outcomes: list[SlotOutcomeRecord],
     *,
     stop: datetime,
     healed: datetime,
     faulted_pids: set[int],
 ) -> Ledger:
-    """`grid`: each producer's first slot and interval; `final`: its next run at the stop."""
+    """`grid`: each producer's first slot and interval; `final`: its next run at the stop;
+    `outcomes`: the slot ledger, which records the slots a late run stood for (catch-up)."""
     ledger = Ledger()
     ends: dict[tuple[str, str], list[int]] = defaultdict(list)
     starts: dict[tuple[str, str], int] = defaultdict(int)
@@ -124,7 +127,9 @@ def check(
             last_end = finished.get((producer, before[-1].scheduled_for)) if before else None
             if found is not None:
                 ledger.committed += found.status in FINISHED
-            elif last_end is not None and last_end >= slot:
+            elif (last_end is not None and last_end >= slot) or any(
+                o.producer_name == producer and o.covers(slot) for o in outcomes
+            ):
                 ledger.coalesced += 1
             elif pending is not None and slot >= pending:
                 ledger.still_due += 1

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from models.schedule_store import ProducerScheduleStore
+from models.slot_ledger_store import recent_outcomes
 from models.types import utc_now
 from models.workflow_store import WorkflowStore
 from tests.e2e import deploy, journal_producer, lifecycle, runs_of, wait_until
@@ -26,6 +27,8 @@ RUN_SECONDS = 0.05
 HOLDS, HOLD_SECONDS = 3, 1.2
 STUCK_RECHECK_S = 1.5
 DRAIN_TIMEOUT_S = 60.0
+# More ledger rows than any scenario writes (one per slot at most).
+MAX_LEDGER_ROWS = 100_000
 SUPERVISE_POLL_S = 0.2
 # After `Load.after_heal_s`, the load goes on for up to this long until starts are on time
 # again for SETTLED, so the lateness after recovery is measured on some runs.
@@ -233,6 +236,7 @@ def run_scenario(cluster: Cluster, scenario: str, load: Load) -> Outcome:
             read_journal(journal),
             grid,
             final,
+            recent_outcomes(engine, record.id, None, limit=MAX_LEDGER_ROWS),
             stop=stop,
             healed=fault.healed,
             faulted_pids=fault.pids,
