@@ -23,7 +23,7 @@ DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 class BeatRecorder(Protocol):
     """What beat's scheduler reports; a few calls per tick, never per database row."""
 
-    def claimed(self, slots: int, seconds: float) -> None: ...
+    def claimed(self, slots: int, expired_leases: int, seconds: float) -> None: ...
     def sent(self, scheduled: list[datetime], sent_at: datetime, seconds: float) -> None: ...
     def released(self, claims: int) -> None: ...
     def backed_off(self) -> None: ...
@@ -36,6 +36,11 @@ class BeatMetrics:
         self.claims = Counter("drumline_beat_claims", "Claim statements run by beat", registry=None)
         self.slots_claimed = Counter(
             "drumline_beat_slots_claimed", "Due slots claimed by beat", registry=None
+        )
+        self.expired_leases_resent = Counter(
+            "drumline_beat_expired_leases_resent",
+            "Slots claimed again because an earlier claim's lease ran out",
+            registry=None,
         )
         self.slots_sent = Counter(
             "drumline_beat_slots_sent", "Producer slots sent to the broker", registry=None
@@ -70,9 +75,10 @@ class BeatMetrics:
         )
 
     @best_effort
-    def claimed(self, slots: int, seconds: float) -> None:
+    def claimed(self, slots: int, expired_leases: int, seconds: float) -> None:
         self.claims.inc()
         self.slots_claimed.inc(slots)
+        self.expired_leases_resent.inc(expired_leases)
         self.claim_duration.observe(seconds)
 
     @best_effort
@@ -94,7 +100,7 @@ class BeatMetrics:
 class NoBeatMetrics:
     """Metrics off (DRUMLINE_METRICS=off): nothing recorded."""
 
-    def claimed(self, slots: int, seconds: float) -> None:
+    def claimed(self, slots: int, expired_leases: int, seconds: float) -> None:
         pass
 
     def sent(self, scheduled: list[datetime], sent_at: datetime, seconds: float) -> None:

@@ -195,7 +195,8 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
         claimed = self.store.claim_due(
             now=now, lease=self.settings.lease, limit=self.settings.batch
         )
-        self.metrics.claimed(len(claimed), time.perf_counter() - began)
+        expired = sum(slot.lease_expired for slot in claimed)
+        self.metrics.claimed(len(claimed), expired, time.perf_counter() - began)
         if not claimed:
             return self._until_next_wakeup()
         slots = self._catch_up(claimed, now)

@@ -11,7 +11,17 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Integer, Update, bindparam, func, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    Update,
+    bindparam,
+    case,
+    func,
+    select,
+    update,
+)
 
 from models.catchup import CatchUp
 from models.records import ClaimedSlot
@@ -41,6 +51,8 @@ class BeatClaims:
 
         Due: not paused, `next_run_at <= now`, and no live claim. PostgreSQL skips rows another
         beat is claiming (FOR UPDATE SKIP LOCKED); SQLite serialises writers (BEGIN IMMEDIATE).
+        A row whose earlier lease ran out gets the batch's token marked as a re-claim, so the
+        slot says so (`lease_expired`) without another query.
         """
         token = uuid.uuid4().hex
         claimed_until = now + lease
@@ -49,6 +61,7 @@ class BeatClaims:
                 _claim_statement(c.dialect.name),
                 _claim_params(now=now, limit=limit, until=claimed_until, token=token),
             ).all()
+        reclaim_token = token + _RECLAIM_MARK
         slots = [
             ClaimedSlot(
                 schedule_id=row.id,
@@ -56,12 +69,13 @@ class BeatClaims:
                 workflow_name=row.workflow_name,
                 producer_name=row.producer_name,
                 scheduled_for=row.next_run_at,
-                claim_token=token,
+                claim_token=row.claim_token,
                 claimed_until=claimed_until,
                 schedule_type=row.schedule_type,
                 schedule_value=row.schedule_value,
                 timezone=row.timezone,
                 policy=row.policy,
+                lease_expired=row.claim_token == reclaim_token,
             )
             for row in rows
         ]
@@ -133,7 +147,7 @@ class BeatClaims:
                 update(producer_schedules)
                 .where(
                     _s.id.in_([slot.schedule_id for slot in slots]),
-                    _s.claim_token == slots[0].claim_token,
+                    _s.claim_token.in_(sorted({slot.claim_token for slot in slots})),
                     _s.claimed_until == slots[0].claimed_until,
                 )
                 .values(claimed_until=None, claim_token=None)
@@ -149,6 +163,10 @@ class BeatClaims:
 
 
 _NOW = bind("b_now", _s.next_run_at)
+# Appended to the token of a row re-claimed after its lease ran out. The claim statement can
+# only tell this by the row's old `claimed_until`, which RETURNING does not show (SQLite, and
+# PostgreSQL before 18, return the new row), so the mark carries it into the returned token.
+_RECLAIM_MARK = "-r"
 # No live claim: never claimed, released, or its lease has run out.
 _UNCLAIMED = _s.claimed_until.is_(None) | (_s.claimed_until <= _NOW)
 
@@ -172,7 +190,10 @@ def _claim_statement(dialect: str) -> Update:
         .where(_s.id.in_(due.scalar_subquery()))
         .values(
             claimed_until=bind("b_until", _s.claimed_until),
-            claim_token=bind("b_token", _s.claim_token),
+            claim_token=case(
+                (_s.claimed_until.is_(None), bind("b_token", _s.claim_token)),
+                else_=bind("b_reclaim_token", _s.claim_token),
+            ),
         )
         .returning(
             _s.id,
@@ -183,13 +204,20 @@ def _claim_statement(dialect: str) -> Update:
             _s.schedule_value,
             _s.timezone,
             _s.policy,
+            _s.claim_token,
             workflow_name.label("workflow_name"),
         )
     )
 
 
 def _claim_params(*, now: datetime, limit: int, until: datetime, token: str) -> dict[str, Any]:
-    return {"b_now": now, "b_limit": limit, "b_until": until, "b_token": token}
+    return {
+        "b_now": now,
+        "b_limit": limit,
+        "b_until": until,
+        "b_token": token,
+        "b_reclaim_token": token + _RECLAIM_MARK,
+    }
 
 
 # The earliest next run of a row that can be due, and the earliest end of a live claim.

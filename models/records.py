@@ -82,6 +82,9 @@ class ClaimedSlot:
     policy: JSONDict = field(default_factory=dict)
     # The end of the slot's start deadline, if it has one: its message expires then.
     start_by: datetime | None = None
+    # Claimed again because an earlier claim's lease ran out (its message was lost, dropped
+    # unstarted, or its worker died), not because the slot came due.
+    lease_expired: bool = False
 
     @property
     def message_expires(self) -> datetime:

@@ -20,8 +20,10 @@ from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import Engine, event, insert, text
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import Engine, event, insert, text, update
 
+from beat.metrics_files import metric_files
 from beat.scheduler import ProducerScheduler
 from models.claims import BeatClaims
 from models.schedule_store import ProducerScheduleStore
@@ -149,6 +151,37 @@ def test_due_slots_are_sent_once_as_run_producer_tasks(
 
     scheduler.tick()
     assert len(queued(redis_client)) == 2, "a claimed slot was sent again"
+
+
+def beat_counter(env: Mapping[str, str], name: str) -> float:
+    """A counter of the beat in this process, summed from its metrics files."""
+    files = metric_files(Path(env["DRUMLINE_DATA_DIR"]) / "metrics")
+    merged = MultiProcessCollector.merge([str(f) for f in files], accumulate=True)
+    return float(sum(s.value for m in merged for s in m.samples if s.name == name))
+
+
+def test_a_slot_whose_lease_ran_out_is_sent_again_and_counted(
+    drumline_env: dict[str, str],
+    scheduler: ProducerScheduler,
+    engine: Engine,
+    redis_client: redis.Redis,
+) -> None:
+    now = utc_now()
+    add_workflow(engine, "lost", {"a": now - timedelta(seconds=1), "b": now})
+    scheduler.tick()
+    assert [m.kwargs["producer"] for m in queued(redis_client)] == ["a", "b"]
+    # "a"'s message is never run and its lease runs out.
+    with engine.begin() as conn:
+        conn.execute(
+            update(producer_schedules)
+            .where(producer_schedules.c.producer_name == "a")
+            .values(claimed_until=now)
+        )
+    scheduler.tick()
+    resent = queued(redis_client)[2:]
+    assert [m.kwargs["producer"] for m in resent] == ["a"]
+    assert beat_counter(drumline_env, "drumline_beat_slots_claimed_total") == 3
+    assert beat_counter(drumline_env, "drumline_beat_expired_leases_resent_total") == 1
 
 
 def test_a_backlog_drains_one_full_batch_per_tick_without_sleeping(

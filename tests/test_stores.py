@@ -257,6 +257,34 @@ def test_claim_due_takes_only_due_unpaused_unclaimed_rows(engine: Engine, workfl
     assert {s.claim_token for s in again}.isdisjoint({s.claim_token for s in slots})
 
 
+def test_claim_due_tells_a_re_claim_of_an_expired_lease(engine: Engine, workflow_id: int) -> None:
+    store = ProducerScheduleStore(engine)
+    store.upsert(spec(workflow_id, "lost", next_run_at=NOW), now=NOW)
+    lease = timedelta(seconds=60)
+    claims = BeatClaims(engine)
+    [first] = claims.claim_due(now=NOW, lease=lease, limit=10)
+    assert not first.lease_expired
+    store.upsert(spec(workflow_id, "fresh", next_run_at=NOW + lease), now=NOW)
+    # The first claim's lease runs out with its message never run: beat claims it again.
+    again = {s.producer_name: s for s in claims.claim_due(now=NOW + lease, lease=lease, limit=10)}
+    assert again["lost"].lease_expired
+    assert not again["fresh"].lease_expired
+    assert again["lost"].claim_token != again["fresh"].claim_token != first.claim_token
+    # The row holds each slot's own token: the one a run's commit is fenced on.
+    with engine.connect() as conn:
+        tokens = dict(
+            conn.execute(
+                select(producer_schedules.c.producer_name, producer_schedules.c.claim_token)
+            ).all()
+        )
+    assert tokens == {name: slot.claim_token for name, slot in again.items()}
+    # Given back together, both are due again at once, and claimed fresh.
+    assert claims.release_claims(list(again.values())) == 2
+    later = claims.claim_due(now=NOW + lease, lease=lease, limit=10)
+    assert sorted(s.producer_name for s in later) == ["fresh", "lost"]
+    assert not any(s.lease_expired for s in later)
+
+
 def test_claim_due_respects_the_limit_oldest_first(engine: Engine, workflow_id: int) -> None:
     store = ProducerScheduleStore(engine)
     for n in range(5):
