@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -19,9 +20,12 @@ import pytest
 from sqlalchemy import Engine
 from starlette.routing import Mount, Route
 
-from models.records import WorkflowRecord
+from models.records import ScheduleRecord, WorkflowRecord
 from models.run_store import RunStore
-from models.vocabulary import RunStatus, Trigger, WorkflowStatus
+from models.schedule_store import ProducerScheduleStore
+from models.slot_ledger import LedgerEntry
+from models.slot_ledger_store import Ledger, record_ledger
+from models.vocabulary import RunStatus, SlotFate, Trigger, WorkflowStatus
 from models.workflow_store import WorkflowStore
 from tests.e2e import deploy, wait_until
 from tests.processes import client_app, running_worker
@@ -45,6 +49,24 @@ def workflow(engine: Engine, name: str) -> WorkflowRecord:
     record = WorkflowStore(engine).get(name)
     assert record is not None
     return record
+
+
+def schedule(engine: Engine, name: str, producer: str) -> ScheduleRecord:
+    row = ProducerScheduleStore(engine).get(workflow(engine, name).id, producer)
+    assert row is not None
+    return row
+
+
+def cli_json(env: dict[str, str], *command: str) -> Any:
+    """What `drumline COMMAND --json` prints."""
+    cli = subprocess.run(
+        [sys.executable, "-m", "workers.cli.main", *command, "--json"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(cli.stdout)
 
 
 def every_route(env: dict[str, str]) -> list[tuple[str, str]]:
@@ -262,16 +284,124 @@ def test_the_api_answers_as_the_cli_json_does(
         ("/api/workflows/wf/history", ["history", "wf"]),
         ("/api/workflows/wf/history?limit=1", ["history", "wf", "--limit", "1"]),
     ]:
-        cli = subprocess.run(
-            [sys.executable, "-m", "workers.cli.main", *command, "--json"],
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        assert web.request(api, auth=BASIC).json() == json.loads(cli.stdout), api
+        assert web.request(api, auth=BASIC).json() == cli_json(env, *command), api
     assert web.request("/api/workflows/wf/runs?limit=0").status == 400
     assert web.request("/api/workflows/nope").json() == {"error": "no workflow named 'nope'"}
+
+
+def test_a_producer_page_lists_its_slot_outcomes_and_the_api_answers_as_the_cli(
+    env: dict[str, str], engine: Engine, web: WebServer
+) -> None:
+    deploy(
+        env,
+        {"name": "wf", "producers": {"p": {"run": "demo.noop", "cron": "0 3 * * *"}, "q": MANUAL}},
+    )
+    slot = datetime(2026, 1, 1, 3, tzinfo=UTC)
+    day = timedelta(days=1)
+    entries = {
+        "p": (
+            LedgerEntry(slot, SlotFate.SUCCEEDED, "ran", "catch-up latest", attempts=1),
+            LedgerEntry(
+                slot + day,
+                SlotFate.COALESCED,
+                HOSTILE_ERROR,
+                "overlap skip",
+                range_end=slot + 4 * day,
+                slot_count=3,
+            ),
+        ),
+        "q": (LedgerEntry(slot, SlotFate.FAILED, "q's own", "none", attempts=2),),
+    }
+    workflow_id = workflow(engine, "wf").id
+    with engine.begin() as conn:
+        for producer, ledger in entries.items():
+            record_ledger(conn, Ledger(workflow_id, producer, ledger), now=slot)
+
+    page = web.request("/workflows/wf/producers/p")
+    assert page.status == 200
+    [table] = [part for part in page.body.split("<h2>") if 'id="outcomes"' in part]
+    assert table.count('<tr class="outcome">') == 2, table
+    assert '<td class="status-coalesced">coalesced</td>' in table
+    assert "<td>3</td>" in table and "overlap skip" in table and "catch-up latest" in table
+    assert "&lt;img src=x onerror=alert(1)&gt;" in table and "<img src=x" not in page.body
+    assert "q&#39;s own" not in table  # another producer's slot
+    assert 'id="policy"' in page.body
+
+    api = "/api/workflows/wf/producers/p/outcomes"
+    answer = web.request(api, auth=BASIC).json()
+    assert [o["outcome"] for o in answer["outcomes"]] == ["coalesced", "succeeded"]
+    assert answer == cli_json(env, "runs", "wf", "--producer", "p", "--outcomes")
+    assert web.request(api + "?limit=1", auth=BEARER).json() == cli_json(
+        env, "runs", "wf", "--producer", "p", "--outcomes", "--limit", "1"
+    )
+    assert web.request(api + "?limit=0", auth=BEARER).status == 400
+    missing = web.request("/api/workflows/wf/producers/nope/outcomes", auth=BEARER)
+    assert missing.status == 404 and "has no producer 'nope'" in missing.json()["error"]
+    # The workflow page shows each producer's policy.
+    overview = web.request("/workflows/wf")
+    policies = overview.body.count('<td class="policy">')
+    assert policies == 2 and schedule(engine, "wf", "p").paused is False
+
+
+def test_one_producer_pauses_and_resumes_with_a_note_from_its_page_and_the_api(
+    env: dict[str, str], engine: Engine, web: WebServer
+) -> None:
+    deploy(
+        env,
+        {"name": "wf", "producers": {"p": {"run": "demo.noop", "cron": "0 3 * * *"}, "q": MANUAL}},
+    )
+    here = "/workflows/wf/producers/p"
+    assert 'id="pause-producer"' in web.request(here).body
+    confirm = web.request(here + "/pause")
+    assert confirm.status == 200 and f'action="{here}/pause"' in confirm.body
+    assert web.request("/workflows/wf/producers/nope/pause").status == 404
+    note = "vendor outage <b>"
+    forged = web.request(here + "/pause", method="POST", form={"note": note, "csrf": "forged"})
+    assert forged.status == 403 and schedule(engine, "wf", "p").paused is False
+
+    paused = web.request(
+        here + "/pause", method="POST", form={"csrf": confirm.csrf(), "note": note}
+    )
+    assert 'id="outcome" class="status-succeeded">done' in paused.body, paused.body
+    assert "vendor outage &lt;b&gt;" in paused.body and "<b>" not in paused.body
+    row = schedule(engine, "wf", "p")
+    assert (row.paused, row.paused_by, row.pause_note) == (True, "web:operator", note)
+    assert not schedule(engine, "wf", "q").paused
+    assert workflow(engine, "wf").status == WorkflowStatus.ACTIVE
+    logged = "pause of producer wf.p requested from the web with the note "
+    assert logged + "vendor outage <b>, by web:operator" in web.process.log()
+
+    overview = web.request("/workflows/wf")
+    assert '<span class="status-paused">paused</span> <span class="paused-by">by web:operator' in (
+        overview.body
+    ), overview.body
+    assert '<q class="note">vendor outage &lt;b&gt;</q>' in overview.body
+    producer_page = web.request(here)
+    assert 'id="resume-producer"' in producer_page.body
+    assert 'id="paused-by">paused by web:operator' in producer_page.body
+
+    # A script: bearer token, no CSRF token, the CLI's `pause|resume --producer --json`.
+    resumed = web.request(
+        here.replace("/workflows", "/api/workflows", 1) + "/resume", method="POST", auth=BEARER
+    )
+    assert resumed.status == 200, resumed.body
+    [change] = resumed.json()
+    assert change["ok"] and change["workflow"] == "wf" and change["error"] is None
+    assert schedule(engine, "wf", "p").paused is False
+    by_api = web.request(
+        "/api/workflows/wf/producers/q/pause", method="POST", auth=BEARER, body={"note": "later"}
+    )
+    assert by_api.status == 200 and by_api.json()[0]["ok"]
+    row = schedule(engine, "wf", "q")
+    assert (row.paused, row.paused_by, row.pause_note) == (True, "web:token", "later")
+    unknown = web.request("/api/workflows/wf/producers/nope/pause", method="POST", auth=BEARER)
+    assert unknown.status == 409 and "has no producer 'nope'" in unknown.json()[0]["error"]
+    bad_note = web.request(
+        "/api/workflows/wf/producers/p/pause", method="POST", auth=BEARER, body={"note": 1}
+    )
+    assert bad_note.status == 400 and schedule(engine, "wf", "p").paused is False
+    # Who paused it is kept on the producer's schedule row, not in the workflow's history.
+    assert web.request("/api/workflows/wf", auth=BEARER).json() == cli_json(env, "status", "wf")
 
 
 def test_a_bad_definition_lists_its_problems_and_deploys_nothing(

@@ -1,6 +1,7 @@
 """The web view in a real browser (Debian's headless Chromium, driven by Selenium through
 chromium-driver; nothing is downloaded): log in, open a workflow, see a run appear without
-reloading, pause with a note, find the pause in the history under the web user's name, and
+reloading, pause one producer with a note and see who paused it on the workflow page, pause the
+workflow with a note, find the pause in the history under the web user's name, and
 keep screenshots of the workflow and history pages.
 
 The screenshots go to DRUMLINE_TEST_ARTIFACTS (default: the test's tmp dir):
@@ -30,6 +31,7 @@ from tests.web import PASSWORD, USER, running_web
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 WAIT_S = 30
 NOTE = "disk full on the reporting host <b>not bold</b>"
+PRODUCER_NOTE = "export target <i>read-only</i> until Monday"
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)),
@@ -66,6 +68,18 @@ def artifacts(tmp_path: Path) -> Path:
 
 def task_links(driver: webdriver.Chrome) -> set[str]:
     return {a.get_attribute("href") or "" for a in driver.find_elements(By.CSS_SELECTOR, "#runs a")}
+
+
+def producer_row(driver: webdriver.Chrome, producer: str) -> str:
+    """The text of `producer`'s row of the producers table, read in one script (htmx may swap
+    the table between two reads of its elements)."""
+    text: str = driver.execute_script(
+        "const row = [...document.querySelectorAll('#producers tbody tr')]"
+        ".find(r => r.cells[0].innerText === arguments[0]);"
+        "return row ? row.innerText : '';",
+        producer,
+    )
+    return text
 
 
 @pytest.mark.parametrize("empty_db_url", ["sqlite"], indirect=True)
@@ -127,7 +141,21 @@ def test_an_operator_watches_a_run_arrive_and_pauses_with_a_note(
         browser.find_element(By.LINK_TEXT, "flaky-export").click()
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "svg.chart circle"))
         browser.save_screenshot(str(artifacts / "web-producer-page.png"))
-        browser.back()
+
+        # Pause that one producer with a note, behind its confirmation.
+        browser.find_element(By.ID, "pause-producer").click()
+        wait.until(lambda d: d.find_elements(By.ID, "note")).pop().send_keys(PRODUCER_NOTE)
+        browser.find_element(By.ID, "confirm").click()
+        assert wait.until(lambda d: d.find_elements(By.ID, "outcome")).pop().text == "done"
+        assert browser.find_element(By.ID, "note-shown").text == PRODUCER_NOTE
+        browser.find_element(By.ID, "back").click()
+        paused_by = f"paused by web:{USER}"
+        wait.until(lambda d: paused_by in producer_row(d, "flaky-export"))
+        row = producer_row(browser, "flaky-export")
+        assert PRODUCER_NOTE in row, row
+        assert "paused" not in producer_row(browser, "rolling-summary")
+        record = WorkflowStore(engine).get("reports")
+        assert record is not None and record.status == WorkflowStatus.ACTIVE
 
         # Pause with a note, behind a confirmation.
         wait.until(lambda d: d.find_elements(By.ID, "pause")).pop().click()

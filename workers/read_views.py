@@ -11,6 +11,7 @@ from models.change_store import ChangeRecord
 from models.log_text import last_line, loggable
 from models.read_models import ProducerStatus, WorkflowOverview
 from models.records import JSONDict, RunRecord, ScheduleRecord
+from models.slot_ledger_store import SlotOutcomeRecord
 from models.slot_policy import SlotPolicy
 from models.stored_schedules import schedule_from_row
 from workers.services.lifecycle import ChangeSummary, DeployPlan
@@ -92,6 +93,11 @@ def run_view(run: RunRecord) -> dict[str, Any]:
         "error": run.error,
         "result": run.result,
     }
+
+
+def outcomes_view(workflow: str, records: list[SlotOutcomeRecord]) -> JSONDict:
+    """Slot-ledger rows as `runs NAME --outcomes --json` prints them."""
+    return {"workflow": workflow, "outcomes": [asdict(record) for record in records]}
 
 
 def triggered_view(workflow: str, run: RunRecord) -> dict[str, Any]:

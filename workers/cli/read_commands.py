@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict
 
 import click
 from rich.console import Console
@@ -25,7 +24,13 @@ from workers.cli.context import (
     require_workflow,
     when,
 )
-from workers.read_views import paused_by, producer_view, run_view, workflow_view
+from workers.read_views import (
+    outcomes_view,
+    paused_by,
+    producer_view,
+    run_view,
+    workflow_view,
+)
 
 PAUSED = "paused"
 
@@ -125,7 +130,7 @@ def runs(
     if outcomes:
         ledger = recent_outcomes(ctx.engine, workflow.id, producer, limit=limit)
         if as_json:
-            print_json({"workflow": workflow.name, "outcomes": [asdict(r) for r in ledger]})
+            print_json(outcomes_view(workflow.name, ledger))
         else:
             _print_outcomes(ledger)
         return

@@ -43,8 +43,8 @@ class Outcome:
         return change_view(self.workflow, self.summary, self.error)
 
 
-# A pause or resume: the client, the workflow's name and the note.
-Change = Callable[[Drumline, str, str | None], "Outcome"]
+# A pause or resume: the client, the workflow's name, the one producer (None: all) and the note.
+Change = Callable[[Drumline, str, str | None, str | None], "Outcome"]
 
 
 def http_status(error: DrumlineError) -> int:
@@ -56,21 +56,36 @@ def http_status(error: DrumlineError) -> int:
     return 409
 
 
-def pause(client: Drumline, name: str, note: str | None) -> Outcome:
-    return _change(client, "pause", name, note, lambda: client.send_pause(name, note=note))
+def pause(client: Drumline, name: str, producer: str | None, note: str | None) -> Outcome:
+    return _change(
+        client,
+        "pause",
+        _target(name, producer),
+        note,
+        lambda: client.send_pause(name, producer=producer, note=note),
+        name,
+    )
 
 
-def resume(client: Drumline, name: str, note: str | None) -> Outcome:
-    return _change(client, "resume", name, note, lambda: client.send_resume(name, note=note))
+def resume(client: Drumline, name: str, producer: str | None, note: str | None) -> Outcome:
+    return _change(
+        client,
+        "resume",
+        _target(name, producer),
+        note,
+        lambda: client.send_resume(name, producer=producer, note=note),
+        name,
+    )
 
 
 def deploy(client: Drumline, definition: WorkflowDefinition, note: str | None) -> Outcome:
     return _change(
         client,
         "deploy",
-        definition.name,
+        f"workflow {loggable(definition.name)}",
         note,
         lambda: client.send_deploy(definition, note=note),
+        definition.name,
     )
 
 
@@ -85,19 +100,27 @@ def trigger(client: Drumline, name: str, producer: str) -> RunRecord:
     return client.wait_for_run(client.trigger(name, producer), RUN_WAIT_S)
 
 
+def _target(name: str, producer: str | None) -> str:
+    """What a change is of, for the log: the workflow, or one producer of it (escaped)."""
+    if producer is None:
+        return f"workflow {loggable(name)}"
+    return f"producer {loggable(name)}.{loggable(producer)}"
+
+
 def _change(
     client: Drumline,
     verb: str,
-    workflow: str,
+    target: str,
     note: str | None,
     send: Callable[[], PendingChange],
+    workflow: str,
 ) -> Outcome:
     """Send a change and wait for its answer; a broker that cannot be reached is raised (nothing
     was sent), any other refusal is the outcome."""
     logger.info(
-        "%s of workflow %s requested from the web%s, by %s",
+        "%s of %s requested from the web%s, by %s",
         verb,
-        loggable(workflow),
+        target,
         f" with the note {loggable(note)}" if note else "",
         client.actor,
     )

@@ -19,9 +19,11 @@ from models.errors import DefinitionError, DrumlineError
 from models.read_models import producer_status, workflow_overview
 from models.records import WorkflowRecord
 from models.run_store import RunStore
+from models.slot_ledger_store import recent_outcomes
 from models.workflow_store import WorkflowStore
 from workers.read_views import (
     history_view,
+    outcomes_view,
     producer_view,
     run_view,
     triggered_view,
@@ -52,6 +54,7 @@ class Api:
 
     def routes(self) -> list[Route]:
         workflow = "/api/workflows/{name}"
+        producer = workflow + "/producers/{producer}"
         return [
             Route("/api/workflows", self.read(self.workflows), methods=["GET"]),
             Route(workflow, self.read(self.status), methods=["GET"]),
@@ -59,11 +62,10 @@ class Api:
             Route(workflow + "/history", self.read(self.history), methods=["GET"]),
             Route(workflow + "/pause", self.post(self.pause), methods=["POST"]),
             Route(workflow + "/resume", self.post(self.resume), methods=["POST"]),
-            Route(
-                workflow + "/producers/{producer}/trigger",
-                self.post(self.trigger),
-                methods=["POST"],
-            ),
+            Route(producer + "/outcomes", self.read(self.outcomes), methods=["GET"]),
+            Route(producer + "/pause", self.post(self.pause_producer), methods=["POST"]),
+            Route(producer + "/resume", self.post(self.resume_producer), methods=["POST"]),
+            Route(producer + "/trigger", self.post(self.trigger), methods=["POST"]),
             Route("/api/deploy", self.post(self.deploy), methods=["POST"]),
         ]
 
@@ -111,11 +113,19 @@ class Api:
     def runs(self, request: Request) -> Any:
         record = self._workflow(request)
         producer = request.query_params.get("producer")
-        if producer is not None and producer not in record.definition.get("producers", {}):
-            raise ApiError(404, f"workflow {record.name!r} has no producer {producer[:100]!r}")
+        if producer is not None:
+            _require_producer(record, producer)
         limit = _limit(request, DEFAULT_RUNS, MAX_RUNS)
         runs = RunStore(self.web.engine).list(record.id, producer_name=producer, limit=limit)
         return {"workflow": record.name, "runs": [run_view(run) for run in runs]}
+
+    def outcomes(self, request: Request) -> Any:
+        """`drumline runs NAME --producer P --outcomes --json`: the producer's slot ledger."""
+        record = self._workflow(request)
+        producer = _require_producer(record, request.path_params["producer"])
+        limit = _limit(request, DEFAULT_RUNS, MAX_RUNS)
+        ledger = recent_outcomes(self.web.engine, record.id, producer, limit=limit)
+        return outcomes_view(record.name, ledger)
 
     def history(self, request: Request) -> Any:
         """`drumline history NAME --json`: a deleted workflow's history too."""
@@ -134,10 +144,20 @@ class Api:
     async def resume(self, request: Request) -> tuple[int, Any]:
         return await self._change(request, actions.resume)
 
-    async def _change(self, request: Request, change: actions.Change) -> tuple[int, Any]:
+    async def pause_producer(self, request: Request) -> tuple[int, Any]:
+        return await self._change(request, actions.pause, request.path_params["producer"])
+
+    async def resume_producer(self, request: Request) -> tuple[int, Any]:
+        return await self._change(request, actions.resume, request.path_params["producer"])
+
+    async def _change(
+        self, request: Request, change: actions.Change, producer: str | None = None
+    ) -> tuple[int, Any]:
+        """`drumline pause|resume NAME [--producer P] --json`; the workers refuse a producer
+        the workflow does not have."""
         name = request.path_params["name"]
         note = _note(await request.body())
-        outcome = await run_in_threadpool(change, self.web.client(request), name, note)
+        outcome = await run_in_threadpool(change, self.web.client(request), name, producer, note)
         return (200 if outcome.ok else 409), [outcome.as_json()]
 
     async def trigger(self, request: Request) -> tuple[int, Any]:
@@ -171,6 +191,12 @@ class Api:
         if record is None:
             raise ApiError(404, f"no workflow named {name[:100]!r}")
         return record
+
+
+def _require_producer(record: WorkflowRecord, producer: str) -> str:
+    if producer not in record.definition.get("producers", {}):
+        raise ApiError(404, f"workflow {record.name!r} has no producer {producer[:100]!r}")
+    return producer
 
 
 def _limit(request: Request, default: int, most: int) -> int:

@@ -25,6 +25,7 @@ from models.read_models import (
 )
 from models.records import WorkflowRecord
 from models.run_store import RunStore
+from models.slot_ledger_store import recent_outcomes
 from models.workflow_store import WorkflowStore
 from workers.read_views import history_view, plan_view, producer_view, run_view, workflow_view
 from workers.web import actions
@@ -35,6 +36,7 @@ from workers.web.csrf import CsrfError
 LATENESS_WINDOW = timedelta(days=1)
 RECENT_RUNS = 15
 PRODUCER_RUNS = 50
+PRODUCER_OUTCOMES = 50
 CHART_RUNS = 300
 HISTORY_ENTRIES = 100
 PASTED = "<pasted definition>"
@@ -58,6 +60,10 @@ class Pages:
             Route(workflow + "/pause", self.action(self.pause), methods=["POST"]),
             Route(workflow + "/resume", self.confirm_resume, methods=["GET"]),
             Route(workflow + "/resume", self.action(self.resume), methods=["POST"]),
+            Route(producer + "/pause", self.confirm_pause, methods=["GET"]),
+            Route(producer + "/pause", self.action(self.pause), methods=["POST"]),
+            Route(producer + "/resume", self.confirm_resume, methods=["GET"]),
+            Route(producer + "/resume", self.action(self.resume), methods=["POST"]),
             Route(producer + "/trigger", self.confirm_trigger, methods=["GET"]),
             Route(producer + "/trigger", self.action(self.trigger), methods=["POST"]),
             Route("/deploy", self.deploy_form, methods=["GET"]),
@@ -153,6 +159,7 @@ class Pages:
             workflow=record,
             producer={**producer_view(status), "params": status.schedule.params},
             runs=[run_view(run) for run in runs],
+            outcomes=recent_outcomes(self.web.engine, record.id, name, limit=PRODUCER_OUTCOMES),
             lateness_chart=line_chart("start lateness", "s", lateness),
             duration_chart=line_chart("duration", "ms", durations),
             task_url=self.task_url,
@@ -180,10 +187,16 @@ class Pages:
         return self._confirm(request, "resume")
 
     def _confirm(self, request: Request, verb: str) -> Response:
+        """The workflow's confirmation, or one producer's (a path naming a producer)."""
         record = self._workflow(request)
-        if record is None:
+        producer = request.path_params.get("producer")
+        if record is None or (
+            producer is not None and producer not in record.definition.get("producers", {})
+        ):
             return self._missing(request)
-        return self.web.render(request, "confirm.html", workflow=record, verb=verb, producer=None)
+        return self.web.render(
+            request, "confirm.html", workflow=record, verb=verb, producer=producer
+        )
 
     def confirm_trigger(self, request: Request) -> Response:
         record = self._workflow(request)
@@ -208,14 +221,21 @@ class Pages:
     async def _change(
         self, request: Request, form: FormData, verb: str, change: actions.Change
     ) -> Response:
-        name = request.path_params["name"]
+        name, producer = request.path_params["name"], request.path_params.get("producer")
         note = _text(form, "note") or None
+        client = self.web.client(request)
         try:
-            outcome = await run_in_threadpool(change, self.web.client(request), name, note)
+            outcome = await run_in_threadpool(change, client, name, producer, note)
         except DrumlineError as error:
             return self._error(request, actions.http_status(error), str(error))
         return self.web.render(
-            request, "outcome.html", verb=verb, workflow_name=name, outcome=outcome, note=note
+            request,
+            "outcome.html",
+            verb=verb,
+            workflow_name=name,
+            producer=producer,
+            outcome=outcome,
+            note=note,
         )
 
     async def trigger(self, request: Request, form: FormData) -> Response:
@@ -277,6 +297,7 @@ class Pages:
             "outcome.html",
             verb="deploy",
             workflow_name=definition.name,
+            producer=None,
             outcome=outcome,
             note=note,
         )
