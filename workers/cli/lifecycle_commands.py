@@ -126,9 +126,16 @@ def deploy_definitions(
 
 
 def _name_command(
-    verb: str, send: Callable[[Drumline], Callable[..., PendingChange]]
+    verb: str,
+    send: Callable[[Drumline], Callable[..., PendingChange]],
+    *,
+    per_producer: bool = False,
 ) -> click.Command:
-    @click.command(name=verb, help=f"{verb.capitalize()} the workflow NAME.")
+    """A lifecycle command on the workflow NAME; with `per_producer`, also on one producer of
+    it (`--producer`)."""
+    scope = ", or only its producer P (--producer)" if per_producer else ""
+
+    @click.command(name=verb, help=f"{verb.capitalize()} the workflow NAME{scope}.")
     @click.argument("name")
     @wait_option
     @wait_timeout_option
@@ -144,52 +151,22 @@ def _name_command(
         as_json: bool,
         actor: str | None,
         note: str | None,
+        producer: str | None = None,
     ) -> None:
         client = ctx.client(actor=actor, broker=True)
-        if not _report([_send(send(client), name, note)], wait, timeout, as_json):
+        target = {"producer": producer} if per_producer else {}
+        change = _send(lambda n, note: send(client)(n, note=note, **target), name, note)
+        if not _report([change], wait, timeout, as_json):
             sys.exit(1)
 
+    if per_producer:
+        command = click.option("--producer", help="Only this producer of the workflow.")(command)
     return command
 
 
 delete = _name_command("delete", lambda client: client.send_delete)
-
-
-def _pause_command(
-    verb: str, send: Callable[[Drumline], Callable[..., PendingChange]]
-) -> click.Command:
-    @click.command(
-        name=verb,
-        help=f"{verb.capitalize()} the workflow NAME, or only its producer P (--producer).",
-    )
-    @click.argument("name")
-    @click.option("--producer", help="Only this producer of the workflow.")
-    @wait_option
-    @wait_timeout_option
-    @json_option
-    @actor_option
-    @note_option
-    @pass_context
-    def command(
-        ctx: CliContext,
-        name: str,
-        producer: str | None,
-        wait: bool,
-        timeout: float,
-        as_json: bool,
-        actor: str | None,
-        note: str | None,
-    ) -> None:
-        client = ctx.client(actor=actor, broker=True)
-        change = _send(lambda n, note: send(client)(n, producer=producer, note=note), name, note)
-        if not _report([change], wait, timeout, as_json):
-            sys.exit(1)
-
-    return command
-
-
-pause = _pause_command("pause", lambda client: client.send_pause)
-resume = _pause_command("resume", lambda client: client.send_resume)
+pause = _name_command("pause", lambda client: client.send_pause, per_producer=True)
+resume = _name_command("resume", lambda client: client.send_resume, per_producer=True)
 
 
 @click.command()

@@ -160,14 +160,7 @@ class SlotRunner:
             return self._run_alongside(slot, schedule, run, policy)
         execution = self._execute(slot, schedule)
         status = self._commit(slot, schedule, run, execution, policy)
-        self.metrics.finished(
-            slot.workflow,
-            slot.producer,
-            trigger=slot.trigger,
-            outcome=status,
-            seconds=execution.duration_ms / 1000,
-            attempt=run.attempt,
-        )
+        self._count_finished(slot, run, execution, status)
         logger.info(
             "%s %s in %.1f ms (trigger=%s attempt=%d)%s",
             slot.label,
@@ -386,14 +379,7 @@ class SlotRunner:
             ledger=self._ledger(slot, schedule, run, execution, None, now),
             now=now,
         )
-        self.metrics.finished(
-            slot.workflow,
-            slot.producer,
-            trigger=slot.trigger,
-            outcome=status,
-            seconds=execution.duration_ms / 1000,
-            attempt=run.attempt,
-        )
+        self._count_finished(slot, run, execution, status)
         logger.info(
             "%s %s in %.1f ms (overlap=allow attempt=%d)",
             slot.label,
@@ -402,6 +388,18 @@ class SlotRunner:
             run.attempt,
         )
         return {"slot": slot.label, "status": status, "duration_ms": execution.duration_ms}
+
+    def _count_finished(
+        self, slot: Slot, run: RunRecord, execution: Execution, status: str
+    ) -> None:
+        self.metrics.finished(
+            slot.workflow,
+            slot.producer,
+            trigger=slot.trigger,
+            outcome=status,
+            seconds=execution.duration_ms / 1000,
+            attempt=run.attempt,
+        )
 
     def _miss(
         self,
