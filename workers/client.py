@@ -347,16 +347,20 @@ class Drumline:
     def diff(
         self, name: str, *, old: int | None = None, new: int | None = None
     ) -> tuple[ChangeRecord, ChangeRecord, WorkflowDiff]:
-        """What changed from version `old` to version `new` (default: the newest, and the one
-        before it)."""
+        """What changed from version `old` to version `new` (default: the newest deploy or
+        rollback, and the one before it; pauses, resumes and deletes change no definition)."""
         lifecycle = self._lifecycle()
+        history = ChangeStore(self.engine)
         if new is None:
-            newest = ChangeStore(self.engine).list(name, 1)
-            if not newest:
+            newest = history.newest_definition_change(name)
+            if newest is None:
                 raise WorkflowNotFoundError(f"workflow {name!r} has no history", {"workflow": name})
-            new = newest[0].version
+            new = newest.version
         to = lifecycle.change(name, new)
-        since = lifecycle.change(name, old if old is not None else max(new - 1, 1))
+        if old is None:
+            previous = history.newest_definition_change(name, before=new)
+            old = new if previous is None else previous.version
+        since = lifecycle.change(name, old)
         return since, to, definition_diff(since.definition, to.definition)
 
     # --- plumbing --------------------------------------------------------------------------
