@@ -15,7 +15,7 @@ from workers.cli.read_commands import console, shown
 from workers.read_views import history_view
 
 MAX_HISTORY = 10_000
-NOTE_CHARS = 60
+NOTE_CHARS = 160
 versions = click.IntRange(1, MAX_VERSION)
 
 
