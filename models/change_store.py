@@ -172,51 +172,50 @@ AUTO_PAUSE_DIFF: JSONDict = {"status": {"old": "active", "new": "paused"}}
 
 # The auto-pause entry of one producer row, if the statement that just finished its slot (at
 # `b_now`) paused it: the producer's pause note says how many failures and the last error.
-_RECORD_AUTO_PAUSE = workflow_changes.insert().from_select(
-    [
-        "workflow",
-        "version",
-        "producer",
-        "action",
-        "definition",
-        "diff",
-        "actor",
-        "note",
-        "changed_at",
-    ],
-    select(
-        _w.name,
-        _w.version,
-        _s.producer_name,
-        literal(ChangeAction.AUTO_PAUSE.value),
-        _w.definition,
-        literal(AUTO_PAUSE_DIFF, workflow_changes.c.diff.type),
-        literal(AUTO_PAUSE_ACTOR),
-        _s.pause_note,
-        _s.paused_at,
+_RECORD_AUTO_PAUSE = (
+    workflow_changes.insert()
+    .from_select(
+        [
+            "workflow",
+            "version",
+            "producer",
+            "action",
+            "definition",
+            "diff",
+            "actor",
+            "note",
+            "changed_at",
+        ],
+        select(
+            _w.name,
+            _w.version,
+            _s.producer_name,
+            literal(ChangeAction.AUTO_PAUSE.value),
+            _w.definition,
+            literal(AUTO_PAUSE_DIFF, workflow_changes.c.diff.type),
+            literal(AUTO_PAUSE_ACTOR),
+            _s.pause_note,
+            _s.paused_at,
+        )
+        .select_from(producer_schedules.join(workflows, _w.id == _s.workflow_id))
+        .where(
+            _s.id == bind("b_id", _s.id),
+            _s.paused,
+            _s.paused_by == AUTO_PAUSE_ACTOR,
+            _s.paused_at == bind("b_now", _s.paused_at),
+        ),
     )
-    .select_from(producer_schedules.join(workflows, _w.id == _s.workflow_id))
-    .where(
-        _s.id == bind("b_id", _s.id),
-        _s.paused,
-        _s.paused_by == AUTO_PAUSE_ACTOR,
-        _s.paused_at == bind("b_now", _s.paused_at),
-    ),
+    .returning(_c.workflow)
 )
 
 
-def record_auto_pause(conn: Connection, schedule_id: int, *, now: datetime, keep: int) -> bool:
+def record_auto_pause(conn: Connection, schedule_id: int, *, now: datetime, keep: int) -> None:
     """Record the auto-pause of the producer row `schedule_id`, in the transaction of the slot
-    commit that paused it at `now` (nothing if that commit did not); True if it did."""
-    inserted = conn.execute(_RECORD_AUTO_PAUSE, {"b_id": schedule_id, "b_now": now}).rowcount == 1
-    if inserted:
-        workflow = conn.execute(
-            select(_w.name)
-            .select_from(producer_schedules.join(workflows, _w.id == _s.workflow_id))
-            .where(_s.id == schedule_id)
-        ).scalar_one()
+    commit that paused it at `now` (nothing if that commit did not)."""
+    params = {"b_id": schedule_id, "b_now": now}
+    workflow = conn.execute(_RECORD_AUTO_PAUSE, params).scalar_one_or_none()
+    if workflow is not None:
         keep_newest(conn, workflow, keep)
-    return inserted
 
 
 def _record(row: Row[Any]) -> ChangeRecord:
