@@ -341,7 +341,8 @@ class Drumline:
         return RunStore(self.engine).list(workflow.id, producer_name=producer, limit=limit)
 
     def history(self, name: str, *, limit: int = 50) -> list[ChangeRecord]:
-        """The workflow's changes, newest first; a deleted workflow's too."""
+        """The workflow's changes, newest first (one producer's pauses and resumes, and its
+        auto-pauses, too, naming it); a deleted workflow's too."""
         return ChangeStore(self.engine).list(name, limit)
 
     def diff(
