@@ -37,6 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
+from models.change_store import AUTO_PAUSE_ACTOR, DEFAULT_HISTORY_KEPT, record_auto_pause
 from models.records import RunRecord, ScheduleRecord, SlotOutcome
 from models.run_store import run_record
 from models.schedule_store import schedule_record
@@ -68,9 +69,11 @@ class StartedSlot:
 class RunPath:
     """Start and finish runs; a stale claim token or trigger token writes nothing."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, history_kept: int = DEFAULT_HISTORY_KEPT) -> None:
         self.engine = engine
         self._single_statement = engine.dialect.name == "postgresql"
+        # An auto-pause's history entry keeps the newest `history_kept` of its workflow's.
+        self.history_kept = history_kept
 
     # --- scheduled runs ------------------------------------------------------------------------
 
@@ -146,8 +149,10 @@ class RunPath:
     ) -> str:
         """Write the outcome back, finish the run row and record the ledger entries (the run's
         own slot first); returns the run's final status: the outcome's, or `superseded` if the
-        claim was lost, the schedule left alone and only the own slot recorded, as superseded."""
-        if self._single_statement:
+        claim was lost, the schedule left alone and only the own slot recorded, as superseded.
+        A failure that may auto-pause the producer takes the transaction, to record the pause
+        in the history with it."""
+        if self._single_statement and not _may_auto_pause(outcome):
             params = (
                 _commit_slot_params(schedule_id, claim_token, outcome, now=now)
                 | _finish_params(run, outcome.status, now, duration_ms, error, result)
@@ -170,6 +175,8 @@ class RunPath:
                 conn=conn,
             )
             self.record_outcomes(ledger, now=now, held=held, conn=conn)
+            if held and _may_auto_pause(outcome):
+                record_auto_pause(conn, schedule_id, now=now, keep=self.history_kept)
         return status
 
     def record_outcomes(
@@ -370,6 +377,8 @@ class RunPath:
                 conn=conn,
             )
             record_ledger(conn, ledger, now=now)
+            if _may_auto_pause(outcome):
+                record_auto_pause(conn, schedule_id, now=now, keep=self.history_kept)
         return outcome.status if finished else RunStatus.SUPERSEDED
 
     def take_claim(
@@ -611,7 +620,12 @@ _SUCCEEDED = bindparam("b_succeeded", type_=Boolean())
 _FAILED = bindparam("b_failed", type_=Boolean())
 # NULL (no pause_after_failures) compares as unknown: never true.
 _AUTO_PAUSE = _FAILED & (_s.consecutive_failures + 1 >= bindparam("b_pause_after", type_=Integer()))
-AUTO_PAUSE = "auto-pause"
+
+
+def _may_auto_pause(outcome: SlotOutcome) -> bool:
+    """Whether writing `outcome` back can pause the producer (see _AUTO_PAUSE)."""
+    return outcome.status == RunStatus.FAILED and outcome.pause_after_failures is not None
+
 
 # What a finished slot writes on its producer's row besides the next run and the claim.
 _OUTCOME_VALUES: dict[str, Any] = {
@@ -625,7 +639,7 @@ _OUTCOME_VALUES: dict[str, Any] = {
     # pause_after_failures: the failure that reaches it pauses the producer, saying why.
     "paused": case((_AUTO_PAUSE, true()), else_=_s.paused),
     "paused_at": case((_AUTO_PAUSE, bind("b_now", _s.paused_at)), else_=_s.paused_at),
-    "paused_by": case((_AUTO_PAUSE, literal(AUTO_PAUSE)), else_=_s.paused_by),
+    "paused_by": case((_AUTO_PAUSE, literal(AUTO_PAUSE_ACTOR)), else_=_s.paused_by),
     "pause_note": case((_AUTO_PAUSE, bind("b_pause_note", _s.pause_note)), else_=_s.pause_note),
 }
 _COMMIT_SLOT: Update = (

@@ -175,10 +175,21 @@ workflow_changes = Table(
     Column("actor", String(200), nullable=False),
     Column("note", Text, nullable=True),
     Column("changed_at", UTCDateTime, nullable=False),
-    # One entry per version of a workflow: two changes can never both claim one.
-    UniqueConstraint("workflow", "version"),
+    # Set on an entry about one producer (its pause or resume): it keeps the workflow's version.
+    Column("producer", String(63), nullable=True),
     _one_of("action", CHANGE_ACTIONS),
 )
+# One workflow-wide entry per version of a workflow: two changes can never both claim one.
+# Producer entries share the version they applied to; `id` orders all of a workflow's entries.
+Index(
+    "uq_workflow_changes_workflow_version",
+    workflow_changes.c.workflow,
+    workflow_changes.c.version,
+    unique=True,
+    postgresql_where=workflow_changes.c.producer.is_(None),
+    sqlite_where=workflow_changes.c.producer.is_(None),
+)
+Index("ix_workflow_changes_workflow_id", workflow_changes.c.workflow, workflow_changes.c.id)
 # One row per beat process: when it last ticked and how many slots it sent, for `drumline
 # beats`, `drumline health` and the exporter (a beat that stopped ticking is alerted on).
 beat_heartbeats = Table(

@@ -67,6 +67,11 @@ class ChangeAction(StrEnum):
     RESUME = "resume"
     DELETE = "delete"
     ROLLBACK = "rollback"
+    # One producer paused or resumed by hand, or paused by its `pause_after_failures`: these
+    # change no definition and keep the workflow's version (the entry names the producer).
+    PAUSE_PRODUCER = "pause_producer"
+    RESUME_PRODUCER = "resume_producer"
+    AUTO_PAUSE = "auto_pause"
 
 
 class SlotFate(StrEnum):

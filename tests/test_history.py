@@ -91,7 +91,7 @@ def test_history_survives_delete_and_a_new_workflow_of_the_name_goes_on_from_it(
     lifecycle.deploy(BASE)
     lifecycle.pause("prices")
     deleted = lifecycle.delete("prices", author=OPS)
-    assert deleted.version == 2  # the summary names the version deleted
+    assert deleted.version == 3  # the summary names the delete's own version (its entry's)
     assert WorkflowStore(engine).get("prices") is None
     assert history(engine)[-1] == (3, ChangeAction.DELETE, "ops@build-7")
     entry = ChangeStore(engine).get("prices", 3)

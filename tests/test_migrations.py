@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, bindparam, inspect, text
+from sqlalchemy import Engine, bindparam, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from models import migrate
@@ -19,7 +19,7 @@ from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
 from models.slot_ledger import LedgerEntry
 from models.slot_ledger_store import Ledger
-from models.tables import metadata
+from models.tables import metadata, workflow_changes
 from models.types import UTCDateTime
 from models.vocabulary import ChangeAction, SlotFate
 from tests.databases import new_workflow, schedule_spec, table_dump
@@ -190,20 +190,24 @@ def test_0004_adds_the_change_history_to_a_populated_database_and_downgrades(
 
     migrate.upgrade(engine, "0004")
     assert _rows(engine, OLD_TABLES) == before
-    entries = {name: ChangeStore(engine).list(name, 10) for name in ("prices", "reports")}
-    assert {
-        name: [(e.version, e.action, e.definition) for e in es] for name, es in entries.items()
-    } == {
-        "prices": [(3, ChangeAction.DEPLOY, {"name": "prices", "description": "prices"})],
-        "reports": [(1, ChangeAction.DEPLOY, {"name": "reports", "description": "reports"})],
-    }
-    assert entries["prices"][0].actor == "drumline migrate"
+    assert _changes(engine) == [
+        ("prices", 3, "deploy", {"name": "prices", "description": "prices"}, "drumline migrate"),
+        ("reports", 1, "deploy", {"name": "reports", "description": "reports"}, "drumline migrate"),
+    ]
 
     migrate.downgrade(engine, BEFORE_0004)
     assert migrate.current_revision(engine) == BEFORE_0004
     assert "workflow_changes" not in inspect(engine).get_table_names()
     assert _rows(engine, OLD_TABLES) == before
     engine.dispose()
+
+
+def _changes(engine: Engine) -> list[tuple[object, ...]]:
+    """The history entries in the columns every revision since 0004 has, in id order."""
+    c = workflow_changes.c
+    with engine.connect() as conn:
+        query = select(c.workflow, c.version, c.action, c.definition, c.actor).order_by(c.id)
+        return [tuple(row) for row in conn.execute(query)]
 
 
 OLD_TABLES = ("workflows", "producer_schedules", "producer_runs")
@@ -366,3 +370,74 @@ def test_0003_adds_the_slot_ledger_to_a_populated_database_and_downgrades(
 
 def _table(engine: Engine, table: str) -> list[tuple[object, ...]]:
     return _rows(engine, (table,))[table]
+
+
+# The revision the producer-changes migration (0008) follows (re-chained at merge: change only
+# this).
+PRODUCER_CHANGES_PREVIOUS_REVISION = "0006"
+
+
+def test_0008_adds_producer_history_entries_to_a_populated_database_and_downgrades(
+    empty_db_url: str,
+) -> None:
+    """previous -> 0008 keeps every history entry (as workflow-wide ones); producer entries
+    then share their workflow's version, workflow-wide ones still cannot; 0008 -> previous drops
+    the producer entries (the old schema has one entry per version) and keeps every other."""
+    engine = make_engine(empty_db_url)
+    migrate.upgrade(engine, PRODUCER_CHANGES_PREVIOUS_REVISION)
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    insert = text(
+        "INSERT INTO workflow_changes (workflow, version, action, definition, diff, actor,"
+        " note, changed_at) VALUES (:w, :v, :a, '{}', '{}', 'ops', :note, :now)"
+    ).bindparams(bindparam("now", type_=UTCDateTime()))
+    with engine.begin() as conn:
+        for workflow, version, action in (
+            ("prices", 1, "deploy"),
+            ("prices", 2, "pause"),
+            ("reports", 1, "deploy"),
+            ("reports", 2, "delete"),
+        ):
+            conn.execute(
+                insert, {"w": workflow, "v": version, "a": action, "note": action, "now": now}
+            )
+    before = _table(engine, "workflow_changes")
+    others = _rows(engine, OLD_TABLES)
+
+    migrate.upgrade(engine, "0008")
+    assert [row[:-1] for row in _table(engine, "workflow_changes")] == before
+    assert all(row[-1] is None for row in _table(engine, "workflow_changes"))  # producer
+    store = ChangeStore(engine)
+    for producer, action in (
+        ("fast", ChangeAction.PAUSE_PRODUCER),
+        ("fast", ChangeAction.AUTO_PAUSE),
+    ):
+        with engine.begin() as conn:
+            store.record(
+                workflow="prices",
+                version=2,
+                producer=producer,
+                action=action,
+                definition={},
+                diff={},
+                author=ChangeAuthor("ops"),
+                now=now,
+                keep=100,
+                conn=conn,
+            )
+    assert [(e.version, e.action, e.producer) for e in store.list("prices", 10)] == [
+        (2, ChangeAction.AUTO_PAUSE, "fast"),
+        (2, ChangeAction.PAUSE_PRODUCER, "fast"),
+        (2, ChangeAction.PAUSE, None),
+        (1, ChangeAction.DEPLOY, None),
+    ]
+    with pytest.raises(IntegrityError), engine.begin() as conn:  # one entry per version still
+        conn.execute(insert, {"w": "prices", "v": 2, "a": "deploy", "note": None, "now": now})
+
+    migrate.downgrade(engine, PRODUCER_CHANGES_PREVIOUS_REVISION)
+    assert _table(engine, "workflow_changes") == before
+    assert _rows(engine, OLD_TABLES) == others
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(insert, {"w": "prices", "v": 2, "a": "deploy", "note": None, "now": now})
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(insert, {"w": "prices", "v": 3, "a": "auto_pause", "note": None, "now": now})
+    engine.dispose()

@@ -12,13 +12,14 @@ import pytest
 from sqlalchemy import Engine
 
 from models.catchup import catch_up, plan_slot
+from models.change_store import ChangeAuthor, ChangeStore
 from models.claims import BeatClaims
 from models.schedules import IntervalSchedule, parse_cron
 from models.slot_policy import RetryPolicy, SlotPolicy
-from models.vocabulary import CatchupPolicy, SlotFate
+from models.vocabulary import CatchupPolicy, ChangeAction, SlotFate
 from tests.ledger_checks import coverage_problems, ledger_rows
-from tests.test_runner import LEASE, T0, Harness, _during_run
-from workers.services.runner import Slot
+from tests.test_runner import BOUNDS, LEASE, T0, Harness, _during_run
+from workers.services.runner import Slot, SlotRunner
 
 MINUTE = timedelta(minutes=1)
 S = timedelta(seconds=1)
@@ -273,6 +274,64 @@ def test_n_failed_slots_in_a_row_pause_the_producer_with_the_reason(engine: Engi
     assert row.pause_note is not None
     assert "3 consecutive failed slots" in row.pause_note and "upstream down" in row.pause_note
     assert BeatClaims(engine).claim_due(now=T0 + 10 * MINUTE, lease=LEASE, limit=1) == []
+    # The pause is in the history, committed with the slot that reached the count; the two
+    # failures before it recorded nothing.
+    [entry] = ChangeStore(engine).list(h.workflow.name, 10)
+    assert (entry.action, entry.producer, entry.actor) == (
+        ChangeAction.AUTO_PAUSE,
+        "poll",
+        "auto-pause",
+    )
+    assert (entry.version, entry.note, entry.changed_at) == (
+        h.workflow.version,
+        row.pause_note,
+        T0 + 2 * MINUTE,
+    )
+
+
+def test_an_overlap_allow_run_that_reaches_the_count_records_its_auto_pause(
+    engine: Engine,
+) -> None:
+    policy = {"overlap": "allow", "max_concurrent": 2, "pause_after_failures": 1}
+    h = Harness(engine, run="demo.fail", schedule_value="1m", policy=policy)
+    assert h.runner.run(h.claim())["status"] == "failed"
+    assert h.schedule().paused_by == "auto-pause"
+    [entry] = ChangeStore(engine).list(h.workflow.name, 10)
+    assert (entry.action, entry.producer) == (ChangeAction.AUTO_PAUSE, "poll")
+
+
+def test_an_auto_pause_entry_keeps_its_workflow_history_bounded(engine: Engine) -> None:
+    h = Harness(engine, run="demo.fail", schedule_value="1m", policy={"pause_after_failures": 1})
+    store = ChangeStore(engine)
+    for version in (1, 2, 3):
+        with engine.begin() as conn:
+            store.record(
+                workflow=h.workflow.name,
+                version=version,
+                action=ChangeAction.DEPLOY,
+                definition={},
+                diff={},
+                author=ChangeAuthor("ops"),
+                now=T0,
+                keep=100,
+                conn=conn,
+            )
+    runner = SlotRunner(
+        engine,
+        lease=LEASE,
+        max_timeout=timedelta(seconds=2),
+        default_timeout=timedelta(seconds=1),
+        clock=h.clock,
+        result_bounds=BOUNDS,
+        state_bounds=BOUNDS,
+        history_kept=2,
+    )
+    assert runner.run(h.claim())["status"] == "failed"
+    kept = store.list(h.workflow.name, 10)
+    assert [(e.version, e.action) for e in kept] == [
+        (h.workflow.version, ChangeAction.AUTO_PAUSE),
+        (3, ChangeAction.DEPLOY),
+    ]
 
 
 def test_a_success_resets_the_count_before_it_pauses(engine: Engine) -> None:

@@ -400,8 +400,20 @@ def test_one_producer_pauses_and_resumes_with_a_note_from_its_page_and_the_api(
         "/api/workflows/wf/producers/p/pause", method="POST", auth=BEARER, body={"note": 1}
     )
     assert bad_note.status == 400 and schedule(engine, "wf", "p").paused is False
-    # Who paused it is kept on the producer's schedule row, not in the workflow's history.
     assert web.request("/api/workflows/wf", auth=BEARER).json() == cli_json(env, "status", "wf")
+    # Each producer's pause and resume is in the history, naming it, at the workflow's version.
+    changes = web.request("/api/workflows/wf/history", auth=BEARER).json()["changes"]
+    assert [(c["version"], c["action"], c["producer"], c["actor"], c["note"]) for c in changes] == [
+        (1, "pause_producer", "q", "web:token", "later"),
+        (1, "resume_producer", "p", "web:token", None),
+        (1, "pause_producer", "p", "web:operator", note),
+        (1, "deploy", None, "unknown", None),
+    ]
+    assert changes == cli_json(env, "history", "wf")["changes"]
+    page = web.request("/workflows/wf/history")
+    assert page.body.count('<td class="producer">p</td>') == 2
+    assert '<td class="note">vendor outage &lt;b&gt;</td>' in page.body
+    assert "<b>" not in page.body
 
 
 def test_a_bad_definition_lists_its_problems_and_deploys_nothing(

@@ -341,22 +341,27 @@ class Drumline:
         return RunStore(self.engine).list(workflow.id, producer_name=producer, limit=limit)
 
     def history(self, name: str, *, limit: int = 50) -> list[ChangeRecord]:
-        """The workflow's changes, newest first; a deleted workflow's too."""
+        """The workflow's changes, newest first (one producer's pauses and resumes, and its
+        auto-pauses, too, naming it); a deleted workflow's too."""
         return ChangeStore(self.engine).list(name, limit)
 
     def diff(
         self, name: str, *, old: int | None = None, new: int | None = None
     ) -> tuple[ChangeRecord, ChangeRecord, WorkflowDiff]:
-        """What changed from version `old` to version `new` (default: the newest, and the one
-        before it)."""
+        """What changed from version `old` to version `new` (default: the newest deploy or
+        rollback, and the one before it; pauses, resumes and deletes change no definition)."""
         lifecycle = self._lifecycle()
+        history = ChangeStore(self.engine)
         if new is None:
-            newest = ChangeStore(self.engine).list(name, 1)
-            if not newest:
+            newest = history.newest_definition_change(name)
+            if newest is None:
                 raise WorkflowNotFoundError(f"workflow {name!r} has no history", {"workflow": name})
-            new = newest[0].version
+            new = newest.version
         to = lifecycle.change(name, new)
-        since = lifecycle.change(name, old if old is not None else max(new - 1, 1))
+        if old is None:
+            previous = history.newest_definition_change(name, before=new)
+            old = new if previous is None else previous.version
+        since = lifecycle.change(name, old)
         return since, to, definition_diff(since.definition, to.definition)
 
     # --- plumbing --------------------------------------------------------------------------

@@ -152,6 +152,7 @@ def history_view(workflow: str, entries: list[ChangeRecord]) -> JSONDict:
                 "version": entry.version,
                 "changed_at": entry.changed_at,
                 "action": entry.action.value,
+                "producer": entry.producer,
                 "actor": entry.actor,
                 "note": entry.note,
                 "diff": entry.diff,

@@ -15,7 +15,7 @@ from workers.cli.read_commands import console, shown
 from workers.read_views import history_view
 
 MAX_HISTORY = 10_000
-NOTE_CHARS = 60
+NOTE_CHARS = 160
 versions = click.IntRange(1, MAX_VERSION)
 
 
@@ -38,12 +38,13 @@ def history(ctx: CliContext, name: str, limit: int, as_json: bool) -> None:
     if as_json:
         print_json(history_view(name, entries))
         return
-    table = Table("version", "when (UTC)", "action", "actor", "what", "note")
+    table = Table("version", "when (UTC)", "action", "producer", "actor", "what", "note")
     for entry in entries:
         table.add_row(
             str(entry.version),
             when(entry.changed_at),
             entry.action,
+            shown(entry.producer or ""),
             shown(entry.actor),
             _what(entry),
             Text(loggable(entry.note or "", NOTE_CHARS)),
@@ -53,8 +54,15 @@ def history(ctx: CliContext, name: str, limit: int, as_json: bool) -> None:
 
 @click.command()
 @click.argument("name")
-@click.option("--from", "old", type=versions, help="Older version (default: the one before --to).")
-@click.option("--to", "new", type=versions, help="Newer version (default: the newest).")
+@click.option(
+    "--from",
+    "old",
+    type=versions,
+    help="Older version (default: the newest deploy or rollback before --to).",
+)
+@click.option(
+    "--to", "new", type=versions, help="Newer version (default: the newest deploy or rollback)."
+)
 @json_option
 @pass_context
 def diff(ctx: CliContext, name: str, old: int | None, new: int | None, as_json: bool) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from models.change_store import ChangeAuthor, ChangeRecord, ChangeStore
+from models.change_store import DEFAULT_HISTORY_KEPT, ChangeAuthor, ChangeRecord, ChangeStore
 from models.definitions import (
     ProducerDefinition,
     WorkflowDefinition,
@@ -55,8 +55,6 @@ logger = logging.getLogger("drumline.lifecycle")
 SOURCE = "<definition>"
 # Who made a change sent without an actor (by a client that predates the history).
 UNKNOWN_AUTHOR = ChangeAuthor("unknown")
-# History entries kept per workflow unless the caller says otherwise.
-DEFAULT_HISTORY_KEPT = 100
 
 
 @dataclass
@@ -316,10 +314,9 @@ class Lifecycle(LifecycleReader):
                 gone = replace(current, version=current.version + 1)
                 diff = {"removed": producers}
                 self._record(gone, ChangeAction.DELETE, diff, author, self.now(), conn)
-        logger.info(
-            "deleted workflow %r (v%d) and its producers %s", name, current.version, producers
-        )
-        return _summary(current, ProducerChanges(removed=producers), noop=False, deleted=True)
+        logger.info("deleted workflow %r (v%d) and its producers %s", name, gone.version, producers)
+        # The summary names the delete's own version, as its history entry does.
+        return _summary(gone, ProducerChanges(removed=producers), noop=False, deleted=True)
 
     def _set_status(self, name: str, status: WorkflowStatus, author: ChangeAuthor) -> ChangeSummary:
         with self.locks.hold(name):

@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from models.catchup import latest_due
+from models.change_store import DEFAULT_HISTORY_KEPT
 from models.log_text import loggable
 from models.plain_json import JsonBounds, PlainJsonError, check_plain_json
 from models.records import RunRecord, ScheduleRecord, SlotOutcome
@@ -123,10 +124,11 @@ class SlotRunner:
         result_bounds: JsonBounds,
         state_bounds: JsonBounds,
         metrics: RunRecorder | None = None,
+        history_kept: int = DEFAULT_HISTORY_KEPT,
     ) -> None:
         self.metrics = metrics or NoRunMetrics()
         self.lease = lease
-        self.run_path = RunPath(engine)
+        self.run_path = RunPath(engine, history_kept=history_kept)
         self.max_timeout = max_timeout
         self.default_timeout = default_timeout
         self.clock = clock

@@ -10,7 +10,11 @@ from workers.tasks.resources import resources
 
 
 def _pauses() -> ProducerPauses:
-    return ProducerPauses(resources.engine(settings.database_url), workflow_locks())
+    return ProducerPauses(
+        resources.engine(settings.database_url),
+        workflow_locks(),
+        history_kept=settings.history_kept,
+    )
 
 
 @app.task(name="drumline.pause_producer", **TASK_OPTIONS)
@@ -24,4 +28,4 @@ def pause_producer(
 def resume_producer(
     name: str, producer: str, actor: str | None = None, note: str | None = None
 ) -> JSONDict:
-    return _pauses().resume(name, producer).to_json()
+    return _pauses().resume(name, producer, author=author(actor, note)).to_json()

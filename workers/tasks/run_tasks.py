@@ -56,6 +56,7 @@ def run_producer(
         result_bounds=settings.result_bounds,
         state_bounds=settings.state_bounds,
         metrics=run_recorder(),
+        history_kept=settings.history_kept,
     )
     return runner.run(slot)
 
