@@ -13,7 +13,7 @@ from typing import Protocol
 
 from prometheus_client import Counter, Histogram
 
-from beat.batch_histogram import BatchHistogram
+from beat.lateness_histogram import LatenessHistogram
 from beat.metrics_files import best_effort, enable_multiprocess
 
 # From a few milliseconds (a healthy beat) to the lease (a slot sent again after it expired).
@@ -58,7 +58,7 @@ class BeatMetrics:
             buckets=DURATION_BUCKETS,
             registry=None,
         )
-        self.send_lateness = BatchHistogram(
+        self.send_lateness = LatenessHistogram(
             "drumline_beat_send_lateness_seconds",
             "Sent minus scheduled_for, per slot",
             buckets=LATENESS_BUCKETS,
@@ -89,10 +89,8 @@ class BeatMetrics:
     def sent(self, scheduled: list[datetime], sent_at: datetime, seconds: float) -> None:
         self.slots_sent.inc(len(scheduled))
         self.publish_duration.observe(seconds)
-        # One write per bucket the batch hits, not two per slot (`BatchHistogram`).
-        self.send_lateness.observe_batch(
-            max(0.0, (sent_at - instant).total_seconds()) for instant in scheduled
-        )
+        # One write per bucket the batch hits, not two per slot (`LatenessHistogram`).
+        self.send_lateness.observe_batch(scheduled, sent_at)
 
     @best_effort
     def released(self, claims: int) -> None:

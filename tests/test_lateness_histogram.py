@@ -1,11 +1,10 @@
-"""`BatchHistogram.observe_batch` records what `observe` once per amount records, in the
+"""`LatenessHistogram.observe_batch` records what `observe` once per slot records, in the
 multiprocess files the exporter merges, with one file write per bucket it hits."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,8 @@ from prometheus_client import Histogram, values
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from beat.batch_histogram import BatchHistogram
 from beat.beat_metrics import LATENESS_BUCKETS, BeatMetrics
+from beat.lateness_histogram import LatenessHistogram
 from beat.metrics_files import MULTIPROC_VARIABLE
 from models.types import utc_now
 
@@ -54,51 +53,50 @@ def merged(directory: Path, name: str) -> dict[tuple[str, str], float]:
     return samples
 
 
+AT = datetime(2026, 3, 1, 2, 0, tzinfo=UTC)
+US = timedelta(microseconds=1)
+
+
+def seconds_late(*seconds: float) -> list[datetime]:
+    return [AT - timedelta(seconds=s) for s in seconds]
+
+
 @pytest.mark.parametrize(
-    "amounts",
+    "due",
     [
-        [0.0, 0.2, 0.5, 0.5000001, 1.0, 3.0, 5.0, 7.5, 1e9, 0.2, 3.0],
-        [-1.0, 0.0, math.inf],
-        [2.0] * 100,
-        [0.1],
+        # On each bound and a microsecond past it, far past the last, and in the future (0).
+        [
+            *seconds_late(0, 0.2, 0.5, 1, 3, 5, 7.5, 1e6, 0.2, 3),
+            *(AT - timedelta(seconds=b) - US for b in BUCKETS),
+            AT + timedelta(seconds=1),
+        ],
+        seconds_late(*[2.0] * 100),
+        seconds_late(0.1),
+        [AT + US, AT + timedelta(days=1)],
     ],
 )
-def test_a_batch_records_what_one_observe_per_amount_records(
-    multiprocess: Path, amounts: list[float]
+def test_a_batch_records_what_one_observe_per_slot_records(
+    multiprocess: Path, due: list[datetime]
 ) -> None:
     one_by_one = Histogram("one_by_one", "observe", buckets=BUCKETS, registry=None)
-    batched = BatchHistogram("batched", "observe_batch", buckets=BUCKETS, registry=None)
-    for amount in amounts:
-        one_by_one.observe(amount)
-    batched.observe_batch(amounts)
+    batched = LatenessHistogram("batched", "observe_batch", buckets=BUCKETS, registry=None)
+    for instant in due:
+        one_by_one.observe(max(0.0, (AT - instant).total_seconds()))
+    batched.observe_batch(reversed(due), AT)  # in any order
 
     expected, got = merged(multiprocess, "one_by_one"), merged(multiprocess, "batched")
     assert got.pop(("_sum", "")) == pytest.approx(expected.pop(("_sum", "")))
     assert got == expected
-    assert got[("_count", "")] == len(amounts)
-
-
-def test_a_nan_goes_to_the_sum_and_no_bucket_as_with_observe(multiprocess: Path) -> None:
-    one_by_one = Histogram("one_by_one", "observe", buckets=BUCKETS, registry=None)
-    batched = BatchHistogram("batched", "observe_batch", buckets=BUCKETS, registry=None)
-    amounts = [0.7, math.nan, 9.0]
-    for amount in amounts:
-        one_by_one.observe(amount)
-    batched.observe_batch(amounts)
-
-    expected, got = merged(multiprocess, "one_by_one"), merged(multiprocess, "batched")
-    assert math.isnan(got.pop(("_sum", ""))) and math.isnan(expected.pop(("_sum", "")))
-    assert got == expected
-    assert got[("_count", "")] == 2
+    assert got[("_count", "")] == len(due)
 
 
 def test_a_batch_writes_once_per_bucket_it_hits_plus_the_sum(
     multiprocess: Path, writes: list[str]
 ) -> None:
-    batched = BatchHistogram("batched", "observe_batch", buckets=BUCKETS, registry=None)
-    batched.observe_batch([])
+    batched = LatenessHistogram("batched", "observe_batch", buckets=BUCKETS, registry=None)
+    batched.observe_batch([], AT)
     assert writes == []
-    batched.observe_batch([0.1] * 60 + [3.0] * 40)  # two buckets
+    batched.observe_batch(seconds_late(*[0.1] * 60, *[3.0] * 40), AT)  # two buckets
     assert len(writes) == 3
     assert merged(multiprocess, "batched")[("_count", "")] == 100
 
