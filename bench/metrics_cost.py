@@ -13,7 +13,9 @@ the noise of a shared machine, so one measurement decides nothing:
   add is CPU time in this process, and CPU time leaves out the time other processes on a busy
   machine take the core, the noise that moves the wall-clock ratio most. It also leaves out
   waiting on Redis, so the CPU ratio is the stricter one: it decides met or missed;
-- the recorder's own calls, timed alone in a loop, give its cost per run and per tick in µs.
+- the recorder's own calls, timed alone in a loop, give its cost per run and per tick in µs:
+  a floor, with every cache warm; between a tick's database and broker work the same calls
+  take several times as long.
 """
 
 from __future__ import annotations
