@@ -121,16 +121,20 @@ def test_drumline_commands_exist(services: dict[str, dict[str, Any]]) -> None:
         assert all(arg in cli.commands or arg.startswith("-") for arg in args[1:]), args
 
 
-def test_the_worker_healthcheck_pings_itself_with_real_options(
+def test_the_worker_healthcheck_is_drumline_health_for_this_hosts_worker(
     services: dict[str, dict[str, Any]],
 ) -> None:
     worker = services["worker"]
-    kind, script = worker["healthcheck"]["test"]
-    args = shlex.split(interpolate(script))
-    assert kind == "CMD-SHELL" and args[:5] == ["celery", "-A", "workers.app", "inspect", "ping"]
-    assert not set(flags(args[5:])) - options_of(celery_cli.commands["inspect"])
+    kind, *args = worker["healthcheck"]["test"]
+    assert kind == "CMD" and args[:2] == ["drumline", "health"]
+    assert set(flags(args[2:])) <= options_of(cli.commands["health"])
+    assert args[args.index("--role") + 1] == "worker"
+    # `--role worker` counts the workers whose node name ends in @ and this host's name.
     hostname = argv(worker["command"])[-1].split("=", 1)[1]
-    assert args[args.index("-d") + 1] == hostname.replace("%h", "$HOSTNAME")
+    assert hostname.endswith("@%h"), hostname
+    # Its ping and broker check fit in the healthcheck's own timeout.
+    timeout = float(args[args.index("--timeout") + 1])
+    assert 2 * timeout <= parse_interval(worker["healthcheck"]["timeout"]).total_seconds()
 
 
 def test_workers_scale_and_stop_warmly(services: dict[str, dict[str, Any]]) -> None:

@@ -94,6 +94,7 @@ class RunMetrics:
             registry=None,
         )
         self._by_labels: dict[tuple[str, ...], _Series] = {}
+        self._dropped_by_reason: dict[str, Counter] = {}
 
     def _series(self, workflow: str, producer: str) -> _Series:
         """The label children of one workflow (or producer), looked up once: `labels()` costs
@@ -112,7 +113,11 @@ class RunMetrics:
 
     @best_effort
     def dropped(self, reason: str) -> None:
-        self.messages_dropped.labels(reason).inc()
+        # Reasons are a closed set (`reason_label`), so the cache stays small.
+        dropped = self._dropped_by_reason.get(reason)
+        if dropped is None:
+            dropped = self._dropped_by_reason[reason] = self.messages_dropped.labels(reason)
+        dropped.inc()
 
     @best_effort
     def started(
