@@ -4,6 +4,10 @@ A request is a `pending` run row with its token (migration 0002). One whose slot
 that no beat has sent since (`started_at` still before the slot), or whose sending is older than
 the lease (its message was lost or expired), is claimed by setting `started_at` to now, in one
 statement, so several beats send it once per lease; the worker's token check runs it once.
+
+A backfill's request (`drumline backfill`, models/backfill_store.py) is for a past slot, so its
+slot alone never holds it back: it is recorded with `started_at` a lease before the time it may
+be sent, and so goes out then, at the backfill's rate, like a request whose sending has expired.
 """
 
 from __future__ import annotations
@@ -71,10 +75,11 @@ _NOW = bind("b_now", _r.started_at)
 # Pending, its time come, and never sent since (or sent longer than a lease ago).
 _DUE = select(_r.id).where(
     _r.status == RunStatus.PENDING.value,
-    _r.trigger == Trigger.MANUAL.value,
+    _r.trigger.in_([Trigger.MANUAL.value, Trigger.BACKFILL.value]),
     _r.trigger_token.is_not(None),
     _r.scheduled_for <= _NOW,
-    (_r.started_at < _r.scheduled_for) | (_r.started_at <= bind("b_stale", _r.started_at)),
+    ((_r.trigger == Trigger.MANUAL.value) & (_r.started_at < _r.scheduled_for))
+    | (_r.started_at <= bind("b_stale", _r.started_at)),
 )
 _ANY_DUE = _DUE.limit(1)
 

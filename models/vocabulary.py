@@ -44,6 +44,7 @@ class Trigger(StrEnum):
 
     SCHEDULE = "schedule"
     MANUAL = "manual"
+    BACKFILL = "backfill"  # a slot of the producer's own schedule re-run by `drumline backfill`
 
 
 class SkipReason(StrEnum):
@@ -56,6 +57,15 @@ class SkipReason(StrEnum):
     PAUSED = "paused"
     NO_TRIGGER_REQUEST = "no pending trigger request matches (a forged or replayed message)"
     # The `error` of a trigger request withdrawn by `drumline cancel` before it started.
+    CANCELLED = "cancelled"
+
+
+class BackfillStatus(StrEnum):
+    """`backfills.status`: a backfill is running until each of its requests has finished
+    (then `done`, as read; see models/backfill_store.py) or it is cancelled."""
+
+    RUNNING = "running"
+    DONE = "done"
     CANCELLED = "cancelled"
 
 
