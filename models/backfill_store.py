@@ -174,7 +174,7 @@ class BackfillStore:
             ).all()
             records = [BackfillRecord(**row._asdict()) for row in rows]
             counts: dict[int, Counter[str]] = {record.id: Counter() for record in records}
-            for backfill_id, status, count in c.execute(_statuses_of(list(counts))).tuples():
+            for backfill_id, status, count in c.execute(_statuses_of(list(counts))):
                 counts[backfill_id][status] = count
             shown = [BackfillProgress(r, dict(counts[r.id])) for r in records]
             finished = [p.backfill.id for p in shown if p.status == BackfillStatus.DONE]
@@ -220,15 +220,14 @@ def _run_statuses(
     c: Connection, workflow_id: int, producer_name: str, slots: BackfillRange
 ) -> dict[datetime, str]:
     """The status of each run row of the producer in the range, by slot."""
-    return dict(
-        c.execute(
-            select(_r.scheduled_for, _r.status).where(
-                _r.workflow_id == workflow_id,
-                _r.producer_name == producer_name,
-                _r.scheduled_for.between(slots.start, slots.end),
-            )
-        ).tuples()
+    rows = c.execute(
+        select(_r.scheduled_for, _r.status).where(
+            _r.workflow_id == workflow_id,
+            _r.producer_name == producer_name,
+            _r.scheduled_for.between(slots.start, slots.end),
+        )
     )
+    return {slot: status for slot, status in rows}
 
 
 def _insert_requests(

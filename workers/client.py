@@ -342,11 +342,7 @@ class Drumline:
         yet, oldest first, once each, `rate` a second: recorded as a backfill and one pending
         request per slot, which beat sends (so no worker needs to stay up for it). A slot with
         a run row that did not fail is left alone. Progress: `backfills(name)`."""
-        if not MIN_BACKFILL_RATE <= rate <= MAX_BACKFILL_RATE:
-            raise BackfillRangeError(
-                "--rate",
-                f"{rate:g}/s is not between {MIN_BACKFILL_RATE:g} and {MAX_BACKFILL_RATE:g}",
-            )
+        checked_rate(rate)
         ChangeAuthor(self.actor, note)  # refuses a note the record cannot hold
         slots, unrun = self.plan_backfill(name, producer, start=start, end=end)
         workflow = self.workflow(name)
@@ -503,6 +499,15 @@ class Drumline:
                 f"cannot reach the broker at {where} (DRUMLINE_BROKER_URL, or the Redis of a"
                 f" `drumline up` running on DRUMLINE_DATA_DIR): {exc}"
             ) from None
+
+
+def checked_rate(rate: float) -> float:
+    """A backfill's rate within bounds, else BackfillRangeError naming `--rate`."""
+    if not MIN_BACKFILL_RATE <= rate <= MAX_BACKFILL_RATE:
+        raise BackfillRangeError(
+            "--rate", f"{rate:g}/s is not between {MIN_BACKFILL_RATE:g} and {MAX_BACKFILL_RATE:g}"
+        )
+    return rate
 
 
 def _later_slot(row: ScheduleRecord, at: datetime, now: datetime) -> datetime:

@@ -29,14 +29,14 @@ from workers.cli.context import (
     print_json,
 )
 from workers.cli.validate_command import InstantType
-from workers.client import DEFAULT_BACKFILL_RATE, Drumline
+from workers.client import DEFAULT_BACKFILL_RATE, Drumline, checked_rate
 from workers.read_views import backfill_view
 
 SHOWN_SLOTS = 3  # the first and last few slots a dry run lists
 
 
 class RateType(click.ParamType[float]):
-    """Runs per second: `10/s` or `10`, a finite positive number."""
+    """Runs per second: `10/s` or `10`, positive and within the client's bounds."""
 
     name = "N/s"
 
@@ -50,9 +50,12 @@ class RateType(click.ParamType[float]):
             rate = float(text)
         except ValueError:
             self.fail(f"{value!r} is not a rate like 10/s", param, ctx)
-        if not rate > 0 or rate == float("inf"):
+        if not rate > 0:  # nan and negatives
             self.fail(f"{value!r} is not a positive rate like 10/s", param, ctx)
-        return rate
+        try:
+            return checked_rate(rate)
+        except BackfillRangeError as exc:
+            self.fail(exc.reason, param, ctx)
 
 
 @click.command()
