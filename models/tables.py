@@ -204,6 +204,14 @@ Index(
     postgresql_where=text("status = 'pending'"),
     sqlite_where=text("status = 'pending'"),
 )
+# A backfill's runs in flight, so beat finds one whose worker died without reading every run.
+RUNNING_BACKFILL = "status = 'running' AND trigger = 'backfill'"
+Index(
+    "ix_producer_runs_running_backfill",
+    producer_runs.c.started_at,
+    postgresql_where=text(RUNNING_BACKFILL),
+    sqlite_where=text(RUNNING_BACKFILL),
+)
 # The slot ledger: every slot a producer was due for gets exactly one row here, or falls inside
 # one row's range, so "why did it (not) run at 02:00?" has an answer. A range of slots with one
 # fate (a day of coalesced 1s slots) is ONE row: `slot` is its first, `range_end` the instant

@@ -292,3 +292,45 @@ def test_backfill_records_it_status_shows_it_and_cancel_withdraws_it(
     assert drumline(env, "backfill", "--cancel", "1").exit_code == 1
     runs = RunStore(engine).list(workflow.id)
     assert len(runs) == 20 and {(r.status, r.error) for r in runs} == {("skipped", "cancelled")}
+
+
+def test_a_backfill_run_whose_worker_died_is_sent_again_under_a_new_attempt(
+    engine: Engine,
+) -> None:
+    workflow = new_workflow(engine, "prices", {"name": "prices"}, now=NOW)
+    ProducerScheduleStore(engine).upsert(schedule_spec(workflow.id, next_run_at=NOW), now=NOW)
+    slot = NOW - timedelta(seconds=10)
+    _create(engine, workflow.id, [slot], "a")
+    claims, run_path = TriggerClaims(engine), RunPath(engine)
+    [sent] = claims.claim_due(now=NOW, lease=LEASE, limit=10)
+    started = run_path.start_triggered(
+        workflow_id=workflow.id,
+        workflow_name="prices",
+        producer_name="poll",
+        scheduled_for=slot,
+        trigger_token=sent.trigger_token,
+        task_id="prices.poll",
+        now=NOW,
+    )
+    assert not isinstance(started, str)
+    _, lost = started
+    # Running, within its lease: its worker may still be at it.
+    assert claims.claim_due(now=NOW + LEASE - SECOND, lease=LEASE, limit=10) == []
+    [again] = claims.claim_due(now=NOW + LEASE, lease=LEASE, limit=10)
+    assert (again.scheduled_for, again.trigger_token) == (slot, sent.trigger_token)
+    retaken = RunStore(engine).get_slot(workflow.id, "poll", slot)
+    assert retaken is not None and (retaken.status, retaken.attempt) == ("pending", 2)
+    # The lost attempt's late commit is fenced off; the new attempt runs the slot.
+    assert not run_path.finish_run(
+        lost, status="failed", finished_at=NOW, duration_ms=1.0, error="late", result=None
+    )
+    restarted = run_path.start_triggered(
+        workflow_id=workflow.id,
+        workflow_name="prices",
+        producer_name="poll",
+        scheduled_for=slot,
+        trigger_token=again.trigger_token,
+        task_id="prices.poll",
+        now=NOW + LEASE,
+    )
+    assert not isinstance(restarted, str) and restarted[1].attempt == 2

@@ -1,7 +1,8 @@
 """Backfills: the `backfills` and `backfill_slots` tables and the `backfill` run trigger.
 
 `drumline backfill` records a backfill and one pending run request per slot of the producer's
-schedule that has no successful run (trigger `backfill`); beat sends them at the backfill's rate.
+schedule that has no successful run (trigger `backfill`); beat sends them at the backfill's rate,
+and finds a backfill's run whose worker died through the partial index of its running runs.
 
 Revision ID: 0007
 Revises: 0006
@@ -23,6 +24,7 @@ OLD_TRIGGERS = "trigger IN ('schedule', 'manual')"
 NEW_TRIGGERS = "trigger IN ('schedule', 'manual', 'backfill')"
 STATUSES = "status IN ('running', 'done', 'cancelled')"
 PENDING = sa.text("status = 'pending'")
+RUNNING_BACKFILL = sa.text("status = 'running' AND trigger = 'backfill'")
 
 
 def _alter_triggers(check: str) -> None:
@@ -79,9 +81,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("backfill_id", "scheduled_for", name=op.f("pk_backfill_slots")),
     )
     _alter_triggers(NEW_TRIGGERS)
+    op.create_index(
+        "ix_producer_runs_running_backfill",
+        "producer_runs",
+        ["started_at"],
+        postgresql_where=RUNNING_BACKFILL,
+        sqlite_where=RUNNING_BACKFILL,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_producer_runs_running_backfill", table_name="producer_runs")
     # The old schema has no backfill trigger: a backfill's runs are kept as manual runs, and a
     # request that never started is kept as skipped, as 0002's downgrade keeps a trigger's.
     op.execute(
