@@ -90,6 +90,7 @@ class SlotFate(StrEnum):
     COALESCED = "coalesced"  # fell due before a late run started, which stood for it
     MISSED = "missed"  # past its start deadline, or outside the catch-up window
     PAUSED = "paused"  # fell due while the producer or its workflow was paused
+    EXCLUDED = "excluded"  # an entry's fire time that an exclusion (`exclude:`) dropped
 
 
 class OverlapPolicy(StrEnum):

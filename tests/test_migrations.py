@@ -392,8 +392,9 @@ def _backfill_one_slot(engine: Engine, workflow_id: int, slot: datetime, now: da
 
 def test_0007_adds_backfills_to_a_populated_database_and_downgrades(empty_db_url: str) -> None:
     """previous -> 0007 keeps every run row and the pending-request index, and a backfill's
-    request can be recorded; 0007 -> previous keeps every run row, a backfill's run as a
-    manual one (its request that never started skipped), and drops the backfill tables."""
+    request and an excluded ledger range can be recorded; 0007 -> previous keeps every run
+    row, a backfill's run as a manual one (its request that never started skipped), an
+    excluded range as missed, and drops the backfill tables."""
     engine = make_engine(empty_db_url)
     migrate.upgrade(engine, BACKFILL_PREVIOUS_REVISION)
     now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -426,6 +427,15 @@ def test_0007_adds_backfills_to_a_populated_database_and_downgrades(empty_db_url
     assert len(_table(engine, "backfills")) == 1
     backfilled = RunStore(engine).get_slot(workflow.id, "poll", now - timedelta(seconds=30))
     assert backfilled is not None and backfilled.trigger == "backfill"
+    excluded = LedgerEntry(
+        slot=now + timedelta(hours=12),
+        range_end=now + timedelta(hours=18),
+        slot_count=None,
+        outcome=SlotFate.EXCLUDED,
+        reason="excluded by the producer's exclusions",
+        policy="exclude",
+    )
+    RunPath(engine).record_outcomes(Ledger(workflow.id, "poll", (excluded,)), now=now)
 
     migrate.downgrade(engine, BACKFILL_PREVIOUS_REVISION)
     assert not {"backfills", "backfill_slots"} & set(inspect(engine).get_table_names())
@@ -434,6 +444,9 @@ def test_0007_adds_backfills_to_a_populated_database_and_downgrades(empty_db_url
     assert len(runs) == 3
     kept = RunStore(engine).get_slot(workflow.id, "poll", now - timedelta(seconds=30))
     assert kept is not None and (kept.trigger, kept.status) == ("manual", "skipped")
+    [ledger] = _table(engine, "slot_outcomes")
+    assert ledger[1:3] == (workflow.id, "poll")
+    assert "missed" in ledger and "excluded by the producer's exclusions" in ledger
     indexes = {index["name"] for index in inspect(engine).get_indexes("producer_runs")}
     assert "ix_producer_runs_pending" in indexes
     with pytest.raises(IntegrityError), engine.begin() as conn:

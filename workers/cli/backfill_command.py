@@ -120,6 +120,12 @@ def backfill(
     if as_json:
         print_json(backfill_view(record))
         return
+    if not record.requested:
+        click.echo(
+            f"backfill {record.id}: none of {record.slot_count} slots requested: each has a run"
+            " already (done)"
+        )
+        return
     click.echo(
         f"backfill {record.id}: {record.requested} of {record.slot_count} slots requested, "
         f"sent at {record.rate:g}/s ({record.status}); `drumline status {name}` shows its "

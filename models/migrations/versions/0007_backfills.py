@@ -1,8 +1,10 @@
-"""Backfills: the `backfills` and `backfill_slots` tables and the `backfill` run trigger.
+"""Backfills: the `backfills` and `backfill_slots` tables and the `backfill` run trigger; and
+the slot ledger's `excluded` outcome.
 
 `drumline backfill` records a backfill and one pending run request per slot of the producer's
 schedule that has no successful run (trigger `backfill`); beat sends them at the backfill's rate,
 and finds a backfill's run whose worker died through the partial index of its running runs.
+The slot ledger records the fire times an exclusion dropped as `excluded` ranges.
 
 Revision ID: 0007
 Revises: 0006
@@ -23,6 +25,11 @@ depends_on = None
 OLD_TRIGGERS = "trigger IN ('schedule', 'manual')"
 NEW_TRIGGERS = "trigger IN ('schedule', 'manual', 'backfill')"
 STATUSES = "status IN ('running', 'done', 'cancelled')"
+OLD_FATES = (
+    "outcome IN ('succeeded', 'failed', 'timed_out', 'superseded', 'skipped_overlap', "
+    "'coalesced', 'missed', 'paused')"
+)
+NEW_FATES = OLD_FATES[:-1] + ", 'excluded')"
 PENDING = sa.text("status = 'pending'")
 RUNNING_BACKFILL = sa.text("status = 'running' AND trigger = 'backfill'")
 
@@ -43,7 +50,14 @@ def _alter_triggers(check: str) -> None:
     )
 
 
+def _alter_fates(check: str) -> None:
+    with op.batch_alter_table("slot_outcomes") as batch:
+        batch.drop_constraint(op.f("ck_slot_outcomes_outcome"), type_="check")
+        batch.create_check_constraint(op.f("ck_slot_outcomes_outcome"), sa.text(check))
+
+
 def upgrade() -> None:
+    _alter_fates(NEW_FATES)
     op.create_table(
         "backfills",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -103,3 +117,7 @@ def downgrade() -> None:
     _alter_triggers(OLD_TRIGGERS)
     op.drop_table("backfill_slots")
     op.drop_table("backfills")
+    # The old schema has no excluded outcome: such rows are kept as missed (their reason says
+    # they were excluded), so no row is lost.
+    op.execute("UPDATE slot_outcomes SET outcome = 'missed' WHERE outcome = 'excluded'")
+    _alter_fates(OLD_FATES)

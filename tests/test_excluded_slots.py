@@ -1,0 +1,80 @@
+"""The slot ledger's `excluded` outcome: fire times an exclusion dropped are recorded by the run
+that passes them, one range per gap between two slots, bounded (models/schedule_rules.py
+`excluded_ranges`, models/slot_ledger.py). Pure, then a run against SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+
+from models.schedule_rules import MAX_EXCLUDED_RANGES, RulesSchedule, compile_rules
+from models.slot_ledger import slots_between
+from models.vocabulary import SlotFate
+from tests.ledger_checks import ledger_rows
+from tests.test_runner import Harness
+
+DAY1 = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
+HOUR = timedelta(hours=1)
+
+
+def _rules(**fields: Any) -> RulesSchedule:
+    schedule = compile_rules(fields, {}, "wf/p")
+    assert schedule is not None
+    return schedule
+
+
+NIGHTS_OFF = _rules(cron="0 * * * *", exclude=[{"cron": "* 0-5 * * *"}])
+
+
+def test_a_night_of_excluded_fire_times_is_one_range_up_to_the_next_slot() -> None:
+    last_evening = DAY1 + 23 * HOUR
+    morning = NIGHTS_OFF.next_after(last_evening)
+    assert morning == DAY1 + 30 * HOUR  # 06:00 the next day
+    [entry] = slots_between(NIGHTS_OFF, last_evening, morning, started_at=last_evening)
+    assert (entry.slot, entry.range_end, entry.outcome) == (
+        DAY1 + 24 * HOUR,
+        morning,
+        SlotFate.EXCLUDED,
+    )
+    assert entry.slot_count is None and entry.policy == "exclude"
+    # A slot followed by the next one: nothing excluded between them, nothing recorded.
+    assert slots_between(NIGHTS_OFF, DAY1 + 7 * HOUR, DAY1 + 8 * HOUR, started_at=DAY1) == []
+
+
+def test_a_late_run_records_each_night_it_passed_beside_the_coalesced_slots() -> None:
+    evening, later = DAY1 + 23 * HOUR, DAY1 + 48 * HOUR + 7 * HOUR  # two nights on, 07:00
+    entries = slots_between(NIGHTS_OFF, evening, later, started_at=later)
+    assert [(e.outcome, e.slot, e.range_end) for e in entries] == [
+        (SlotFate.EXCLUDED, DAY1 + 24 * HOUR, DAY1 + 30 * HOUR),
+        (SlotFate.COALESCED, DAY1 + 30 * HOUR, later),
+        (SlotFate.EXCLUDED, DAY1 + 48 * HOUR, DAY1 + 54 * HOUR),
+    ]
+    coalesced = entries[1]
+    assert coalesced.slot_count == 18 + 1  # 06:00-23:00, then 06:00: no excluded one counted
+
+
+def test_excluded_ranges_are_bounded() -> None:
+    odd_minutes_off = _rules(cron="* * * * *", exclude=[{"cron": "1-59/2 * * * *"}])
+    ranges = odd_minutes_off.excluded_ranges(DAY1, DAY1 + 10 * HOUR)  # 300 of them
+    assert len(ranges) == MAX_EXCLUDED_RANGES
+    assert ranges[0] == (DAY1 + timedelta(minutes=1), DAY1 + timedelta(minutes=2))
+    assert _rules(cron="0 * * * *").excluded_ranges(DAY1, DAY1 + 10 * HOUR) == []
+
+
+def test_a_run_records_the_night_it_passes_as_excluded(engine: Engine) -> None:
+    h = Harness(
+        engine,
+        next_run_at=DAY1 + 23 * HOUR,
+        schedule_type="rules",
+        schedule_value=NIGHTS_OFF.value,
+    )
+    h.clock.now = DAY1 + 23 * HOUR + timedelta(seconds=1)
+    assert h.runner.run(h.claim())["status"] == "succeeded"
+    assert h.schedule().next_run_at == DAY1 + 30 * HOUR
+    rows = [(r.slot, r.range_end, r.outcome) for r in ledger_rows(engine, h.workflow.id, "poll")]
+    assert rows == [
+        (DAY1 + 23 * HOUR, None, SlotFate.SUCCEEDED),
+        (DAY1 + 24 * HOUR, DAY1 + 30 * HOUR, SlotFate.EXCLUDED),
+    ]
