@@ -243,6 +243,9 @@ def test_bad_backfill_arguments_exit_2_naming_them_and_change_nothing(
             named = result.stderr.replace("'", "")
             assert f"Invalid value for {argument}:" in named, (args, result.stderr)
             assert fragment in result.stderr, (args, result.stderr)
+    for backfill_id in ("0", "99999999999", "x"):
+        result = drumline(env, "backfill", "--cancel", backfill_id)
+        assert result.exit_code == 2 and "Invalid value for '--cancel'" in result.stderr
     assert table_dump(engine) == before
 
 

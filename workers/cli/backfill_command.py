@@ -33,6 +33,7 @@ from workers.client import DEFAULT_BACKFILL_RATE, Drumline, checked_rate
 from workers.read_views import backfill_view
 
 SHOWN_SLOTS = 3  # the first and last few slots a dry run lists
+MAX_ID = 2**31 - 1  # a backfill id is an INTEGER column
 
 
 class RateType(click.ParamType[float]):
@@ -71,7 +72,7 @@ class RateType(click.ParamType[float]):
     show_default=True,
     help="Runs a second that beat sends, at most 1000/s.",
 )
-@click.option("--cancel", "cancel_id", type=click.IntRange(1), help="Withdraw backfill ID.")
+@click.option("--cancel", "cancel_id", type=click.IntRange(1, MAX_ID), help="Withdraw backfill ID.")
 @actor_option
 @note_option
 @json_option
