@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from models.schedule_rules import MAX_EXCLUDED_RANGES, RulesSchedule, compile_rules
 from models.slot_ledger import slots_between
 from models.vocabulary import SlotFate
-from tests.ledger_checks import ledger_rows
+from tests.ledger_checks import coverage_problems, ledger_rows
 from tests.test_runner import Harness
 
 DAY1 = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
@@ -77,4 +77,24 @@ def test_a_run_records_the_night_it_passes_as_excluded(engine: Engine) -> None:
     assert rows == [
         (DAY1 + 23 * HOUR, None, SlotFate.SUCCEEDED),
         (DAY1 + 24 * HOUR, DAY1 + 30 * HOUR, SlotFate.EXCLUDED),
+    ]
+
+
+def test_runs_late_and_on_time_across_nights_leave_an_exact_ledger(engine: Engine) -> None:
+    """Every slot has one outcome, each night one excluded range, and no row covers an
+    excluded fire time but that range."""
+    start = DAY1 + 22 * HOUR
+    h = Harness(engine, next_run_at=start, schedule_type="rules", schedule_value=NIGHTS_OFF.value)
+    # On time at 22:00 and 23:00, then down until 09:30 two days on: one late run.
+    for moment in (start, start + HOUR, DAY1 + 57 * HOUR + 30 * timedelta(minutes=1)):
+        h.clock.now = moment + timedelta(seconds=1)
+        assert h.runner.run(h.claim())["status"] == "succeeded"
+    end = h.schedule().next_run_at
+    assert end == DAY1 + 58 * HOUR
+    rows = ledger_rows(engine, h.workflow.id, "poll")
+    assert coverage_problems(rows, NIGHTS_OFF, start, end) == []
+    nights = [(r.slot, r.range_end) for r in rows if r.outcome == SlotFate.EXCLUDED]
+    assert nights == [
+        (DAY1 + 24 * HOUR, DAY1 + 30 * HOUR),
+        (DAY1 + 48 * HOUR, DAY1 + 54 * HOUR),
     ]
