@@ -9,9 +9,11 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from models.catchup import catch_up
 from models.schedule_rules import MAX_EXCLUDED_RANGES, RulesSchedule, compile_rules
 from models.slot_ledger import slots_between
-from models.vocabulary import SlotFate
+from models.slot_policy import SlotPolicy
+from models.vocabulary import CatchupPolicy, SlotFate
 from tests.ledger_checks import coverage_problems, ledger_rows
 from tests.test_runner import Harness
 
@@ -98,3 +100,17 @@ def test_runs_late_and_on_time_across_nights_leave_an_exact_ledger(engine: Engin
         (DAY1 + 24 * HOUR, DAY1 + 30 * HOUR),
         (DAY1 + 48 * HOUR, DAY1 + 54 * HOUR),
     ]
+
+
+def test_beat_s_catch_up_records_the_nights_it_passes_over() -> None:
+    claimed, now = DAY1 + 23 * HOUR, DAY1 + 57 * HOUR + 30 * timedelta(minutes=1)
+    latest = catch_up(NIGHTS_OFF, SlotPolicy(catchup=CatchupPolicy.LATEST), claimed, now)
+    assert latest is not None and latest.run_slot == DAY1 + 57 * HOUR
+    assert [(e.outcome, e.slot) for e in latest.entries] == [
+        (SlotFate.COALESCED, claimed),
+        (SlotFate.EXCLUDED, DAY1 + 24 * HOUR),
+        (SlotFate.EXCLUDED, DAY1 + 48 * HOUR),
+    ]
+    # `all` runs the claimed slot itself: its run records what it passes, beat nothing.
+    every = catch_up(NIGHTS_OFF, SlotPolicy(catchup=CatchupPolicy.ALL), claimed, now)
+    assert every is None or every.entries == ()
