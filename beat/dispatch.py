@@ -283,6 +283,9 @@ def _slot_call(slot: ClaimedSlot) -> _Call:
 
 
 def _trigger_call(request: DueTrigger) -> _Call:
+    """A trigger request's message. Its task id ends with its claim's end (`~<unix time>`):
+    a worker that received an earlier copy after it expired (one restored from a dead worker)
+    remembers that id as revoked and would discard every later copy under the same id."""
     task_id, kwargs = run_producer_call(
         request.workflow_id,
         request.workflow_name,
@@ -290,7 +293,9 @@ def _trigger_call(request: DueTrigger) -> _Call:
         request.scheduled_for,
         trigger_token=request.trigger_token,
     )
-    return _Call(task_id, kwargs, request.claimed_until)
+    return _Call(
+        f"{task_id}~{request.claimed_until.timestamp():.0f}", kwargs, request.claimed_until
+    )
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ policy runs (if any) and records the slots it passes over in the slot ledger:
 - `all`: the oldest due slot within the window runs (and the next, after it, and so on);
 - `none`: every due slot is missed and the producer waits for its next slot.
 
+The fire times an exclusion dropped among the slots passed over are recorded `excluded`.
+
 Slots older than the window (or the start deadline) are missed under every policy.
 """
 
@@ -19,7 +21,7 @@ from datetime import datetime, timedelta
 
 from models.records import ClaimedSlot
 from models.schedules import IntervalSchedule, Schedule, format_interval
-from models.slot_ledger import LedgerEntry, ranged
+from models.slot_ledger import LedgerEntry, excluded_between, ranged
 from models.slot_policy import SlotPolicy
 from models.stored_schedules import schedule_from_row
 from models.vocabulary import CatchupPolicy, SlotFate
@@ -85,10 +87,13 @@ def catch_up(
         )
     if run_slot == claimed and not entries:
         return None
+    next_run_at = run_slot if run_slot is not None else upcoming
+    if next_run_at is not None:
+        entries += excluded_between(schedule, claimed, next_run_at)
     return CatchUp(
         run_slot=run_slot,
-        next_run_at=run_slot if run_slot is not None else upcoming,
-        entries=tuple(entries),
+        next_run_at=next_run_at,
+        entries=tuple(sorted(entries, key=lambda entry: entry.slot)),
     )
 
 

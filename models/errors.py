@@ -130,6 +130,16 @@ class TriggerTimeError(TriggerRefusedError):
     the producer's scheduled slots)."""
 
 
+class BackfillRangeError(DrumlineError, ValueError):
+    """A backfill's range cannot be run; `argument` names the command-line argument at fault
+    (`--from`, `--to`, `--from/--to`, `--rate`)."""
+
+    def __init__(self, argument: str, message: str) -> None:
+        super().__init__(f"{argument}: {message}")
+        self.argument = argument
+        self.reason = message
+
+
 class BrokerUnreachableError(DrumlineError):
     """The broker could not be reached, so nothing was sent."""
 

@@ -876,7 +876,7 @@ _START_TRIGGERED: Update = (
         _r.workflow_id == _NAMED_WORKFLOW,
         _r.producer_name == bind("b_producer_name", _r.producer_name),
         _r.scheduled_for == bind("b_scheduled_for", _r.scheduled_for),
-        _r.trigger == Trigger.MANUAL.value,
+        _r.trigger.in_([Trigger.MANUAL.value, Trigger.BACKFILL.value]),
         _r.trigger_token == bind("b_trigger_token", _r.trigger_token),
         _r.status == RunStatus.PENDING.value,
     )

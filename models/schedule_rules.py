@@ -28,6 +28,10 @@ MAX_ENTRIES = 20
 MAX_EXCLUDED_STEPS = 1000
 MAX_VALUE_CHARS = 64 * 1024
 MAX_CALENDARS = 20  # per workflow, and named per producer
+# The slot ledger's excluded ranges between two slots a commit passes: at most this many
+# ranges, found among at most MAX_WALKED_SLOTS slots, so a long backlog costs bounded time.
+MAX_EXCLUDED_RANGES = 20
+MAX_WALKED_SLOTS = 100
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,29 @@ class RulesSchedule:
                 return candidate
             cursor = max(ends) - timedelta(microseconds=1)
         return None
+
+    def excluded_ranges(self, after: datetime, until: datetime) -> list[tuple[datetime, datetime]]:
+        """The runs of fire times an exclusion dropped, strictly after `after` and before
+        `until`: (first dropped, the next slot or `until`), oldest first. One range per gap
+        between two slots, however many blocks (nights, holidays) it spans; bounded by
+        MAX_EXCLUDED_RANGES and MAX_WALKED_SLOTS."""
+        if not self.exclusions:
+            return []
+        ranges: list[tuple[datetime, datetime]] = []
+        cursor = after.astimezone(UTC)
+        for _ in range(MAX_WALKED_SLOTS):
+            found = [t for entry in self.entries if (t := entry.next_after(cursor)) is not None]
+            if not found or min(found) >= until:
+                break
+            slot = self.base_next(cursor)
+            if slot is None or slot > min(found):
+                ranges.append((min(found), until if slot is None else min(slot, until)))
+                if len(ranges) == MAX_EXCLUDED_RANGES:
+                    break
+            if slot is None or slot >= until:
+                break
+            cursor = slot
+        return ranges
 
     def describe(self, *, exhausted: bool = False) -> str:
         parts = [entry.describe() for entry in self.entries]

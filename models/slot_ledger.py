@@ -4,7 +4,8 @@ A run decides the fate of its own slot and of every slot between it and the next
 commits: those that fell due before it started were coalesced into it (the catch-up policy
 `latest`), those that fell due while it ran were skipped for overlap (`overlap: skip`). One
 entry stands for a whole range, so a producer due every second that was down for a day leaves
-one row, not 86,400.
+one row, not 86,400. The fire times an exclusion dropped between them are recorded `excluded`,
+one range per gap between two slots.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
+from models.schedule_rules import RulesSchedule
 from models.schedules import IntervalSchedule, Schedule
 from models.vocabulary import SlotFate
 
@@ -47,15 +49,17 @@ def slots_between(
 ) -> list[LedgerEntry]:
     """The entries for the slots strictly between `slot` (a run's own) and `next_run` (the
     next one it commits): coalesced if they fell due by `started_at`, else skipped for
-    overlap. Empty when the next run is the very next slot."""
+    overlap; and the fire times exclusions dropped among them, excluded. Empty when the next
+    run is the very next slot and no fire time between them was excluded."""
+    excluded = [] if next_run is None else excluded_between(schedule, slot, next_run)
     first = schedule.next_after(slot, anchor=slot)
     end = next_run
     if first is None or end is None or first >= end:
-        return []
+        return excluded
     # The first slot that fell due after the run started (`end` if none did).
     during = schedule.next_after(started_at, anchor=slot) if started_at >= first else first
     split = end if during is None else min(during, end)
-    entries = []
+    entries: list[LedgerEntry] = []
     if split > first:
         entries.append(
             ranged(
@@ -82,7 +86,25 @@ def slots_between(
                 anchor=slot,
             )
         )
-    return entries
+    return sorted(entries + excluded, key=lambda entry: entry.slot)
+
+
+def excluded_between(schedule: Schedule, slot: datetime, next_run: datetime) -> list[LedgerEntry]:
+    """One `excluded` entry per run of fire times an exclusion dropped between `slot` and
+    `next_run` (a night, a holiday: one row, however many fire times), uncounted."""
+    if not isinstance(schedule, RulesSchedule):
+        return []
+    return [
+        LedgerEntry(
+            slot=first,
+            range_end=end,
+            slot_count=None,
+            outcome=SlotFate.EXCLUDED,
+            reason=f"excluded by the producer's exclusions until {end.isoformat()}; not run",
+            policy="exclude",
+        )
+        for first, end in schedule.excluded_ranges(slot, next_run)
+    ]
 
 
 def ranged(

@@ -26,6 +26,7 @@ from sqlalchemy import (
 
 from models.types import UTCDateTime
 from models.vocabulary import (
+    BackfillStatus,
     ChangeAction,
     RunStatus,
     ScheduleKind,
@@ -50,6 +51,7 @@ RUN_STATUSES = tuple(RunStatus)
 RUN_TRIGGERS = tuple(Trigger)
 CHANGE_ACTIONS = tuple(ChangeAction)
 SLOT_FATES = tuple(SlotFate)
+BACKFILL_STATUSES = tuple(BackfillStatus)
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> CheckConstraint:
@@ -213,6 +215,14 @@ Index(
     postgresql_where=text("status = 'pending'"),
     sqlite_where=text("status = 'pending'"),
 )
+# A backfill's runs in flight, so beat finds one whose worker died without reading every run.
+RUNNING_BACKFILL = "status = 'running' AND trigger = 'backfill'"
+Index(
+    "ix_producer_runs_running_backfill",
+    producer_runs.c.started_at,
+    postgresql_where=text(RUNNING_BACKFILL),
+    sqlite_where=text(RUNNING_BACKFILL),
+)
 # The slot ledger: every slot a producer was due for gets exactly one row here, or falls inside
 # one row's range, so "why did it (not) run at 02:00?" has an answer. A range of slots with one
 # fate (a day of coalesced 1s slots) is ONE row: `slot` is its first, `range_end` the instant
@@ -243,4 +253,43 @@ slot_outcomes = Table(
     Column("recorded_at", UTCDateTime, nullable=False),
     UniqueConstraint("workflow_id", "producer_name", "slot"),
     _one_of("outcome", SLOT_FATES),
+)
+
+# `drumline backfill`: one row per backfill, and one row per slot it requested. A requested slot's
+# run is the ordinary run row of that slot (a pending request, trigger `backfill`), so progress
+# is a join, and the row outlives any worker: beat sends the requests (models/trigger_claims.py).
+backfills = Table(
+    "backfills",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "workflow_id",
+        Integer,
+        ForeignKey("workflows.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("producer_name", String(63), nullable=False),
+    Column("range_start", UTCDateTime, nullable=False),
+    Column("range_end", UTCDateTime, nullable=False),
+    Column("rate", Float, nullable=False),  # requests sent per second
+    Column("status", String(16), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("note", Text, nullable=True),
+    # The schedule's slots in the range, and how many of them it requested (the others had run).
+    Column("slot_count", Integer, nullable=False),
+    Column("requested", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("cancelled_at", UTCDateTime, nullable=True),
+    _one_of("status", BACKFILL_STATUSES),
+)
+backfill_slots = Table(
+    "backfill_slots",
+    metadata,
+    Column(
+        "backfill_id",
+        Integer,
+        ForeignKey("backfills.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("scheduled_for", UTCDateTime, primary_key=True),
 )

@@ -4,6 +4,13 @@ A request is a `pending` run row with its token (migration 0002). One whose slot
 that no beat has sent since (`started_at` still before the slot), or whose sending is older than
 the lease (its message was lost or expired), is claimed by setting `started_at` to now, in one
 statement, so several beats send it once per lease; the worker's token check runs it once.
+
+A backfill's request (`drumline backfill`, models/backfill_store.py) is for a past slot, so its
+slot alone never holds it back: it is recorded with `started_at` a lease before the time it may
+be sent, and so goes out then, at the backfill's rate, like a request whose sending has expired.
+A backfill's run still `running` a lease after it started lost its worker (a run's hard limit is
+inside the lease): it is made pending again under a new attempt and sent again, as a scheduled
+slot cut short is, so a backfill finishes whatever worker dies.
 """
 
 from __future__ import annotations
@@ -11,10 +18,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
+from typing import Any
 
-from sqlalchemy import Connection, Engine, Integer, Update, bindparam, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    Update,
+    bindparam,
+    exists,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
 
-from models.tables import producer_runs, workflows
+from models.tables import RUNNING_BACKFILL, producer_runs, workflows
 from models.transactions import bind, transaction
 from models.vocabulary import RunStatus, Trigger
 
@@ -50,7 +70,10 @@ class TriggerClaims:
                 if reader.execute(_ANY_DUE, params).first() is None:
                     return []
         with transaction(self.engine, conn) as c:
-            rows = c.execute(_claim_statement(c.dialect.name), params).all()
+            rows = [
+                *c.execute(_claim_statement(c.dialect.name, stale=True), params),
+                *c.execute(_claim_statement(c.dialect.name, stale=False), params),
+            ]
         return sorted(
             (
                 DueTrigger(
@@ -71,26 +94,38 @@ _NOW = bind("b_now", _r.started_at)
 # Pending, its time come, and never sent since (or sent longer than a lease ago).
 _DUE = select(_r.id).where(
     _r.status == RunStatus.PENDING.value,
-    _r.trigger == Trigger.MANUAL.value,
+    _r.trigger.in_([Trigger.MANUAL.value, Trigger.BACKFILL.value]),
     _r.trigger_token.is_not(None),
     _r.scheduled_for <= _NOW,
-    (_r.started_at < _r.scheduled_for) | (_r.started_at <= bind("b_stale", _r.started_at)),
+    ((_r.trigger == Trigger.MANUAL.value) & (_r.started_at < _r.scheduled_for))
+    | (_r.started_at <= bind("b_stale", _r.started_at)),
 )
-_ANY_DUE = _DUE.limit(1)
+# A backfill's run whose worker died: still running a lease after it started. The predicate is
+# the partial index's own text, so that SQLite reads that index (a handful of rows in flight).
+_STALE = select(_r.id).where(
+    text(RUNNING_BACKFILL), _r.started_at <= bind("b_stale", _r.started_at)
+)
+_ANY_DUE = select(literal(1)).where(or_(exists(_DUE), exists(_STALE)))
 
 
 @cache
-def _claim_statement(dialect: str) -> Update:
-    due = _DUE.order_by(_r.scheduled_for).limit(bindparam("b_limit", type_=Integer()))
+def _claim_statement(dialect: str, *, stale: bool) -> Update:
+    """Claim due requests; or, `stale`, make dead backfill runs pending again (a new attempt,
+    so a late commit of the lost one is fenced off) and claim them."""
+    due = (_STALE if stale else _DUE).order_by(_r.scheduled_for)
+    due = due.limit(bindparam("b_limit", type_=Integer()))
     if dialect == "postgresql":
         due = due.with_for_update(skip_locked=True)
     workflow_name = (
         select(workflows.c.name).where(workflows.c.id == _r.workflow_id).scalar_subquery()
     )
+    values: dict[str, Any] = {"started_at": _NOW}
+    if stale:
+        values |= {"status": RunStatus.PENDING.value, "attempt": _r.attempt + 1}
     return (
         update(producer_runs)
         .where(_r.id.in_(due.scalar_subquery()))
-        .values(started_at=_NOW)
+        .values(values)
         .returning(
             _r.workflow_id,
             _r.producer_name,

@@ -44,6 +44,7 @@ class Trigger(StrEnum):
 
     SCHEDULE = "schedule"
     MANUAL = "manual"
+    BACKFILL = "backfill"  # a slot of the producer's own schedule re-run by `drumline backfill`
 
 
 class SkipReason(StrEnum):
@@ -56,6 +57,15 @@ class SkipReason(StrEnum):
     PAUSED = "paused"
     NO_TRIGGER_REQUEST = "no pending trigger request matches (a forged or replayed message)"
     # The `error` of a trigger request withdrawn by `drumline cancel` before it started.
+    CANCELLED = "cancelled"
+
+
+class BackfillStatus(StrEnum):
+    """`backfills.status`: a backfill is running until each of its requests has finished
+    (then `done`, as read; see models/backfill_store.py) or it is cancelled."""
+
+    RUNNING = "running"
+    DONE = "done"
     CANCELLED = "cancelled"
 
 
@@ -85,6 +95,7 @@ class SlotFate(StrEnum):
     COALESCED = "coalesced"  # fell due before a late run started, which stood for it
     MISSED = "missed"  # past its start deadline, or outside the catch-up window
     PAUSED = "paused"  # fell due while the producer or its workflow was paused
+    EXCLUDED = "excluded"  # an entry's fire time that an exclusion (`exclude:`) dropped
 
 
 class OverlapPolicy(StrEnum):

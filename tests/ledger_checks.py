@@ -9,6 +9,7 @@ from sqlalchemy import Engine, select
 from models.schedules import Schedule
 from models.slot_ledger_store import SlotOutcomeRecord
 from models.tables import slot_outcomes
+from models.vocabulary import SlotFate
 
 
 def ledger_rows(engine: Engine, workflow_id: int, producer: str) -> list[SlotOutcomeRecord]:
@@ -27,7 +28,8 @@ def coverage_problems(
 ) -> list[str]:
     """What breaks the promise for the due slots from `first` (a slot) up to `end`: a slot
     with no outcome or with several, a row starting on an instant that is no slot, or a
-    range whose count is wrong. Empty when the ledger is exact."""
+    range whose count is wrong (an `excluded` range stands for no slot). Empty when the ledger
+    is exact."""
     slots = []
     moment: datetime | None = first
     while moment is not None and moment < end:
@@ -40,6 +42,8 @@ def coverage_problems(
             problems.append(f"{slot.isoformat()}: {len(covering)} outcomes {covering}")
     due = set(slots)
     for row in rows:
+        if row.outcome == SlotFate.EXCLUDED:
+            continue  # fire times an exclusion dropped: no slots, so none of them is due
         if row.slot not in due and row.slot < end:
             problems.append(f"row at {row.slot.isoformat()} is not a due slot: {row}")
         inside = [slot for slot in slots if row.covers(slot)]

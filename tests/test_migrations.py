@@ -11,6 +11,8 @@ from sqlalchemy import Engine, bindparam, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from models import migrate
+from models.backfill_plan import BackfillRange
+from models.backfill_store import BackfillStore, SlotRequest
 from models.change_store import ChangeAuthor, ChangeStore
 from models.db import make_engine
 from models.heartbeat_store import HeartbeatStore
@@ -82,6 +84,7 @@ def test_upgrade_twice_is_a_no_op(db_url: str) -> None:
             conn=conn,
         )
     HeartbeatStore(engine).register(host="h1", pid=1, version="0.1.0", now=now)
+    _backfill_one_slot(engine, workflow.id, now - timedelta(seconds=30), now)
     paused = LedgerEntry(slot=now, outcome=SlotFate.PAUSED, reason="paused", policy="paused")
     RunPath(engine).record_outcomes(Ledger(workflow.id, "poll", (paused,)), now=now)
     before = table_dump(engine)
@@ -374,7 +377,7 @@ def _table(engine: Engine, table: str) -> list[tuple[object, ...]]:
 
 # The revision the producer-changes migration (0008) follows (re-chained at merge: change only
 # this).
-PRODUCER_CHANGES_PREVIOUS_REVISION = "0006"
+PRODUCER_CHANGES_PREVIOUS_REVISION = "0007"
 
 
 def test_0008_adds_producer_history_entries_to_a_populated_database_and_downgrades(
@@ -440,4 +443,87 @@ def test_0008_adds_producer_history_entries_to_a_populated_database_and_downgrad
         conn.execute(insert, {"w": "prices", "v": 2, "a": "deploy", "note": None, "now": now})
     with pytest.raises(IntegrityError), engine.begin() as conn:
         conn.execute(insert, {"w": "prices", "v": 3, "a": "auto_pause", "note": None, "now": now})
+    engine.dispose()
+
+
+# The revision the backfills' migration follows (re-chained at merge: change only this).
+BACKFILL_PREVIOUS_REVISION = "0006"
+
+
+def _backfill_one_slot(engine: Engine, workflow_id: int, slot: datetime, now: datetime) -> None:
+    """A backfill of producer `poll` with one pending request, at `slot`."""
+    BackfillStore(engine).create(
+        workflow_id=workflow_id,
+        producer_name="poll",
+        slots=BackfillRange(slot, slot, (slot,)),
+        requests=[SlotRequest(slot, "token-b", f"prices.poll@{slot.isoformat()}", now)],
+        rate=10.0,
+        actor="ops@host",
+        note=None,
+        lease=timedelta(seconds=30),
+        now=now,
+    )
+
+
+def test_0007_adds_backfills_to_a_populated_database_and_downgrades(empty_db_url: str) -> None:
+    """previous -> 0007 keeps every run row and the pending-request index, and a backfill's
+    request and an excluded ledger range can be recorded; 0007 -> previous keeps every run
+    row, a backfill's run as a manual one (its request that never started skipped), an
+    excluded range as missed, and drops the backfill tables."""
+    engine = make_engine(empty_db_url)
+    migrate.upgrade(engine, BACKFILL_PREVIOUS_REVISION)
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    workflow = new_workflow(engine, "prices", {"name": "prices"}, now=now)
+    ProducerScheduleStore(engine).upsert(schedule_spec(workflow.id, next_run_at=now), now=now)
+    RunPath(engine).begin_run(
+        workflow_id=workflow.id,
+        producer_name="poll",
+        scheduled_for=now - timedelta(seconds=60),
+        trigger="schedule",
+        task_id="prices.poll@1",
+        now=now,
+    )
+    RunStore(engine).request_trigger(
+        workflow_id=workflow.id,
+        producer_name="poll",
+        scheduled_for=now + timedelta(hours=1),
+        trigger_token="token-m",
+        task_id="prices.poll@2",
+        now=now,
+    )
+    before = _rows(engine, OLD_TABLES)
+    assert len(before["producer_runs"]) == 2
+
+    migrate.upgrade(engine, "0007")
+    assert _rows(engine, OLD_TABLES) == before
+    indexes = {index["name"] for index in inspect(engine).get_indexes("producer_runs")}
+    assert "ix_producer_runs_pending" in indexes
+    _backfill_one_slot(engine, workflow.id, now - timedelta(seconds=30), now)
+    assert len(_table(engine, "backfills")) == 1
+    backfilled = RunStore(engine).get_slot(workflow.id, "poll", now - timedelta(seconds=30))
+    assert backfilled is not None and backfilled.trigger == "backfill"
+    excluded = LedgerEntry(
+        slot=now + timedelta(hours=12),
+        range_end=now + timedelta(hours=18),
+        slot_count=None,
+        outcome=SlotFate.EXCLUDED,
+        reason="excluded by the producer's exclusions",
+        policy="exclude",
+    )
+    RunPath(engine).record_outcomes(Ledger(workflow.id, "poll", (excluded,)), now=now)
+
+    migrate.downgrade(engine, BACKFILL_PREVIOUS_REVISION)
+    assert not {"backfills", "backfill_slots"} & set(inspect(engine).get_table_names())
+    runs = _table(engine, "producer_runs")
+    assert runs[:2] == before["producer_runs"]
+    assert len(runs) == 3
+    kept = RunStore(engine).get_slot(workflow.id, "poll", now - timedelta(seconds=30))
+    assert kept is not None and (kept.trigger, kept.status) == ("manual", "skipped")
+    [ledger] = _table(engine, "slot_outcomes")
+    assert ledger[1:3] == (workflow.id, "poll")
+    assert "missed" in ledger and "excluded by the producer's exclusions" in ledger
+    indexes = {index["name"] for index in inspect(engine).get_indexes("producer_runs")}
+    assert "ix_producer_runs_pending" in indexes
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(text("UPDATE producer_runs SET trigger = 'backfill'"))
     engine.dispose()

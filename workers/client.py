@@ -35,15 +35,19 @@ from kombu.exceptions import OperationalError
 from sqlalchemy import Engine
 
 from beat.dispatch import PRODUCERS_QUEUE, RUN_PRODUCER, run_producer_call
+from models.backfill_plan import BackfillRange, backfill_range
+from models.backfill_store import BackfillProgress, BackfillRecord, BackfillStore, SlotRequest
 from models.change_store import MAX_VERSION, ChangeAuthor, ChangeRecord, ChangeStore
 from models.db import make_engine, redact_url
 from models.definitions import SLUG_PATTERN, WorkflowDefinition, parse_definition
 from models.errors import (
+    BackfillRangeError,
     BrokerUnreachableError,
     DefinitionError,
     DrumlineError,
     LifecycleError,
     NoAnswerError,
+    ProducerNotFoundError,
     TriggerRefusedError,
     TriggerTimeError,
     VersionNotFoundError,
@@ -76,6 +80,10 @@ POLL_S = 0.2
 TOKEN_BYTES = 16
 # How far ahead `trigger(at=...)` may record a one-off run.
 MAX_TRIGGER_AHEAD = timedelta(days=366)
+# How fast beat sends a backfill's requests, in runs per second.
+DEFAULT_BACKFILL_RATE = 10.0
+MAX_BACKFILL_RATE = 1000.0
+MIN_BACKFILL_RATE = 0.01
 
 
 def default_actor() -> str:
@@ -308,6 +316,89 @@ class Drumline:
             )
         return cancelled
 
+    def plan_backfill(
+        self, name: str, producer: str, *, start: datetime, end: datetime
+    ) -> tuple[BackfillRange, list[datetime]]:
+        """What `backfill` would do now, writing nothing: the schedule's slots in [start, end]
+        before the producer's next run, and those of them it would run (no successful run
+        yet). BackfillRangeError names the argument at fault; an unknown workflow or producer
+        and a paused one are refused too."""
+        workflow, row = self._backfilled_producer(name, producer)
+        schedule = schedule_from_row(row.schedule_type, row.schedule_value, row.timezone)
+        slots = backfill_range(schedule, start, end, now=utc_now(), before=row.next_run_at)
+        return slots, BackfillStore(self.engine).unrun(workflow.id, producer, slots)
+
+    def backfill(
+        self,
+        name: str,
+        producer: str,
+        *,
+        start: datetime,
+        end: datetime,
+        rate: float = DEFAULT_BACKFILL_RATE,
+        note: str | None = None,
+    ) -> BackfillRecord:
+        """Run every slot of `producer`'s schedule in [start, end] that has no successful run
+        yet, oldest first, once each, `rate` a second: recorded as a backfill and one pending
+        request per slot, which beat sends (so no worker needs to stay up for it). A slot with
+        a run row that did not fail is left alone. Progress: `backfills(name)`."""
+        checked_rate(rate)
+        ChangeAuthor(self.actor, note)  # refuses a note the record cannot hold
+        slots, unrun = self.plan_backfill(name, producer, start=start, end=end)
+        workflow = self.workflow(name)
+        now = utc_now()
+        requests = []
+        for index, slot in enumerate(unrun):
+            token = secrets.token_hex(TOKEN_BYTES)
+            task_id, _ = run_producer_call(
+                workflow.id, workflow.name, producer, slot, trigger_token=token
+            )
+            not_before = now + timedelta(seconds=index / rate)
+            requests.append(SlotRequest(slot, token, task_id, not_before))
+        return BackfillStore(self.engine).create(
+            workflow_id=workflow.id,
+            producer_name=producer,
+            slots=slots,
+            requests=requests,
+            rate=rate,
+            actor=self.actor,
+            note=note,
+            lease=self.settings.lease,
+            now=now,
+        )
+
+    def cancel_backfill(self, backfill_id: int) -> tuple[BackfillRecord, int]:
+        """Withdraw a running backfill's requests that have not started (each recorded skipped,
+        `cancelled`); returns it and how many were withdrawn. TriggerRefusedError if no
+        backfill of that id is running."""
+        cancelled = BackfillStore(self.engine).cancel(backfill_id, utc_now())
+        if cancelled is None:
+            raise TriggerRefusedError(
+                f"no running backfill {backfill_id}: nothing was cancelled "
+                "(`drumline status NAME` lists the running backfills)"
+            )
+        return cancelled
+
+    def backfills(self, name: str) -> list[BackfillProgress]:
+        """The workflow's running backfills and how far each has come, newest first."""
+        return BackfillStore(self.engine).progress(self.workflow(name).id)
+
+    def _backfilled_producer(
+        self, name: str, producer: str
+    ) -> tuple[WorkflowRecord, ScheduleRecord]:
+        workflow = self.workflow(name)
+        row = ProducerScheduleStore(self.engine).get(workflow.id, producer)
+        if row is None:
+            raise ProducerNotFoundError(
+                f"workflow {workflow.name!r} has no producer '{loggable(producer)}'",
+                {"workflow": workflow.name, "producer": loggable(producer)},
+            )
+        if workflow.status == WorkflowStatus.PAUSED or row.paused:
+            raise TriggerRefusedError(
+                f"{workflow.name}.{producer} is paused, so nothing was backfilled: resume it first"
+            )
+        return workflow, row
+
     # --- reads: straight from the database -------------------------------------------------
 
     def plan(self, definition: WorkflowDefinition | Mapping[str, Any]) -> DeployPlan:
@@ -413,6 +504,15 @@ class Drumline:
                 f"cannot reach the broker at {where} (DRUMLINE_BROKER_URL, or the Redis of a"
                 f" `drumline up` running on DRUMLINE_DATA_DIR): {exc}"
             ) from None
+
+
+def checked_rate(rate: float) -> float:
+    """A backfill's rate within bounds, else BackfillRangeError naming `--rate`."""
+    if not MIN_BACKFILL_RATE <= rate <= MAX_BACKFILL_RATE:
+        raise BackfillRangeError(
+            "--rate", f"{rate:g}/s is not between {MIN_BACKFILL_RATE:g} and {MAX_BACKFILL_RATE:g}"
+        )
+    return rate
 
 
 def _later_slot(row: ScheduleRecord, at: datetime, now: datetime) -> datetime:

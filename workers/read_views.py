@@ -7,6 +7,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from models.backfill_store import BackfillProgress, BackfillRecord
 from models.change_store import ChangeRecord
 from models.log_text import last_line, loggable
 from models.read_models import ProducerStatus, WorkflowOverview
@@ -112,6 +113,31 @@ def triggered_view(workflow: str, run: RunRecord) -> dict[str, Any]:
         "error": run.error,
         "result": run.result,
     }
+
+
+def backfill_view(backfill: BackfillRecord, progress: BackfillProgress | None = None) -> JSONDict:
+    """A backfill as `backfill --json` shows it, and its progress in `status --json`."""
+    view: JSONDict = {
+        "id": backfill.id,
+        "producer": backfill.producer_name,
+        "from": backfill.range_start.isoformat(),
+        "to": backfill.range_end.isoformat(),
+        "rate": backfill.rate,
+        "status": backfill.status if progress is None else progress.status,
+        "actor": loggable(backfill.actor),
+        "note": None if backfill.note is None else loggable(backfill.note, 300),
+        "slots": backfill.slot_count,
+        "total": backfill.requested,
+        "created_at": backfill.created_at.isoformat(),
+    }
+    if progress is not None:
+        view |= {
+            "done": progress.done,
+            "failed": progress.failed,
+            "pending": progress.pending,
+            "running": progress.running,
+        }
+    return view
 
 
 def plan_view(plan: DeployPlan) -> JSONDict:

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from workers.cli.backfill_command import backfill
 from workers.cli.dead_letters_command import dead_letters
 from workers.cli.flower_command import flower
 from workers.cli.history_commands import diff, history
@@ -62,6 +63,7 @@ for command in (
     why,
     trigger,
     cancel,
+    backfill,
     dead_letters,
     up,
     flower,

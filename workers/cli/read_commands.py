@@ -25,6 +25,7 @@ from workers.cli.context import (
     when,
 )
 from workers.read_views import (
+    backfill_view,
     outcomes_view,
     paused_by,
     producer_view,
@@ -68,6 +69,7 @@ def status(ctx: CliContext, name: str, as_json: bool) -> None:
     statuses = producer_status(ctx.engine, workflow_id=workflow.id)
     rows = [p.schedule for p in statuses]
     producers = [producer_view(p) for p in statuses]
+    backfills = [backfill_view(b.backfill, b) for b in ctx.client(database=True).backfills(name)]
     if as_json:
         print_json(
             {
@@ -75,6 +77,7 @@ def status(ctx: CliContext, name: str, as_json: bool) -> None:
                 "status": workflow.status,
                 "version": workflow.version,
                 "producers": producers,
+                "backfills": backfills,
             }
         )
         return
@@ -101,6 +104,13 @@ def status(ctx: CliContext, name: str, as_json: bool) -> None:
             Text(view["last_failure"] or "-"),
         )
     console().print(table)
+    for backfill in backfills:
+        click.echo(
+            f"backfill {backfill['id']} of {loggable(backfill['producer'])} "
+            f"({backfill['from']} to {backfill['to']}, {backfill['rate']:g}/s): "
+            f"{backfill['status']}, {backfill['done']}/{backfill['total']} done, "
+            f"{backfill['failed']} failed, {backfill['pending']} pending"
+        )
 
 
 @click.command()

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from models.backfill_store import BackfillStore
 from models.change_store import MAX_NOTE_CHARS
 from models.definitions import parse_definition
 from models.errors import DefinitionError, DrumlineError
@@ -22,6 +23,7 @@ from models.run_store import RunStore
 from models.slot_ledger_store import recent_outcomes
 from models.workflow_store import WorkflowStore
 from workers.read_views import (
+    backfill_view,
     history_view,
     outcomes_view,
     producer_view,
@@ -108,6 +110,10 @@ class Api:
             "status": record.status,
             "version": record.version,
             "producers": [producer_view(p) for p in producers],
+            "backfills": [
+                backfill_view(b.backfill, b)
+                for b in BackfillStore(self.web.engine).progress(record.id)
+            ],
         }
 
     def runs(self, request: Request) -> Any:

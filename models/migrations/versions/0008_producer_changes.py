@@ -15,7 +15,7 @@ Downgrade drops the producer entries (the old schema has one entry per version a
 know their actions); every workflow-wide entry is kept.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0006"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
