@@ -16,6 +16,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -119,6 +120,7 @@ def _search(rig: _Rig, results: Results, plan: SearchPlan) -> float:
             backlog_start=load.backlog_start,
             backlog_end=load.backlog_end,
             started_ms=percentiles(load.started_ms()),
+            cpu_pressure=load.cpu_pressure,
             kept_up=ok,
         )
         step(
@@ -148,6 +150,7 @@ class _Load:
     backlog_start: int
     backlog_end: int
     cpu_cores: dict[str, float]  # CPU seconds per second of the window, by kind of process
+    cpu_pressure: float | None  # share of the window some runnable task waited for a core
 
     def started_ms(self) -> list[float]:
         return [(started - at).total_seconds() * 1000 for _, at, started in self.runs]
@@ -168,6 +171,7 @@ class _Load:
             "started_ms": percentiles(self.started_ms()),
             "parts_ms": self._parts(),
             "cpu_cores": self.cpu_cores,
+            "cpu_pressure": self.cpu_pressure,
         }
 
     def _parts(self) -> dict[str, dict[str, float]]:
@@ -262,9 +266,11 @@ class _Rig:
         _sleep_until(start)
         backlog_start = int(self.client.llen(PRODUCERS_QUEUE)) if self.workers else 0
         cpu_before = {**cpu_seconds(self.kinds), MACHINE: _busy_seconds()}
+        stalled_before = _cpu_stalled_seconds()
         _sleep_until(end)
         backlog_end = int(self.client.llen(PRODUCERS_QUEUE)) if self.workers else 0
         cpu = {**cpu_seconds(self.kinds), MACHINE: _busy_seconds()}
+        stalled = _cpu_stalled_seconds()
         _sleep_until(end + timedelta(seconds=GRACE_S))
         in_time = len(_runs(self.engine, start, end))
         assert self.events is not None
@@ -286,6 +292,9 @@ class _Rig:
             backlog_start=backlog_start,
             backlog_end=backlog_end,
             cpu_cores={kind: (cpu[kind] - cpu_before[kind]) / window_s for kind in cpu},
+            cpu_pressure=None
+            if stalled is None or stalled_before is None
+            else (stalled - stalled_before) / window_s,
         )
 
     def _retire(self) -> None:
@@ -314,6 +323,17 @@ def _busy_seconds() -> float:
     times = psutil.cpu_times()
     busy = ("user", "nice", "system", "irq", "softirq")  # guest time is counted in user
     return float(sum(getattr(times, name, 0.0) for name in busy))
+
+
+def _cpu_stalled_seconds() -> float | None:
+    """Seconds in which some runnable task waited for a core (Linux PSI), if the kernel
+    reports it: the share of a window spent so is how contended the cores were."""
+    try:
+        first = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    total = dict(part.split("=", 1) for part in first.split()[1:]).get("total")
+    return None if total is None else int(total) / 1e6
 
 
 def _sleep_until(at: datetime) -> None:

@@ -128,6 +128,7 @@ def lateness_table(results: Results) -> str:
                 started["max"],
                 _parts(r.get("parts_ms")),
                 ", ".join(f"{k} {v:.2f}" for k, v in r.get("cpu_cores", {}).items()),
+                _percent(r.get("cpu_pressure")),
             ]
         )
     headers = [
@@ -146,6 +147,7 @@ def lateness_table(results: Results) -> str:
         "started max",
         "p99 of: queue / pool pipe / start statement, ms",
         "CPU cores busy in the window",
+        "CPU pressure (some)",
     ]
     return _table(headers, rows)
 
@@ -154,6 +156,10 @@ def _parts(parts: dict[str, dict[str, float]] | None) -> str:
     if not parts or not any(part["n"] for part in parts.values()):
         return ""
     return " / ".join(_fmt(part["p99"]) for part in parts.values())
+
+
+def _percent(share: float | None) -> str:
+    return "n/a" if share is None else f"{share:.0%}"
 
 
 def lateness_search_table(results: Results) -> str:
@@ -165,6 +171,7 @@ def lateness_search_table(results: Results) -> str:
             f"{r['backlog_start']} -> {r['backlog_end']}",
             r["started_ms"]["p50"],
             r["started_ms"]["p99"],
+            _percent(r.get("cpu_pressure")),
             "kept up" if r["kept_up"] else "fell behind",
         ]
         for r in results.rows("lateness_search")
@@ -176,6 +183,7 @@ def lateness_search_table(results: Results) -> str:
         "queue length, window start -> end",
         "started p50, ms",
         "started p99, ms",
+        "CPU pressure (some)",
         "2 worker processes",
     ]
     return _table(headers, rows)
@@ -265,6 +273,17 @@ def targets(results: Results) -> list[Row]:
                 2.0,
             )
         )
+    for store in ("sqlite", "postgresql"):
+        on = results.find("dispatch", sender="drumline beat", store=store)
+        off = results.find("dispatch", sender="drumline beat, task-sent events off", store=store)
+        if on is not None and off is not None:
+            out.append(
+                _target(
+                    f"dispatch, task-sent events on / off ({store})",
+                    _ratio(on["rate"], off["rate"]),
+                    0.75,
+                )
+            )
     # Like for like: each sender with and without a task-sent event per message.
     raw_events = results.find("dispatch", sender="raw send_task, drumline's Celery settings")
     for store in ("sqlite", "postgresql"):
