@@ -88,7 +88,8 @@ def run(infra: Infra, results: Results, plan: LatenessPlan) -> None:
         with infra.database(store) as url, _Rig(infra, store, url) as rig:
             kept_up = _search(rig, results, plan.search)
             for share in plan.search.shares:
-                per_s = share * kept_up
+                # If even the first step fell behind, the shares are of that step's rate.
+                per_s = share * (kept_up or plan.search.first_per_s)
                 step(f"lateness: {store}: kept up with {kept_up:.0f} due/s; at {per_s:.0f}")
                 load = rig.load(per_s, plan.interval_s, plan.seconds)
                 row = load.row(store, "2 worker processes")
@@ -107,7 +108,7 @@ def _add(results: Results, row: dict[str, Any]) -> None:
 
 
 def _search(rig: _Rig, results: Results, plan: SearchPlan) -> float:
-    """The highest due/s of the steps that kept up (the first step's if none did)."""
+    """The highest due/s of the steps that kept up (0 if none did)."""
     per_s, kept_up = plan.first_per_s, 0.0
     while per_s <= plan.max_per_s:
         load = rig.load(per_s, plan.interval_s, plan.window_s)
@@ -134,7 +135,7 @@ def _search(rig: _Rig, results: Results, plan: SearchPlan) -> float:
             break
         kept_up = per_s
         per_s *= plan.factor
-    return kept_up or plan.first_per_s
+    return kept_up
 
 
 @dataclass
