@@ -137,7 +137,13 @@ def main(argv: list[str] | None = None) -> int:
             keys = list(rows[0])
             print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
             for row in rows:
-                print("| " + " | ".join(f"{row[k]:,.1f}" for k in keys) + " |")
+                print(
+                    "| "
+                    + " | ".join(
+                        f"{row[k]:,}" if k == "claimed" else f"{row[k]:,.1f}" for k in keys
+                    )
+                    + " |"
+                )
     return 0
 
 
