@@ -139,7 +139,7 @@ def _search(rig: _Rig, results: Results, plan: SearchPlan) -> float:
 
 
 @dataclass
-class _Load:
+class LoadWindow:
     """What one load's window saw: its slots' messages and runs, and the queue's length."""
 
     per_s: float
@@ -255,7 +255,7 @@ class _Rig:
             self.engine.dispose()
             self.app.close()
 
-    def load(self, per_s: float, interval_s: float, window_s: float) -> _Load:
+    def load(self, per_s: float, interval_s: float, window_s: float) -> LoadWindow:
         """`per_s` due each second from fresh producers; the window opens one interval after
         their first slot (`interval_s` = 0: the first slots are the window)."""
         producers = max(1, round(per_s * interval_s))
@@ -283,7 +283,7 @@ class _Rig:
             wait_for(lambda: len(_runs(self.engine, start, end)) >= len(messages), 15, 0.5)
         runs = _runs(self.engine, start, end)
         self._retire()
-        return _Load(
+        return LoadWindow(
             per_s=per_s,
             producers=producers,
             interval_s=interval_s,
