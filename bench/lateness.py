@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import statistics
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,7 +26,7 @@ from celery import Celery
 from sqlalchemy import Engine, select, update
 
 from beat.dispatch import PRODUCERS_QUEUE
-from bench.cpu import PidLister, cpu_seconds, postgres_pids
+from bench.cpu import PidLister, cpu_seconds, process_tree
 from bench.infra import Infra, analyze, drumline_app, drumline_env, step, wait_for
 from bench.procs import BEAT_READY, beat_args, running, worker_args
 from bench.report import Results
@@ -38,6 +39,7 @@ from models.types import utc_now
 LEAD_S = 3.0  # seconds between seeding and the first slot: beat's next tick sees them
 GRACE_S = 1.0  # after a window closes, before its slots are counted
 MACHINE = "machine, all processes"
+QUEUE_POLL_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,8 @@ class SearchPlan:
     interval_s: float = 5.0
     window_s: float = 10.0
     # Kept up: this share of the window's slots started within GRACE_S of its end, and the
-    # queue held less than `backlog_s` of due slots when the window closed.
+    # queue's median length grew by less than `backlog_s` of due slots from the window's first
+    # third to its last (one sample at the end is too noisy: a batch may have just arrived).
     started_share: float = 0.95
     backlog_s: float = 0.25
     # The measured loads, as shares of the highest rate kept up with.
@@ -113,7 +116,8 @@ def _search(rig: _Rig, results: Results, plan: SearchPlan) -> float:
     while per_s <= plan.max_per_s:
         load = rig.load(per_s, plan.interval_s, plan.window_s)
         share = load.started_in_time / load.expected if load.expected else 0.0
-        ok = share >= plan.started_share and load.backlog_end <= per_s * plan.backlog_s
+        growth = load.backlog_end - load.backlog_start
+        ok = share >= plan.started_share and growth <= per_s * plan.backlog_s
         results.add(
             "lateness_search",
             store=rig.store,
@@ -128,8 +132,8 @@ def _search(rig: _Rig, results: Results, plan: SearchPlan) -> float:
         )
         step(
             f"lateness search: {rig.store}: {per_s:.0f} due/s: {load.started_in_time}/"
-            f"{load.expected} started in time, queue {load.backlog_start} -> {load.backlog_end}:"
-            f" {'kept up' if ok else 'fell behind'}"
+            f"{load.expected} started in time, median queue {load.backlog_start:g} -> "
+            f"{load.backlog_end:g}: {'kept up' if ok else 'fell behind'}"
         )
         if not ok:
             break
@@ -150,8 +154,8 @@ class LoadWindow:
     messages: dict[str, TaskTimes]  # by task id
     runs: list[tuple[str | None, datetime, datetime]]  # (task id, scheduled_for, started_at)
     started_in_time: int
-    backlog_start: int
-    backlog_end: int
+    backlog_start: float  # the queue's median length in the window's first third
+    backlog_end: float  # and in its last third
     cpu_cores: dict[str, float]  # CPU seconds per second of the window, by kind of process
     cpu_pressure: float | None  # share of the window some runnable task waited for a core
 
@@ -240,7 +244,7 @@ class _Rig:
                 "bench (event receiver)": lambda: [os.getpid()],
             }
             if self.store == "postgresql":
-                self.kinds["postgres"] = postgres_pids
+                self.kinds["postgres"] = lambda: process_tree(self.infra.pg_pid)
         except BaseException:
             self.__exit__()
             raise
@@ -267,11 +271,11 @@ class _Rig:
         start = first + timedelta(seconds=interval_s if self.workers else 0)
         end = start + timedelta(seconds=window_s)
         _sleep_until(start)
-        backlog_start = int(self.client.llen(PRODUCERS_QUEUE)) if self.workers else 0
         cpu_before = {**cpu_seconds(self.kinds), MACHINE: _busy_seconds()}
         stalled_before = _cpu_stalled_seconds()
-        _sleep_until(end)
-        backlog_end = int(self.client.llen(PRODUCERS_QUEUE)) if self.workers else 0
+        queue = self._queue_lengths(end)
+        third = max(1, len(queue) // 3)
+        backlog_start, backlog_end = _median(queue[:third]), _median(queue[-third:])
         cpu = {**cpu_seconds(self.kinds), MACHINE: _busy_seconds()}
         stalled = _cpu_stalled_seconds()
         _sleep_until(end + timedelta(seconds=GRACE_S))
@@ -300,6 +304,16 @@ class _Rig:
             else (stalled - stalled_before) / window_s,
         )
 
+    def _queue_lengths(self, until: datetime) -> list[int]:
+        """The `producers` queue's length every `QUEUE_POLL_S` until `until` (none without
+        workers: nothing consumes it then)."""
+        lengths = []
+        while (left := (until - utc_now()).total_seconds()) > 0:
+            if self.workers:
+                lengths.append(int(self.client.llen(PRODUCERS_QUEUE)))
+            time.sleep(min(QUEUE_POLL_S, left))
+        return lengths
+
     def _retire(self) -> None:
         """Every producer a day away and unclaimed (a run still in flight then commits
         nothing), and the queue emptied: the next load starts from an idle system."""
@@ -319,6 +333,10 @@ def _beat_alone(infra: Infra, plan: LatenessPlan, store: str, url: str) -> dict[
         # Without workers nothing commits, so each producer's first slot is its only one.
         load = rig.load(per_s, plan.interval_s, plan.interval_s)
     return load.row(store, "none (beat alone)")
+
+
+def _median(values: list[int]) -> float:
+    return float(statistics.median(values)) if values else 0.0
 
 
 def _busy_seconds() -> float:
