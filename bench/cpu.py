@@ -27,9 +27,13 @@ def cpu_seconds(kinds: Mapping[str, PidLister]) -> dict[str, float]:
     return totals
 
 
-def postgres_pids() -> list[int]:
-    """The PostgreSQL server and its backends (pgserver's, the only one on a bench machine)."""
-    return [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants: one server's processes only (other jobs on the machine may
+    run their own PostgreSQL, under the same process name)."""
+    with suppress(psutil.Error):
+        root = psutil.Process(pid)
+        return [pid, *(child.pid for child in root.children(recursive=True))]
+    return []
 
 
 def per_task(

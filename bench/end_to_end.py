@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from bench.apps.common import DONE_KEY, NOOP_TASK, RAW_QUEUE, drumline_celery_settings, plain_app
-from bench.cpu import PidLister, cpu_seconds, describe, per_task, postgres_pids
+from bench.cpu import PidLister, cpu_seconds, describe, per_task, process_tree
 from bench.harness import SendCounter, tick_until
 from bench.infra import Infra, analyze, drumline_app, drumline_env, step, wait_for
 from bench.procs import Child, running, worker_args
@@ -168,7 +168,7 @@ def drumline(
         workdir = infra.scratch("worker")
         args = worker_args("workers.app", "producers", concurrency=CONCURRENCY)
         with running(args, env, workdir / "worker.log") as worker:
-            kinds = {**_kinds(infra, worker), "postgres": postgres_pids}
+            kinds = {**_kinds(infra, worker), "postgres": lambda: process_tree(infra.pg_pid)}
             first, before = _at_first(lambda: succeeded_runs(engine), worker, kinds, plan)
             done = wait_for(
                 lambda: succeeded_runs(engine) >= plan.tasks or not worker.alive(),

@@ -54,6 +54,7 @@ class Infra:
     workdir: Path
     redis_server: RedisServer
     pg_admin_url: str
+    pg_pid: int  # the postmaster: its process tree is this run's PostgreSQL
     _counter: int = field(default=0)
     _django_url: str | None = field(default=None)
 
@@ -130,7 +131,10 @@ def infrastructure(workdir: Path) -> Iterator[Infra]:
         try:
             admin = make_url(pg.get_uri()).set(drivername="postgresql+psycopg")
             step("postgresql (pgserver) ready")
-            yield Infra(workdir, server, admin.render_as_string(hide_password=False))
+            pid = pg.get_pid()
+            if pid is None:
+                raise RuntimeError("pgserver reports no running postmaster")
+            yield Infra(workdir, server, admin.render_as_string(hide_password=False), pid)
         finally:
             pg.cleanup()
 
