@@ -272,6 +272,8 @@ class _Call:
 
 
 def _slot_call(slot: ClaimedSlot) -> _Call:
+    """A slot's message. A slot sent again after its lease ran out gets a task id of its own
+    (see `_resent_id`); the first send keeps the plain `<workflow>.<producer>@<slot>`."""
     task_id, kwargs = run_producer_call(
         slot.workflow_id,
         slot.workflow_name,
@@ -279,13 +281,14 @@ def _slot_call(slot: ClaimedSlot) -> _Call:
         slot.scheduled_for,
         claim_token=slot.claim_token,
     )
+    if slot.lease_expired:
+        task_id = _resent_id(task_id, slot.claimed_until)
     return _Call(task_id, kwargs, slot.message_expires)
 
 
 def _trigger_call(request: DueTrigger) -> _Call:
-    """A trigger request's message. Its task id ends with its claim's end (`~<unix time>`):
-    a worker that received an earlier copy after it expired (one restored from a dead worker)
-    remembers that id as revoked and would discard every later copy under the same id."""
+    """A trigger request's message; it may be sent again each lease, so its id is always
+    marked with its claim (see `_resent_id`)."""
     task_id, kwargs = run_producer_call(
         request.workflow_id,
         request.workflow_name,
@@ -293,9 +296,14 @@ def _trigger_call(request: DueTrigger) -> _Call:
         request.scheduled_for,
         trigger_token=request.trigger_token,
     )
-    return _Call(
-        f"{task_id}~{request.claimed_until.timestamp():.0f}", kwargs, request.claimed_until
-    )
+    return _Call(_resent_id(task_id, request.claimed_until), kwargs, request.claimed_until)
+
+
+def _resent_id(task_id: str, claimed_until: datetime) -> str:
+    """`task_id` ending with its claim's end (`~<unix time>`). A worker that received an earlier
+    copy after it expired (one restored from a dead worker) remembers that id as revoked for
+    hours (Celery's `revoked_tasks`) and would discard every later copy under the same id."""
+    return f"{task_id}~{claimed_until.timestamp():.0f}"
 
 
 @dataclass(frozen=True)

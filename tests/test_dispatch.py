@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,22 @@ def test_the_message_and_the_task_sent_event_are_those_celery_sends(
     [ours_sent], [theirs_sent] = our_event["body"], their_event["body"]
     assert ours_sent["type"] == "task-sent" and ours_sent["uuid"] == task_id
     assert ours_sent["clock"] < theirs_sent["clock"], "one Lamport clock"
+
+
+def test_a_slot_sent_again_after_its_lease_ran_out_has_a_task_id_of_its_own(
+    app: Celery, redis_client: redis.Redis
+) -> None:
+    # A worker that got the first copy after it expired keeps its id as revoked, and would
+    # drop the slot's every later copy under that id: the re-sent slot must not reuse it.
+    first = a_slot()
+    again = replace(first, claimed_until=first.claimed_until + timedelta(seconds=300))
+    resent = replace(again, claim_token="token-1-r", lease_expired=True)
+    with app.producer_or_acquire() as producer:
+        ids = RunProducerPublisher(app).publish_batch(producer, [first, resent])
+    messages = [popped(redis_client), popped(redis_client)]
+    plain = f"wf.p@{first.scheduled_for.isoformat()}"
+    assert ids == [plain, f"{plain}~{again.claimed_until.timestamp():.0f}"]
+    assert sorted(m["headers"]["id"] for m in messages) == sorted(ids)
 
 
 def test_a_large_batch_sends_its_events_in_groups_of_at_most_100(
