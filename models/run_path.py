@@ -31,6 +31,7 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    or_,
     select,
     true,
     update,
@@ -684,7 +685,9 @@ def _take_over_running(stmt: Any) -> Any:
             "error": stmt.excluded.error,
             "finished_at": stmt.excluded.finished_at,
         },
-        where=_r.status.in_([RunStatus.RUNNING.value, RunStatus.RETRYING.value]),
+        # Two comparisons, not IN [...]: an IN list is an "expanding" parameter, which makes
+        # SQLAlchemy render the statement's SQL again on every execution.
+        where=or_(_r.status == RunStatus.RUNNING.value, _r.status == RunStatus.RETRYING.value),
     )
 
 
