@@ -38,6 +38,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
+from models.held_connection import HeldConnection
 from models.records import RunRecord, ScheduleRecord, SlotOutcome
 from models.run_store import run_record
 from models.schedule_store import schedule_record
@@ -72,6 +73,9 @@ class RunPath:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._single_statement = engine.dialect.name == "postgresql"
+        # The two steps every scheduled run takes use a connection kept between runs; the
+        # rarer steps check one out of the pool each time.
+        self._held = HeldConnection(engine, autocommit=self._single_statement)
 
     # --- scheduled runs ------------------------------------------------------------------------
 
@@ -104,10 +108,10 @@ class RunPath:
             begin = _begin_params(
                 workflow_id, producer_name, scheduled_for, Trigger.SCHEDULE, task_id, now=now
             )
-            with self._autocommit() as conn:
+            with self._held() as conn:
                 row = conn.execute(_START_PG, claim | begin).first()
             return None if row is None else _started_slot(row)
-        with self.engine.begin() as conn:
+        with self._held() as conn:
             schedule = self.take_claim(
                 workflow_id,
                 producer_name,
@@ -154,11 +158,11 @@ class RunPath:
                 | _finish_params(run, outcome.status, now, duration_ms, error, result)
                 | ledger.params(now)
             )
-            with self._autocommit() as conn:
+            with self._held() as conn:
                 status = conn.execute(_finish_pg(len(ledger.entries)), params).scalar_one_or_none()
             # No row: a later attempt has taken the slot over; its run row is not this one's.
             return RunStatus.SUPERSEDED if status is None else str(status)
-        with self.engine.begin() as conn:
+        with self._held() as conn:
             held = self.commit_slot(schedule_id, claim_token, outcome, now=now, conn=conn)
             status = outcome.status if held else RunStatus.SUPERSEDED
             self.finish_run(
@@ -555,9 +559,6 @@ class RunPath:
                 conn=conn,
             )
         return outcome.status
-
-    def _autocommit(self) -> Connection:
-        return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
 
 
 # --- claims a run takes and gives back ---------------------------------------------------------
