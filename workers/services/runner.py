@@ -111,8 +111,8 @@ Clock = Callable[[], datetime]
 
 
 class SlotRunner:
-    """Runs slots against one database. Cheap to build: `run_producer` makes one per message
-    around its process's shared engine."""
+    """Runs slots against one database. Keeps nothing about any slot or schedule between runs
+    (each run reads its slot under its token), so `run_producer` keeps one per process."""
 
     def __init__(
         self,
