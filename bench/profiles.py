@@ -3,11 +3,16 @@
     python -m bench.profiles dispatch [--store sqlite|postgresql] [--due 10000]
     python -m bench.profiles worker [--store ...] [--tasks 3000] [--seconds 10]
     python -m bench.profiles beat [--store ...] [--producers 2000] [--seconds 10]
+    python -m bench.profiles runpath [--store ...] [--tasks 3000]
 
 `dispatch` runs drumline's beat in-process under pyinstrument while it claims and sends `--due`
 rows. `worker` preloads `--tasks` run_producer messages, then samples one prefork child of a
 2-process worker with py-spy (`py-spy record --format raw`, summarised by function). `beat`
-samples a real beat process while `--producers` slots fall due over `--seconds`.
+samples a real beat process while `--producers` slots fall due over `--seconds`. `runpath`
+preloads `--tasks` messages the same way, then runs each in-process as a pool child would (the
+boundary's check, then the task) under cProfile counting CPU time, not wall time: drumline's
+own CPU per run, without Celery's consumer and pool, which py-spy's wall-clock samples of a
+child mix with waiting on the database.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -73,6 +79,80 @@ def profile_worker(infra: Infra, store: str, tasks: int, seconds: float) -> str:
             target = children[0] if children else worker.pid
             _py_spy_record(py_spy, target, seconds, out, idle=False)
     return _summary(out)
+
+
+def profile_run_path(infra: Infra, store: str, tasks: int) -> str:
+    """cProfile (CPU time) of `tasks` preloaded run_producer messages run in this process."""
+    import cProfile
+    import io
+    import os
+    import pstats
+
+    from bench.end_to_end import preload_drumline, succeeded_runs
+
+    with _profiled_database(infra, store, "runpath") as (env, engine, _out):
+        preload_drumline(env, engine, tasks)
+        os.environ.update(env)  # the worker's settings are read when its app is imported
+        messages = _queued_messages(infra)
+        from workers.services.run_metrics import enable_run_metrics
+        from workers.tasks.app import settings
+        from workers.tasks.message_boundary import check_message
+        from workers.tasks.run_tasks import run_producer
+
+        enable_run_metrics(settings.metrics_dir, producer_labels=settings.metrics_producer_labels)
+
+        def run_all(batch: list[Any]) -> float:
+            began = time.process_time()
+            for message in batch:
+                check_message(run_producer.name, message, None)
+                args, kwargs, _embed = message.decode()
+                run_producer.apply(args, kwargs, task_id=message.headers["id"])
+            return time.process_time() - began
+
+        # The first half measured plain, the second under the profiler, which adds its own.
+        half = len(messages) // 2
+        plain_s = run_all(messages[:half])
+        plain_runs = succeeded_runs(engine)
+        profiler = cProfile.Profile(time.process_time)
+        profiler.enable()
+        run_all(messages[half:])
+        profiler.disable()
+        committed = succeeded_runs(engine)
+    report = io.StringIO()
+    stats = pstats.Stats(profiler, stream=report)
+    stats.sort_stats("tottime").print_stats(40)
+    stats.sort_stats("cumulative").print_stats(70)
+    per_run = 1000 * plain_s / max(plain_runs, 1)
+    head = f"{len(messages)} messages, {committed} committed runs; unprofiled, the first"
+    head += f" {plain_runs}: CPU {per_run:.2f} ms per run (boundary check + task, in-process)"
+    return f"{head}\n{report.getvalue()}"
+
+
+def _queued_messages(infra: Infra) -> list[Any]:
+    """The messages beat left on the producers queue, as kombu Messages (taken off it)."""
+    import base64
+    import json
+
+    from kombu.message import Message
+
+    from beat.dispatch import PRODUCERS_QUEUE
+
+    client = infra.redis()
+    items = client.lrange(PRODUCERS_QUEUE, 0, -1)
+    client.delete(PRODUCERS_QUEUE)
+    messages = []
+    for item in reversed(items):  # LPUSH, consumed from the right
+        envelope = json.loads(item)
+        messages.append(
+            Message(
+                body=base64.b64decode(envelope["body"]),
+                content_type=envelope["content-type"],
+                content_encoding=envelope["content-encoding"],
+                headers=envelope["headers"],
+                properties=envelope["properties"],
+            )
+        )
+    return messages
 
 
 def profile_beat(infra: Infra, store: str, producers: int, seconds: float) -> str:
@@ -173,7 +253,7 @@ def _short(frame: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.profiles", description=__doc__)
-    parser.add_argument("what", choices=["dispatch", "worker", "beat"])
+    parser.add_argument("what", choices=["dispatch", "worker", "beat", "runpath"])
     parser.add_argument("--store", default="postgresql", choices=["sqlite", "postgresql"])
     parser.add_argument("--due", type=int, default=10_000)
     parser.add_argument("--tasks", type=int, default=3_000)
@@ -186,6 +266,8 @@ def main() -> None:
         with infrastructure(workdir) as infra:
             if args.what == "dispatch":
                 print(profile_dispatch(infra, args.store, args.due))
+            elif args.what == "runpath":
+                print(profile_run_path(infra, args.store, args.tasks))
             elif args.what == "beat":
                 print(profile_beat(infra, args.store, args.producers, args.seconds))
             else:

@@ -82,10 +82,15 @@ def _ping_idle_connections(engine: Engine) -> None:
         checked_in_at = record.info.get("checked_in_at")
         if checked_in_at is None or time.monotonic() - checked_in_at < PING_AFTER_IDLE_S:
             return
-        try:
-            engine.dialect.do_ping(dbapi_connection)
-        except Exception as exc:
-            raise DisconnectionError(f"pooled connection failed its ping: {exc}") from exc
+        ping(engine, dbapi_connection)
+
+
+def ping(engine: Engine, dbapi_connection: Any) -> None:
+    """The dialect's ping; DisconnectionError if the connection is dead."""
+    try:
+        engine.dialect.do_ping(dbapi_connection)
+    except Exception as exc:
+        raise DisconnectionError(f"pooled connection failed its ping: {exc}") from exc
 
 
 def redact_url(url: str) -> str:

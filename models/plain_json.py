@@ -38,54 +38,79 @@ class JsonBounds:
     max_int_digits: int = 30
 
 
+# Where a value sits, rendered only for a refusal: a (parent, key or index) link per level, the
+# root a string. Formatting every child's path up front cost more than checking the value.
+_Where = str | tuple["_Where", str | int]
+
+
 def check_plain_json(value: Any, bounds: JsonBounds, *, path: str = "$") -> None:
     """Raise PlainJsonError naming the first offending path if `value` is not plain JSON within
     `bounds`. The size is an estimate of the compact JSON encoding, accumulated while walking,
     so the walk stops as soon as the bound is passed instead of encoding a huge value first."""
     size = 0
-    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
+    max_depth, max_bytes = bounds.max_depth, bounds.max_bytes
+    stack: list[tuple[Any, _Where, int]] = [(value, path, 0)]
     while stack:
         item, where, depth = stack.pop()
-        if depth > bounds.max_depth:
-            raise PlainJsonError(where, f"nested deeper than {bounds.max_depth} levels")
-        size += _scalar_size(item, where, bounds) if isinstance(item, _SCALARS) else 2
-        if isinstance(item, dict):
+        if depth > max_depth:
+            raise PlainJsonError(_render(where), f"nested deeper than {max_depth} levels")
+        if isinstance(item, str):
+            size += _text_size(item, where) + 2
+        elif isinstance(item, dict):
+            size += 2
             for key, child in item.items():
                 if not isinstance(key, str):
                     kind = type(key).__name__
-                    raise PlainJsonError(where, f"key {key!r} is a {kind}; keys must be strings")
-                _check_text(key, f"{where} key {key[:40]!r}")
-                size += len(key.encode("utf-8", "surrogatepass")) + 4
-                stack.append((child, f"{where}.{key[:40]}", depth + 1))
+                    raise PlainJsonError(
+                        _render(where), f"key {key!r} is a {kind}; keys must be strings"
+                    )
+                size += _text_size(key, where, key=True) + 4
+                stack.append((child, (where, key), depth + 1))
         elif isinstance(item, list):
-            size += len(item)
-            stack.extend((child, f"{where}[{i}]", depth + 1) for i, child in enumerate(item))
-        elif not isinstance(item, _SCALARS):
-            raise PlainJsonError(where, f"a {type(item).__name__} is not plain JSON")
-        if size > bounds.max_bytes:
-            raise PlainJsonError(where, f"larger than {bounds.max_bytes} bytes as JSON")
+            size += 2 + len(item)
+            stack.extend((child, (where, i), depth + 1) for i, child in enumerate(item))
+        elif isinstance(item, _SCALARS):
+            size += _scalar_size(item, where, bounds)
+        else:
+            raise PlainJsonError(_render(where), f"a {type(item).__name__} is not plain JSON")
+        if size > max_bytes:
+            raise PlainJsonError(_render(where), f"larger than {max_bytes} bytes as JSON")
 
 
-def _scalar_size(item: Any, where: str, bounds: JsonBounds) -> int:
-    if isinstance(item, str):
-        _check_text(item, where)
-        return len(item.encode("utf-8", "surrogatepass")) + 2
+def _render(where: _Where) -> str:
+    steps: list[str] = []
+    while isinstance(where, tuple):
+        where, step = where
+        steps.append(f".{step[:40]}" if isinstance(step, str) else f"[{step}]")
+    return where + "".join(reversed(steps))
+
+
+def _scalar_size(item: Any, where: _Where, bounds: JsonBounds) -> int:
     if isinstance(item, bool) or item is None:
         return 5
     if isinstance(item, int):
         # Bounded before converting: str() of a huge int is quadratic, and refused past 4300.
         if abs(item) >= 10**bounds.max_int_digits:
-            raise PlainJsonError(where, f"integer has more than {bounds.max_int_digits} digits")
+            raise PlainJsonError(
+                _render(where), f"integer has more than {bounds.max_int_digits} digits"
+            )
         return len(str(item))
     if not math.isfinite(item):
-        raise PlainJsonError(where, f"{item!r} is not a JSON number")
+        raise PlainJsonError(_render(where), f"{item!r} is not a JSON number")
     return len(repr(item))
 
 
-def _check_text(text: str, where: str) -> None:
+def _text_size(text: str, where: _Where, *, key: bool = False) -> int:
+    """The UTF-8 size of a string or (`key`) of a key of the object at `where`: one encoding
+    both checks it and measures it."""
     if "\x00" in text:
-        raise PlainJsonError(where, "contains a NUL character")
+        raise PlainJsonError(_text_where(text, where, key), "contains a NUL character")
     try:
-        text.encode("utf-8")
+        return len(text.encode("utf-8"))
     except UnicodeEncodeError:
-        raise PlainJsonError(where, "contains a lone surrogate (not valid Unicode)") from None
+        problem = "contains a lone surrogate (not valid Unicode)"
+        raise PlainJsonError(_text_where(text, where, key), problem) from None
+
+
+def _text_where(text: str, where: _Where, key: bool) -> str:
+    return f"{_render(where)} key {text[:40]!r}" if key else _render(where)

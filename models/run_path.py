@@ -31,6 +31,7 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    or_,
     select,
     true,
     update,
@@ -38,6 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 
 from models.change_store import AUTO_PAUSE_ACTOR, DEFAULT_HISTORY_KEPT, record_auto_pause
+from models.held_connection import HeldConnection
 from models.records import RunRecord, ScheduleRecord, SlotOutcome
 from models.run_store import run_record
 from models.schedule_store import schedule_record
@@ -74,6 +76,9 @@ class RunPath:
         self._single_statement = engine.dialect.name == "postgresql"
         # An auto-pause's history entry keeps the newest `history_kept` of its workflow's.
         self.history_kept = history_kept
+        # The two steps every scheduled run takes use a connection kept between runs; the
+        # rarer steps check one out of the pool each time.
+        self._held = HeldConnection(engine, autocommit=self._single_statement)
 
     # --- scheduled runs ------------------------------------------------------------------------
 
@@ -106,10 +111,10 @@ class RunPath:
             begin = _begin_params(
                 workflow_id, producer_name, scheduled_for, Trigger.SCHEDULE, task_id, now=now
             )
-            with self._autocommit() as conn:
+            with self._held() as conn:
                 row = conn.execute(_START_PG, claim | begin).first()
             return None if row is None else _started_slot(row)
-        with self.engine.begin() as conn:
+        with self._held() as conn:
             schedule = self.take_claim(
                 workflow_id,
                 producer_name,
@@ -158,11 +163,13 @@ class RunPath:
                 | _finish_params(run, outcome.status, now, duration_ms, error, result)
                 | ledger.params(now)
             )
-            with self._autocommit() as conn:
+            with self._held() as conn:
                 status = conn.execute(_finish_pg(len(ledger.entries)), params).scalar_one_or_none()
             # No row: a later attempt has taken the slot over; its run row is not this one's.
             return RunStatus.SUPERSEDED if status is None else str(status)
-        with self.engine.begin() as conn:
+        # On PostgreSQL the kept connection is in autocommit: these steps need a transaction.
+        steps = self.engine.begin() if self._single_statement else self._held()
+        with steps as conn:
             held = self.commit_slot(schedule_id, claim_token, outcome, now=now, conn=conn)
             status = outcome.status if held else RunStatus.SUPERSEDED
             self.finish_run(
@@ -564,9 +571,6 @@ class RunPath:
             )
         return outcome.status
 
-    def _autocommit(self) -> Connection:
-        return self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-
 
 # --- claims a run takes and gives back ---------------------------------------------------------
 
@@ -698,7 +702,9 @@ def _take_over_running(stmt: Any) -> Any:
             "error": stmt.excluded.error,
             "finished_at": stmt.excluded.finished_at,
         },
-        where=_r.status.in_([RunStatus.RUNNING.value, RunStatus.RETRYING.value]),
+        # Two comparisons, not IN [...]: an IN list is an "expanding" parameter, which makes
+        # SQLAlchemy render the statement's SQL again on every execution.
+        where=or_(_r.status == RunStatus.RUNNING.value, _r.status == RunStatus.RETRYING.value),
     )
 
 

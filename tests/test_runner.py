@@ -582,3 +582,76 @@ def test_a_result_or_state_over_its_limits_fails_and_stores_nothing(
     row = h.schedule()
     assert (row.state, row.consecutive_failures) == ({"cursor": 7}, 1)
     assert row.next_run_at == T0 + timedelta(seconds=60)
+
+
+# --- the run task's runner, kept per process ---------------------------------------------------
+
+
+def _run_task(slot: Slot) -> dict[str, Any]:
+    """The slot as `drumline.run_producer` runs it in a pool process (eagerly, in this one)."""
+    from workers.tasks import run_tasks
+
+    kwargs = {
+        "workflow_id": slot.workflow_id,
+        "workflow": slot.workflow,
+        "producer": slot.producer,
+        "scheduled_for": slot.scheduled_for.isoformat(),
+        "claim_token": slot.claim_token,
+    }
+    summary: dict[str, Any] = run_tasks.run_producer.apply(kwargs=kwargs, task_id="t").get()
+    return summary
+
+
+@pytest.fixture
+def process_runner(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> tuple[list[Engine], Clock]:
+    """A fresh per-process runner cache whose process engine is the list's only item (a test
+    swaps it, as `resources.reset()` after a fork does), and the clock its runners read."""
+    from workers.tasks import run_tasks
+    from workers.tasks.resources import resources
+
+    engines = [engine]
+    clock = Clock(T0)
+    monkeypatch.setattr(run_tasks, "_runners", run_tasks._ProcessRunner())
+    monkeypatch.setattr(resources, "engine", lambda _url: engines[0])
+    monkeypatch.setattr(run_tasks, "utc_now", clock)
+    return engines, clock
+
+
+def test_the_run_task_builds_its_runner_once_per_process_engine(
+    engine: Engine, process_runner: tuple[list[Engine], Clock]
+) -> None:
+    from models.db import make_engine
+    from workers.tasks import run_tasks
+
+    first = run_tasks._runners.current()
+    assert run_tasks._runners.current() is first
+    assert first.run_path.engine is engine
+    process_runner[0][0] = after_fork = make_engine("sqlite://")
+    try:
+        rebuilt = run_tasks._runners.current()
+        assert rebuilt is not first and rebuilt.run_path.engine is after_fork
+    finally:
+        after_fork.dispose()
+
+
+def test_a_schedule_change_between_two_runs_of_one_process_runner_still_fences(
+    engine: Engine, process_runner: tuple[list[Engine], Clock]
+) -> None:
+    from workers.tasks import run_tasks
+
+    _engines, clock = process_runner
+    h = Harness(engine)
+    clock.now = h.clock.now = T0 + timedelta(seconds=2)
+    assert _run_task(h.claim())["status"] == "succeeded"
+    runner = run_tasks._runners.current()
+    clock.now = h.clock.now = T0 + timedelta(seconds=31)
+    second = h.claim()
+    new_next = T0 + timedelta(minutes=10)
+    h.schedules.upsert(
+        schedule_spec(h.workflow.id, schedule_value="10m", next_run_at=new_next), now=T0
+    )
+    assert _run_task(second)["status"].startswith("skipped: stale")
+    assert run_tasks._runners.current() is runner  # the same runner refused it
+    row = h.schedule()
+    assert (row.next_run_at, row.schedule_value, row.claim_token) == (new_next, "10m", None)
+    assert [run.scheduled_for for run in h.runs.list(h.workflow.id)] == [T0]

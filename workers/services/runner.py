@@ -26,6 +26,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Engine
@@ -76,9 +77,10 @@ class Slot:
     def trigger(self) -> Trigger:
         return Trigger.SCHEDULE if self.claim_token is not None else Trigger.MANUAL
 
-    @property
+    @cached_property
     def label(self) -> str:
-        """The slot for a log line: escaped and bounded, since the names come from a message."""
+        """The slot for a log line: escaped and bounded, since the names come from a message.
+        Cached: a run logs it and returns it, and escaping costs as much as a metric update."""
         return loggable(f"{self.workflow}.{self.producer}@{self.scheduled_for.isoformat()}")
 
     def refusal(self) -> str | None:
@@ -110,8 +112,8 @@ Clock = Callable[[], datetime]
 
 
 class SlotRunner:
-    """Runs slots against one database. Cheap to build: `run_producer` makes one per message
-    around its process's shared engine."""
+    """Runs slots against one database. Keeps nothing about any slot or schedule between runs
+    (each run reads its slot under its token), so `run_producer` keeps one per process."""
 
     def __init__(
         self,
@@ -256,7 +258,8 @@ class SlotRunner:
         Its own step, after the claim was renewed by this run: the token still holds it.
         """
         policy = SlotPolicy.from_json(schedule.policy)
-        next_run = self._next_run(schedule, policy, slot.scheduled_for, now, now)
+        compiled = _compiled(schedule)
+        next_run = _next_run(compiled, policy, slot.scheduled_for, now, now)
         outcome = SlotOutcome(
             status=schedule.last_status or RunStatus.SKIPPED,
             ran_at=schedule.last_run_at or slot.scheduled_for,
@@ -264,7 +267,7 @@ class SlotRunner:
             state=schedule.state,
         )
         passed = slots_between(
-            _compiled(schedule),
+            compiled,
             slot.scheduled_for,
             next_run,
             started_at=now,
@@ -378,7 +381,7 @@ class SlotRunner:
             duration_ms=execution.duration_ms,
             error=execution.error,
             result=execution.result,
-            ledger=self._ledger(slot, schedule, run, execution, None, now),
+            ledger=self._ledger(slot, schedule, compiled, policy, run, execution, None, now),
             now=now,
         )
         self._count_finished(slot, run, execution, status)
@@ -414,7 +417,8 @@ class SlotRunner:
         """A slot that could not start within its start deadline is recorded missed, not run."""
         assert slot.claim_token is not None and policy.start_deadline is not None
         now = self.clock()
-        next_run = self._next_run(schedule, policy, slot.scheduled_for, run.started_at, now)
+        compiled = _compiled(schedule)
+        next_run = _next_run(compiled, policy, slot.scheduled_for, run.started_at, now)
         deadline = format_interval(policy.start_deadline)
         reason = f"missed: could not start within its start deadline ({deadline}); {late} late"
         own = LedgerEntry(
@@ -425,7 +429,7 @@ class SlotRunner:
             attempts=run.attempt - 1,
         )
         passed = slots_between(
-            _compiled(schedule),
+            compiled,
             slot.scheduled_for,
             next_run,
             started_at=run.started_at,
@@ -469,10 +473,10 @@ class SlotRunner:
                 retry_at=retry_at,
                 duration_ms=execution.duration_ms,
                 error=execution.error,
-                ledger=self._ledger(slot, schedule, run, execution, None, now),
+                ledger=self._ledger(slot, schedule, compiled, policy, run, execution, None, now),
                 now=now,
             )
-        next_run = self._next_run(schedule, policy, slot.scheduled_for, run.started_at, now)
+        next_run = _next_run(compiled, policy, slot.scheduled_for, run.started_at, now)
         return self.run_path.finish_scheduled(
             schedule_id=schedule.id,
             claim_token=slot.claim_token,
@@ -484,7 +488,7 @@ class SlotRunner:
                 pause_after_failures=policy.pause_after_failures,
                 pause_note=_pause_note(policy, execution),
             ),
-            ledger=self._ledger(slot, schedule, run, execution, next_run, now),
+            ledger=self._ledger(slot, schedule, compiled, policy, run, execution, next_run, now),
             run=run,
             duration_ms=execution.duration_ms,
             error=execution.error,
@@ -496,6 +500,8 @@ class SlotRunner:
         self,
         slot: Slot,
         schedule: ScheduleRecord,
+        compiled: Schedule,
+        policy: SlotPolicy,
         run: RunRecord,
         execution: Execution,
         next_run: datetime | None,
@@ -507,17 +513,17 @@ class SlotRunner:
             slot=slot.scheduled_for,
             outcome=execution.fate(),
             reason=error or f"ran in {execution.duration_ms:.1f} ms",
-            policy=_run_policy(self._timeout(schedule), SlotPolicy.from_json(schedule.policy)),
+            policy=_run_policy(self._timeout(schedule), policy),
             attempts=run.attempt,
             started_at=run.started_at,
             finished_at=now,
         )
         passed = slots_between(
-            _compiled(schedule),
+            compiled,
             slot.scheduled_for,
             next_run,
             started_at=run.started_at,
-            overlap=SlotPolicy.from_json(schedule.policy).overlap,
+            overlap=policy.overlap,
         )
         return Ledger(schedule.workflow_id, schedule.producer_name, (own, *passed))
 
@@ -538,29 +544,6 @@ class SlotRunner:
             now=now,
         )
 
-    def _next_run(
-        self,
-        schedule: ScheduleRecord,
-        policy: SlotPolicy,
-        scheduled_for: datetime,
-        started_at: datetime,
-        now: datetime,
-    ) -> datetime | None:
-        """The slot the producer runs next, on its grid (None for a manual-only producer: its
-        ManualSchedule never fires): the first slot after max(scheduled_for, now), except
-        that `catchup: all` runs a slot that fell due before this run started, and
-        `overlap: buffer_one` the latest slot that fell due while it ran."""
-        compiled = _compiled(schedule)
-        following = compiled.next_after(scheduled_for, anchor=scheduled_for)
-        if following is None:
-            return None
-        if policy.catchup == CatchupPolicy.ALL and following <= started_at:
-            return following
-        during = compiled.next_after(max(started_at, scheduled_for), anchor=scheduled_for)
-        if policy.overlap == OverlapPolicy.BUFFER_ONE and during is not None and during <= now:
-            return latest_due(compiled, during, now)
-        return compiled.next_after(max(scheduled_for, now), anchor=scheduled_for)
-
     def _timeout(self, schedule: ScheduleRecord) -> timedelta:
         if schedule.timeout_seconds is None:
             return self.default_timeout
@@ -574,6 +557,28 @@ class SlotRunner:
             )
             return self.max_timeout
         return asked
+
+
+def _next_run(
+    compiled: Schedule,
+    policy: SlotPolicy,
+    scheduled_for: datetime,
+    started_at: datetime,
+    now: datetime,
+) -> datetime | None:
+    """The slot the producer runs next, on its grid (None for a manual-only producer: its
+    ManualSchedule never fires): the first slot after max(scheduled_for, now), except
+    that `catchup: all` runs a slot that fell due before this run started, and
+    `overlap: buffer_one` the latest slot that fell due while it ran."""
+    following = compiled.next_after(scheduled_for, anchor=scheduled_for)
+    if following is None:
+        return None
+    if policy.catchup == CatchupPolicy.ALL and following <= started_at:
+        return following
+    during = compiled.next_after(max(started_at, scheduled_for), anchor=scheduled_for)
+    if policy.overlap == OverlapPolicy.BUFFER_ONE and during is not None and during <= now:
+        return latest_due(compiled, during, now)
+    return compiled.next_after(max(scheduled_for, now), anchor=scheduled_for)
 
 
 def _run_policy(timeout: timedelta, policy: SlotPolicy) -> str:

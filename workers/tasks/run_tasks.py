@@ -9,7 +9,7 @@ from celery import Task
 
 from beat.dispatch import PRODUCERS_QUEUE, RUN_PRODUCER
 from models.types import utc_now
-from workers.services.run_metrics import run_recorder
+from workers.services.run_metrics import RunRecorder, run_recorder
 from workers.services.runner import Slot, SlotRunner
 from workers.tasks.app import app, settings
 from workers.tasks.resources import resources
@@ -47,18 +47,41 @@ def run_producer(
         task_id=self.request.id,
         trigger_token=trigger_token,
     )
-    runner = SlotRunner(
-        resources.engine(settings.database_url),
-        lease=settings.lease,
-        max_timeout=settings.max_timeout,
-        default_timeout=settings.default_timeout,
-        clock=utc_now,
-        result_bounds=settings.result_bounds,
-        state_bounds=settings.state_bounds,
-        metrics=run_recorder(),
-        history_kept=settings.history_kept,
-    )
-    return runner.run(slot)
+    return _runners.current().run(slot)
+
+
+class _ProcessRunner:
+    """This process's SlotRunner, built once instead of per message (the settings' derived
+    bounds and limits are computed then), and built again whenever the process's engine or
+    metrics recorder is a different object: after a fork `resources.reset()` drops the engine,
+    so a pool child never runs with its parent's. The runner keeps nothing about any schedule:
+    every run reads its slot from the database under its claim token."""
+
+    def __init__(self) -> None:
+        self._runner: SlotRunner | None = None
+        self._metrics: RunRecorder | None = None
+
+    def current(self) -> SlotRunner:
+        engine = resources.engine(settings.database_url)
+        metrics = run_recorder()
+        runner = self._runner
+        if runner is None or runner.run_path.engine is not engine or self._metrics is not metrics:
+            runner = SlotRunner(
+                engine,
+                lease=settings.lease,
+                max_timeout=settings.max_timeout,
+                default_timeout=settings.default_timeout,
+                clock=utc_now,
+                result_bounds=settings.result_bounds,
+                state_bounds=settings.state_bounds,
+                metrics=metrics,
+                history_kept=settings.history_kept,
+            )
+            self._runner, self._metrics = runner, metrics
+        return runner
+
+
+_runners = _ProcessRunner()
 
 
 def _parse_instant(text: str) -> datetime:
