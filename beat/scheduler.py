@@ -103,7 +103,8 @@ class Backoff:
 
 
 class ProducerScheduler(Scheduler):  # type: ignore[misc]
-    """Each tick: Celery's static entries, then one claimed batch of due producer slots."""
+    """Each tick: Celery's static entries, one claimed batch of due producer slots, then the
+    trigger requests whose time has come."""
 
     max_interval: float
 
