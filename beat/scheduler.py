@@ -103,7 +103,8 @@ class Backoff:
 
 
 class ProducerScheduler(Scheduler):  # type: ignore[misc]
-    """Each tick: Celery's static entries, then one claimed batch of due producer slots."""
+    """Each tick: Celery's static entries, one claimed batch of due producer slots, then the
+    trigger requests whose time has come."""
 
     max_interval: float
 
@@ -187,10 +188,22 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
         return delay
 
     def _dispatch_due(self) -> float:
+        """Heartbeat, then due slots claimed and sent, then due trigger requests.
+
+        Slots go first: they are the hot path, and a slot's send lateness is what the tick does
+        before its publish, so the trigger claim (another round trip) waits until after it.
+        Trigger requests (`trigger --at`, backfill) are rare and tolerate that delay; they are
+        still claimed every tick, a full batch's included, so a burst cannot starve them.
+        """
         now = utc_now()
         # Before the claim: a heartbeat that cannot be written must not strand claimed slots.
         self.heartbeat.ticked(now)
+        full_batch = self._dispatch_due_slots(now)
         self._dispatch_due_triggers(now)
+        return 0.0 if full_batch else self._until_next_wakeup()
+
+    def _dispatch_due_slots(self, now: datetime) -> bool:
+        """Claim and send one batch of due slots; True if the batch was full (more may wait)."""
         began = time.perf_counter()
         claimed = self.store.claim_due(
             now=now, lease=self.settings.lease, limit=self.settings.batch
@@ -198,13 +211,11 @@ class ProducerScheduler(Scheduler):  # type: ignore[misc]
         expired = sum(slot.lease_expired for slot in claimed)
         self.metrics.claimed(len(claimed), expired, time.perf_counter() - began)
         if not claimed:
-            return self._until_next_wakeup()
+            return False
         slots = self._catch_up(claimed, now)
         if slots:
             self._publish(slots)
-        if len(claimed) >= self.settings.batch:
-            return 0.0
-        return self._until_next_wakeup()
+        return len(claimed) >= self.settings.batch
 
     def _catch_up(self, claimed: list[ClaimedSlot], now: datetime) -> list[ClaimedSlot]:
         """The messages to send for the claimed slots: a late slot first goes through its

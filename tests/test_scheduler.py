@@ -26,6 +26,7 @@ from sqlalchemy import Engine, event, insert, text, update
 from beat.metrics_files import metric_files
 from beat.scheduler import ProducerScheduler
 from models.claims import BeatClaims
+from models.run_store import RunStore
 from models.schedule_store import ProducerScheduleStore
 from models.tables import producer_schedules
 from models.types import utc_now
@@ -198,6 +199,30 @@ def test_a_backlog_drains_one_full_batch_per_tick_without_sleeping(
     assert delays[3] > 0
     assert sent == [5, 10, 15, 15]
     assert [m.kwargs["producer"] for m in queued(redis_client)] == [f"p{i:02}" for i in range(15)]
+
+
+def test_a_tick_sends_its_slots_before_claiming_trigger_requests_even_in_a_backlog(
+    drumline_env: dict[str, str], engine: Engine, redis_client: redis.Redis
+) -> None:
+    # Slots are the hot path: the trigger claim's round trip comes after their publish, and a
+    # full batch (a backlog, delay 0) still sends the requests that are due.
+    start = utc_now() - timedelta(minutes=1)
+    workflow_id = add_workflow(engine, "mixed", {"p0": start, "p1": start + timedelta(seconds=1)})
+    RunStore(engine).request_trigger(
+        workflow_id=workflow_id,
+        producer_name="p1",
+        scheduled_for=start + timedelta(seconds=30),
+        trigger_token="asked",
+        task_id="mixed.p1@asked",
+        now=start,
+    )
+    with scheduler_for({**drumline_env, "DRUMLINE_BEAT_BATCH": "1"}) as scheduler:
+        assert scheduler.tick() == 0
+        sent = [(m.kwargs["producer"], m.kwargs.get("trigger_token")) for m in queued(redis_client)]
+        assert sent == [("p0", None), ("p1", "asked")]
+        scheduler.tick()
+    assert [m.kwargs["producer"] for m in queued(redis_client)] == ["p0", "p1", "p1"]
+    assert "trigger_token" not in queued(redis_client)[2].kwargs, "the request was sent twice"
 
 
 def test_an_idle_tick_sleeps_until_the_earliest_next_run_or_lease_end(
