@@ -175,7 +175,7 @@ _LEASE_ENDED = _s.claimed_until <= _NOW
 _LIMIT = bindparam("b_limit", type_=Integer())
 
 
-def _due_ids(dialect: str) -> Select[tuple[int]]:
+def claim_search(dialect: str) -> Select[tuple[int]]:
     """The ids of the `b_limit` oldest due rows with no live claim, from two small searches.
 
     One search over `can_be_due` with "unclaimed or lease ended" would walk every in-flight
@@ -216,7 +216,7 @@ def _claim_statement(dialect: str) -> Update:
     )
     return (
         update(producer_schedules)
-        .where(_s.id.in_(_due_ids(dialect).scalar_subquery()))
+        .where(_s.id.in_(claim_search(dialect).scalar_subquery()))
         .values(
             claimed_until=bind("b_until", _s.claimed_until),
             claim_token=case(
