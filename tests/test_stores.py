@@ -333,15 +333,22 @@ def test_claim_due_merges_unclaimed_and_lease_ended_rows_oldest_first(
     assert [s.producer_name for s in rest] == ["p4", "p5"]
 
 
-def test_concurrent_claims_never_hand_out_a_row_twice(engine: Engine, workflow_id: int) -> None:
+@pytest.mark.parametrize("lease_ended", [False, True], ids=["unclaimed", "half-lease-ended"])
+def test_concurrent_claims_never_hand_out_a_row_twice(
+    engine: Engine, workflow_id: int, lease_ended: bool
+) -> None:
     """4 threads claim 200 due rows 7 at a time: no error, each row once, the work shared.
 
     The threads claim in rounds, all four at once each round (a barrier), so they contend for
-    the same rows every time: a thread that got ahead cannot drain the table alone.
+    the same rows every time: a thread that got ahead cannot drain the table alone. With
+    `lease_ended`, every other row's earlier claim has run out: both of the claim's searches
+    (unclaimed rows, rows whose lease ended) are contended at once.
     """
     store = ProducerScheduleStore(engine)
     for n in range(200):
         store.upsert(spec(workflow_id, f"p{n}"), now=NOW)
+        if lease_ended and n % 2 == 0:
+            _hold_claim(engine, workflow_id, f"p{n}", NOW)
     threads = 4
     claimed: list[str] = []
     by_thread: Counter[int] = Counter()
