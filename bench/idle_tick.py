@@ -1,11 +1,11 @@
 """`python -m bench.idle_tick`: what an idle tick costs while many slots are claimed (in flight).
 
-A claimed row keeps its `next_run_at` until its run commits, so it stays in the partial index
-`ix_producer_schedules_due`; beat's claim and `next_wakeup` walk that index in `next_run_at`
-order and pass over every claimed row before they reach an unclaimed one. This times both
-statements, in-process, after claiming C of N due rows (2,000 a claim, as beat does), against
-the same statements over a prototype partial index that leaves claimed rows out (created here,
-in the scratch database only). It measures; it asserts nothing.
+A claimed row keeps its `next_run_at` until its run commits. The due index
+(`ix_producer_schedules_unclaimed_due`) leaves claimed rows out, and rows whose lease ran out are
+found through `ix_producer_schedules_claimed`, so beat's claim and `next_wakeup` should cost the
+same whether 0 or all of the due rows are in flight. This times both statements, as
+`models.claims` words them, in-process, after claiming C of N due rows (2,000 a claim, as beat
+does). It measures; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -19,56 +19,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, Index, Integer, bindparam, func, select
+from sqlalchemy import Engine
 
 from bench.infra import analyze, infrastructure, step
 from bench.seed import ScheduleSeeder
-from models.claims import BeatClaims
+from models.claims import BeatClaims, claim_search
 from models.db import make_engine
-from models.tables import can_be_due, producer_schedules
-from models.types import UTCDateTime, utc_now
+from models.types import utc_now
 
 BATCH = 2_000
 SAMPLES = 7
 LEASE = timedelta(minutes=5)
-_s = producer_schedules.c
-_NOW = bindparam("now", type_=UTCDateTime())
-_LIMIT = bindparam("limit", type_=Integer())
-# The claim's search as `models.claims` words it (its UPDATE aside): due, and no live claim.
-CLAIM_SEARCH = (
-    select(_s.id)
-    .where(
-        can_be_due, _s.next_run_at <= _NOW, _s.claimed_until.is_(None) | (_s.claimed_until <= _NOW)
-    )
-    .order_by(_s.next_run_at)
-    .limit(_LIMIT)
-)
-# The prototype: a partial index that holds only unclaimed rows. The claim's search and the
-# next wakeup then pass over no claimed row: unclaimed rows come from the prototype index, rows
-# whose lease ran out from ix_producer_schedules_claimed (its `claimed_until` order).
-_UNCLAIMED_DUE = can_be_due & _s.claimed_until.is_(None)
-PROTOTYPE_INDEX = Index(
-    "ix_proto_unclaimed_due",
-    _s.next_run_at,
-    postgresql_where=_UNCLAIMED_DUE,
-    sqlite_where=_UNCLAIMED_DUE,
-)
-PROTO_CLAIM_SEARCH = (
-    select(_s.id)
-    .where(_UNCLAIMED_DUE, _s.next_run_at <= _NOW)
-    .order_by(_s.next_run_at)
-    .limit(_LIMIT)
-)
-PROTO_EXPIRED_SEARCH = (
-    select(_s.id)
-    .where(can_be_due, _s.claimed_until <= _NOW)
-    .order_by(_s.claimed_until)
-    .limit(_LIMIT)
-)
-PROTO_NEXT_WAKEUP = select(
-    select(func.min(_s.next_run_at)).where(_UNCLAIMED_DUE).scalar_subquery(),
-    select(func.min(_s.claimed_until)).where(_s.claimed_until.is_not(None)).scalar_subquery(),
-)
 
 
 def _median_ms(call: Callable[[], Any]) -> float:
@@ -82,6 +43,8 @@ def _median_ms(call: Callable[[], Any]) -> float:
 
 def _measure(engine: Engine, claimed_counts: list[int], due: int) -> list[dict[str, Any]]:
     claims = BeatClaims(engine)
+    # The claim's search (its UPDATE aside; on PostgreSQL it locks the rows it finds).
+    search_statement = claim_search(engine.dialect.name)
     seeder = ScheduleSeeder(engine)
     now = utc_now()
     seeder.add(due, lambda i: now - timedelta(minutes=1) + timedelta(microseconds=i))
@@ -93,26 +56,15 @@ def _measure(engine: Engine, claimed_counts: list[int], due: int) -> list[dict[s
             claimed += len(took)
         analyze(engine)
 
-        def timed_query(statement: Any) -> Callable[[], None]:
-            def call() -> None:
-                with engine.connect() as conn:
-                    conn.execute(statement, {"now": utc_now(), "limit": BATCH}).all()
-
-            return call
+        def search() -> None:
+            with engine.connect() as conn:  # rolled back: nothing claimed, any lock let go
+                conn.execute(search_statement, {"b_now": utc_now(), "b_limit": BATCH}).all()
 
         row = {
             "claimed": claimed,
-            "claim search": _median_ms(timed_query(CLAIM_SEARCH)),
+            "claim search": _median_ms(search),
             "next_wakeup": _median_ms(lambda: claims.next_wakeup(now=utc_now())),
         }
-        PROTOTYPE_INDEX.create(engine)
-        analyze(engine)
-        row |= {
-            "proto claim search (unclaimed + expired)": _median_ms(timed_query(PROTO_CLAIM_SEARCH))
-            + _median_ms(timed_query(PROTO_EXPIRED_SEARCH)),
-            "proto next_wakeup": _median_ms(timed_query(PROTO_NEXT_WAKEUP)),
-        }
-        PROTOTYPE_INDEX.drop(engine)
         rows.append(row)
         step(f"idle tick: {engine.dialect.name}: {row}")
     return rows

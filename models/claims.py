@@ -15,18 +15,20 @@ from sqlalchemy import (
     Connection,
     Engine,
     Integer,
+    Select,
     Update,
     bindparam,
     case,
     func,
     select,
+    union_all,
     update,
 )
 
 from models.catchup import CatchUp
 from models.records import ClaimedSlot
 from models.slot_ledger_store import Ledger, record_ledger
-from models.tables import can_be_due, producer_runs, producer_schedules, workflows
+from models.tables import can_be_due, producer_runs, producer_schedules, unclaimed_due, workflows
 from models.transactions import bind, transaction
 from models.vocabulary import RunStatus
 
@@ -49,8 +51,9 @@ class BeatClaims:
     ) -> list[ClaimedSlot]:
         """Claim up to `limit` due rows in one statement, oldest first.
 
-        Due: not paused, `next_run_at <= now`, and no live claim. PostgreSQL skips rows another
-        beat is claiming (FOR UPDATE SKIP LOCKED); SQLite serialises writers (BEGIN IMMEDIATE).
+        Due: not paused, `next_run_at <= now`, and no live claim (never claimed or released,
+        or its lease ran out). PostgreSQL skips rows another beat is claiming (FOR UPDATE SKIP
+        LOCKED); SQLite serialises writers (BEGIN IMMEDIATE).
         A row whose earlier lease ran out gets the batch's token marked as a re-claim, so the
         slot says so (`lease_expired`) without another query.
         """
@@ -157,8 +160,8 @@ class BeatClaims:
     def next_wakeup(self, *, now: datetime, conn: Connection | None = None) -> datetime | None:
         """The earliest instant a row can become due: a next run, or a live claim's expiry."""
         with transaction(self.engine, conn) as c:
-            next_run, lease_end = c.execute(_NEXT_WAKEUP, {"b_now": now}).one()
-        candidates = [moment for moment in (next_run, lease_end) if moment is not None]
+            moments = c.execute(_NEXT_WAKEUP, {"b_now": now}).one()
+        candidates = [moment for moment in moments if moment is not None]
         return min(candidates) if candidates else None
 
 
@@ -167,27 +170,53 @@ _NOW = bind("b_now", _s.next_run_at)
 # only tell this by the row's old `claimed_until`, which RETURNING does not show (SQLite, and
 # PostgreSQL before 18, return the new row), so the mark carries it into the returned token.
 _RECLAIM_MARK = "-r"
-# No live claim: never claimed, released, or its lease has run out.
-_UNCLAIMED = _s.claimed_until.is_(None) | (_s.claimed_until <= _NOW)
+# A claim whose lease has run out: the row is due again (if it can be) as if never claimed.
+_LEASE_ENDED = _s.claimed_until <= _NOW
+_LIMIT = bindparam("b_limit", type_=Integer())
+
+
+def claim_search(dialect: str) -> Select[tuple[int]]:
+    """The ids of the `b_limit` oldest due rows with no live claim, from two small searches.
+
+    One search over `can_be_due` with "unclaimed or lease ended" would walk every in-flight
+    row (claimed rows keep their `next_run_at`) before it reached an unclaimed one. Instead,
+    unclaimed rows come from `ix_producer_schedules_unclaimed_due` in `next_run_at` order and
+    rows whose lease ended from `ix_producer_schedules_claimed` in `claimed_until` order (the
+    lease that ended first goes first); each takes at most `b_limit`, and the oldest
+    `b_limit` of both are claimed. PostgreSQL skips rows another beat is claiming.
+    """
+    unclaimed = (
+        select(_s.id, _s.next_run_at)
+        .where(unclaimed_due, _s.next_run_at <= _NOW)
+        .order_by(_s.next_run_at)
+        .limit(_LIMIT)
+    )
+    lease_ended = (
+        select(_s.id, _s.next_run_at)
+        .where(can_be_due, _s.next_run_at <= _NOW, _LEASE_ENDED)
+        .order_by(_s.claimed_until)
+        .limit(_LIMIT)
+    )
+    if dialect == "postgresql":
+        unclaimed = unclaimed.with_for_update(skip_locked=True)
+        lease_ended = lease_ended.with_for_update(skip_locked=True)
+    # Each search is a derived table: SQLite allows ORDER BY/LIMIT, and PostgreSQL FOR UPDATE,
+    # only there, not in an arm of a UNION.
+    arms = union_all(
+        *(search.subquery().select() for search in (unclaimed, lease_ended))
+    ).subquery()
+    return select(arms.c.id).order_by(arms.c.next_run_at).limit(_LIMIT)
 
 
 @cache
 def _claim_statement(dialect: str) -> Update:
     """Claim the `b_limit` oldest due rows; PostgreSQL skips rows another beat is claiming."""
-    due = (
-        select(_s.id)
-        .where(can_be_due, _s.next_run_at <= _NOW, _UNCLAIMED)
-        .order_by(_s.next_run_at)
-        .limit(bindparam("b_limit", type_=Integer()))
-    )
-    if dialect == "postgresql":
-        due = due.with_for_update(skip_locked=True)
     workflow_name = (
         select(workflows.c.name).where(workflows.c.id == _s.workflow_id).scalar_subquery()
     )
     return (
         update(producer_schedules)
-        .where(_s.id.in_(due.scalar_subquery()))
+        .where(_s.id.in_(claim_search(dialect).scalar_subquery()))
         .values(
             claimed_until=bind("b_until", _s.claimed_until),
             claim_token=case(
@@ -220,9 +249,11 @@ def _claim_params(*, now: datetime, limit: int, until: datetime, token: str) -> 
     }
 
 
-# The earliest next run of a row that can be due, and the earliest end of a live claim.
+# The earliest next run of an unclaimed row that can be due, and of one whose lease ran out
+# (each from its own partial index, as in the claim), and the earliest end of a live claim.
 _NEXT_WAKEUP = select(
-    select(func.min(_s.next_run_at)).where(can_be_due, _UNCLAIMED).scalar_subquery(),
+    select(func.min(_s.next_run_at)).where(unclaimed_due).scalar_subquery(),
+    select(func.min(_s.next_run_at)).where(can_be_due, _LEASE_ENDED).scalar_subquery(),
     select(func.min(_s.claimed_until))
     .where(_s.claimed_until.is_not(None), _s.claimed_until > _NOW)
     .scalar_subquery(),

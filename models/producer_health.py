@@ -11,7 +11,13 @@ from datetime import datetime
 
 from sqlalchemy import Engine, func, select
 
-from models.tables import can_be_due, producer_runs, producer_schedules, workflows
+from models.tables import (
+    can_be_due,
+    producer_runs,
+    producer_schedules,
+    unclaimed_due,
+    workflows,
+)
 from models.vocabulary import RunStatus
 
 _r = producer_runs.c
@@ -69,13 +75,13 @@ def producer_health(engine: Engine) -> list[ProducerHealth]:
 
 
 def due_backlog(engine: Engine, now: datetime) -> int:
-    """Rows due and not claimed by any beat: what beat has yet to send (the partial due
-    index serves it, so its cost follows the backlog, not the table)."""
-    unclaimed = _s.claimed_until.is_(None) | (_s.claimed_until <= now)
-    query = (
-        select(func.count())
-        .select_from(producer_schedules)
-        .where(can_be_due, _s.next_run_at <= now, unclaimed)
+    """Rows due and not claimed by any beat: what beat has yet to send. Unclaimed rows and rows
+    whose lease ran out are counted apart, each through its own partial index (as beat's claim
+    reads them), so the cost follows the backlog, not the table nor the runs in flight."""
+    due = select(func.count()).select_from(producer_schedules).where(_s.next_run_at <= now)
+    query = select(
+        due.where(unclaimed_due).scalar_subquery()
+        + due.where(can_be_due, _s.claimed_until <= now).scalar_subquery()
     )
     with engine.connect() as conn:
         return int(conn.execute(query).scalar_one())

@@ -111,18 +111,21 @@ producer_schedules = Table(
     _one_of("schedule_type", SCHEDULE_TYPES),
 )
 
-# Rows that can be due: not paused and with a next run. The due queries state this predicate
-# as it is, so that both databases use the partial index below, whose cost is proportional to
-# the due rows, not to every schedule in the table.
+# Rows that can be due: not paused and with a next run.
 can_be_due = (producer_schedules.c.paused == false()) & producer_schedules.c.next_run_at.is_not(
     None
 )
+# ... and not claimed. The due queries state this predicate as it is, so that both databases
+# use the partial index below: it leaves in-flight (claimed) rows out, so its cost follows the
+# rows beat has yet to send, not the table nor a burst in flight. Rows whose lease ran out are
+# found through `ix_producer_schedules_claimed`.
+unclaimed_due = can_be_due & producer_schedules.c.claimed_until.is_(None)
 
 Index(
-    "ix_producer_schedules_due",
+    "ix_producer_schedules_unclaimed_due",
     producer_schedules.c.next_run_at,
-    postgresql_where=can_be_due,
-    sqlite_where=can_be_due,
+    postgresql_where=unclaimed_due,
+    sqlite_where=unclaimed_due,
 )
 
 producer_runs = Table(
@@ -154,8 +157,9 @@ producer_runs = Table(
     _one_of("trigger", RUN_TRIGGERS),
 )
 
-# Beat wakes when a live claim expires (its slot is then due again); only in-flight rows hold a
-# claim, so this index stays as small as the number of runs in flight.
+# Beat wakes when a live claim expires (its slot is then due again) and finds rows whose lease
+# ran out through this index; only in-flight rows hold a claim, so it stays as small as the
+# number of runs in flight.
 Index(
     "ix_producer_schedules_claimed",
     producer_schedules.c.claimed_until,

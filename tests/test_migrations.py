@@ -14,6 +14,7 @@ from models import migrate
 from models.backfill_plan import BackfillRange
 from models.backfill_store import BackfillStore, SlotRequest
 from models.change_store import ChangeAuthor, ChangeStore
+from models.claims import BeatClaims
 from models.db import make_engine
 from models.heartbeat_store import HeartbeatStore
 from models.run_path import RunPath
@@ -35,7 +36,7 @@ def test_upgrade_on_empty_database_creates_every_table(empty_db_url: str) -> Non
     tables = set(inspect(engine).get_table_names())
     assert {"workflows", "producer_schedules", "producer_runs"} <= tables
     indexes = {ix["name"] for ix in inspect(engine).get_indexes("producer_schedules")}
-    assert {"ix_producer_schedules_due", "ix_producer_schedules_claimed"} <= indexes
+    assert {"ix_producer_schedules_unclaimed_due", "ix_producer_schedules_claimed"} <= indexes
     engine.dispose()
 
 
@@ -527,3 +528,60 @@ def test_0007_adds_backfills_to_a_populated_database_and_downgrades(empty_db_url
     with pytest.raises(IntegrityError), engine.begin() as conn:
         conn.execute(text("UPDATE producer_runs SET trigger = 'backfill'"))
     engine.dispose()
+
+
+def _schedule_indexes(engine: Engine) -> set[str]:
+    return {str(ix["name"]) for ix in inspect(engine).get_indexes("producer_schedules")}
+
+
+def test_0009_leaves_claimed_rows_out_of_the_due_index_and_downgrades(
+    empty_db_url: str,
+) -> None:
+    """previous -> 0009 keeps every row and swaps the due index for the unclaimed one; a claim
+    then takes the unclaimed row and the one whose lease ran out, not the live claim nor the
+    paused row; 0009 -> previous keeps every row and brings the old index back."""
+    engine = make_engine(empty_db_url)
+    migrate.upgrade(engine, UNCLAIMED_DUE_PREVIOUS_REVISION)
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    workflow = new_workflow(engine, "prices", {"name": "prices"}, now=now)
+    store = ProducerScheduleStore(engine)
+    for i, name in enumerate(("lease-ended", "live-claim", "unclaimed", "paused")):
+        due = now - timedelta(minutes=10) + timedelta(seconds=i)
+        spec = schedule_spec(workflow.id, name, next_run_at=due, paused=name == "paused")
+        store.upsert(spec, now=now)
+    live_lease = timedelta(minutes=10)
+    claims = BeatClaims(engine)
+    # Claimed 5 min ago for 1 min; then for 10 min, while the first claim was live.
+    (ended,) = claims.claim_due(now=now - timedelta(minutes=5), lease=timedelta(minutes=1), limit=1)
+    (live,) = claims.claim_due(
+        now=now - timedelta(minutes=4, seconds=30), lease=live_lease, limit=1
+    )
+    assert (ended.producer_name, live.producer_name) == ("lease-ended", "live-claim")
+    before = _rows(engine, OLD_TABLES)
+    assert len(before["producer_schedules"]) == 4
+    assert "ix_producer_schedules_due" in _schedule_indexes(engine)
+
+    migrate.upgrade(engine, "0009")
+    assert _rows(engine, OLD_TABLES) == before
+    indexes = _schedule_indexes(engine)
+    assert "ix_producer_schedules_unclaimed_due" in indexes
+    assert "ix_producer_schedules_due" not in indexes
+    taken = claims.claim_due(now=now, lease=timedelta(minutes=5), limit=10)
+    assert [(slot.producer_name, slot.lease_expired) for slot in taken] == [
+        ("lease-ended", True),
+        ("unclaimed", False),
+    ]
+    claimed = _rows(engine, OLD_TABLES)
+
+    migrate.downgrade(engine, UNCLAIMED_DUE_PREVIOUS_REVISION)
+    assert migrate.current_revision(engine) == UNCLAIMED_DUE_PREVIOUS_REVISION
+    assert _rows(engine, OLD_TABLES) == claimed
+    indexes = _schedule_indexes(engine)
+    assert "ix_producer_schedules_due" in indexes
+    assert "ix_producer_schedules_unclaimed_due" not in indexes
+    engine.dispose()
+
+
+# The revision the unclaimed due index's migration (0009) follows (re-chained at merge: change
+# only this).
+UNCLAIMED_DUE_PREVIOUS_REVISION = "0008"

@@ -394,10 +394,10 @@ def test_a_tick_reads_schedules_through_the_partial_indexes_only(
 
     scheduler.tick()
     plans = [plan(engine, statement, parameters) for statement, parameters in statements]
-    assert len(plans) == 2  # the claim, and next_wakeup's two minimums in one statement
-    assert "ix_producer_schedules_due" in plans[0]
-    assert "ix_producer_schedules_due" in plans[1]
-    assert "ix_producer_schedules_claimed" in plans[1]
+    assert len(plans) == 2  # the claim, and next_wakeup's three minimums in one statement
+    for query_plan in plans:  # unclaimed rows, and rows whose lease ran out, each by its index
+        assert "ix_producer_schedules_unclaimed_due" in query_plan
+        assert "ix_producer_schedules_claimed" in query_plan
     assert not [query_plan for query_plan in plans if reads_every_schedule(query_plan)]
 
 

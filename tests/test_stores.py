@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, TypedDict
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
 from models.claims import BeatClaims
+from models.producer_health import due_backlog
 from models.records import ScheduleSpec, SlotOutcome
 from models.run_path import RunPath
 from models.run_store import RunStore
@@ -295,15 +296,59 @@ def test_claim_due_respects_the_limit_oldest_first(engine: Engine, workflow_id: 
     assert [s.producer_name for s in rest] == ["p2", "p1", "p0"]
 
 
-def test_concurrent_claims_never_hand_out_a_row_twice(engine: Engine, workflow_id: int) -> None:
+def _hold_claim(engine: Engine, workflow_id: int, name: str, until: datetime) -> None:
+    """Give `name` a claim that ends at `until`, as a beat's claim or a retry's hold does."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(producer_schedules)
+            .where(
+                producer_schedules.c.workflow_id == workflow_id,
+                producer_schedules.c.producer_name == name,
+            )
+            .values(claimed_until=until, claim_token=f"held-{name}")
+        )
+
+
+def test_claim_due_merges_unclaimed_and_lease_ended_rows_oldest_first(
+    engine: Engine, workflow_id: int
+) -> None:
+    """Unclaimed rows and rows whose lease ran out come from two indexes: the claim still takes
+    the oldest of both within its limit, and never a live claim."""
+    store = ProducerScheduleStore(engine)
+    for n in range(6):
+        store.upsert(
+            spec(workflow_id, f"p{n}", next_run_at=NOW - timedelta(seconds=6 - n)), now=NOW
+        )
+    _hold_claim(engine, workflow_id, "p0", NOW - timedelta(seconds=1))
+    _hold_claim(engine, workflow_id, "p2", NOW)
+    _hold_claim(engine, workflow_id, "p3", NOW + timedelta(seconds=1))  # live
+    claims = BeatClaims(engine)
+    first = claims.claim_due(now=NOW, lease=timedelta(minutes=1), limit=3)
+    assert [(s.producer_name, s.lease_expired) for s in first] == [
+        ("p0", True),
+        ("p1", False),
+        ("p2", True),
+    ]
+    rest = claims.claim_due(now=NOW, lease=timedelta(minutes=1), limit=10)
+    assert [s.producer_name for s in rest] == ["p4", "p5"]
+
+
+@pytest.mark.parametrize("lease_ended", [False, True], ids=["unclaimed", "half-lease-ended"])
+def test_concurrent_claims_never_hand_out_a_row_twice(
+    engine: Engine, workflow_id: int, lease_ended: bool
+) -> None:
     """4 threads claim 200 due rows 7 at a time: no error, each row once, the work shared.
 
     The threads claim in rounds, all four at once each round (a barrier), so they contend for
-    the same rows every time: a thread that got ahead cannot drain the table alone.
+    the same rows every time: a thread that got ahead cannot drain the table alone. With
+    `lease_ended`, every other row's earlier claim has run out: both of the claim's searches
+    (unclaimed rows, rows whose lease ended) are contended at once.
     """
     store = ProducerScheduleStore(engine)
     for n in range(200):
         store.upsert(spec(workflow_id, f"p{n}"), now=NOW)
+        if lease_ended and n % 2 == 0:
+            _hold_claim(engine, workflow_id, f"p{n}", NOW)
     threads = 4
     claimed: list[str] = []
     by_thread: Counter[int] = Counter()
@@ -431,6 +476,44 @@ def test_next_wakeup_sees_next_runs_and_lease_expiry(engine: Engine, workflow_id
     assert BeatClaims(engine).next_wakeup(now=NOW) == NOW + timedelta(seconds=90)
     store.set_paused(workflow_id, True, now=NOW)
     assert BeatClaims(engine).next_wakeup(now=NOW) == NOW + timedelta(seconds=90)
+
+
+def test_next_wakeup_sees_rows_whose_lease_ran_out(engine: Engine, workflow_id: int) -> None:
+    """A row whose lease ran out wakes beat at its next run (it is due again), unless it is
+    paused: a stale claim on a paused row must not make beat tick without pause."""
+    store = ProducerScheduleStore(engine)
+    store.upsert(spec(workflow_id, "later", next_run_at=NOW + timedelta(hours=1)), now=NOW)
+    store.upsert(spec(workflow_id, "lost", next_run_at=NOW - timedelta(seconds=30)), now=NOW)
+    _hold_claim(engine, workflow_id, "lost", NOW - timedelta(seconds=5))
+    claims = BeatClaims(engine)
+    assert claims.next_wakeup(now=NOW) == NOW - timedelta(seconds=30)
+    paused = new_workflow(engine, "paused-flow", {}, now=NOW).id
+    store.upsert(spec(paused, "held", next_run_at=NOW - timedelta(hours=1)), now=NOW)
+    _hold_claim(engine, paused, "held", NOW - timedelta(seconds=5))
+    store.set_paused(paused, True, now=NOW)
+    store.set_paused(workflow_id, True, now=NOW)
+    assert claims.next_wakeup(now=NOW) is None
+    store.set_paused(workflow_id, False, now=NOW)
+    _hold_claim(engine, workflow_id, "lost", NOW + timedelta(seconds=20))  # live again
+    assert claims.next_wakeup(now=NOW) == NOW + timedelta(seconds=20)
+
+
+def test_due_backlog_counts_unclaimed_and_lease_ended_due_rows(
+    engine: Engine, workflow_id: int
+) -> None:
+    store = ProducerScheduleStore(engine)
+    for name in ("unclaimed", "live", "ended", "paused"):
+        store.upsert(
+            spec(
+                workflow_id, name, next_run_at=NOW - timedelta(seconds=1), paused=name == "paused"
+            ),
+            now=NOW,
+        )
+    store.upsert(spec(workflow_id, "future", next_run_at=NOW + timedelta(seconds=1)), now=NOW)
+    _hold_claim(engine, workflow_id, "live", NOW + timedelta(seconds=1))
+    _hold_claim(engine, workflow_id, "ended", NOW)
+    _hold_claim(engine, workflow_id, "paused", NOW)
+    assert due_backlog(engine, NOW) == 2  # unclaimed, ended
 
 
 def test_set_paused_hides_rows_from_claims(engine: Engine, workflow_id: int) -> None:
