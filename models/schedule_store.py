@@ -137,20 +137,22 @@ class ProducerScheduleStore:
         conn: Connection | None = None,
     ) -> int:
         """Pause (or resume) every producer of the workflow, or only `producer_name`; a pause
-        records when, by whom and why, a resume clears it."""
+        records when, by whom and why, a resume clears it and starts the failure count afresh
+        (else `pause_after_failures` would pause a resumed producer again at its first failure)."""
         query = update(producer_schedules).where(_s.workflow_id == workflow_id)
         if producer_name is not None:
             query = query.where(_s.producer_name == producer_name)
+        values: dict[str, object] = {
+            "paused": paused,
+            "paused_at": now if paused else None,
+            "paused_by": by if paused else None,
+            "pause_note": note if paused else None,
+            "updated_at": now,
+        }
+        if not paused:
+            values["consecutive_failures"] = 0
         with transaction(self.engine, conn) as c:
-            result = c.execute(
-                query.values(
-                    paused=paused,
-                    paused_at=now if paused else None,
-                    paused_by=by if paused else None,
-                    pause_note=note if paused else None,
-                    updated_at=now,
-                )
-            )
+            result = c.execute(query.values(values))
         return result.rowcount
 
     def set_next_run(

@@ -356,6 +356,22 @@ def test_a_success_resets_the_count_before_it_pauses(engine: Engine) -> None:
     assert not row.paused and row.consecutive_failures == 1
 
 
+def test_a_resumed_producer_counts_its_failures_afresh(engine: Engine) -> None:
+    """Both resumes (one producer, the whole workflow) clear the count through `set_paused`:
+    a producer resumed after an auto-pause is not paused again by its first failure."""
+    h = Harness(engine, run="demo.fail", schedule_value="1m", policy={"pause_after_failures": 2})
+    for n in range(2):
+        h.clock.now = T0 + n * MINUTE
+        h.runner.run(h.claim())
+    assert h.schedule().paused and h.schedule().consecutive_failures == 2
+    h.clock.now = T0 + 2 * MINUTE
+    h.schedules.set_paused(h.workflow.id, False, producer_name="poll", now=h.clock())
+    assert h.schedule().consecutive_failures == 0
+    assert h.runner.run(h.claim())["status"] == "failed"
+    row = h.schedule()
+    assert not row.paused and row.consecutive_failures == 1
+
+
 # --- overlap allow -----------------------------------------------------------------------------
 
 
