@@ -5,7 +5,7 @@ Beat claims rows in `models.claims`; workers start and finish runs in `models.ru
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -26,6 +26,8 @@ from models.transactions import insert_for, transaction
 from models.vocabulary import SlotFate
 
 _s = producer_schedules.c
+# The end of a range that must include a slot at `now` itself (ends are exclusive).
+_JUST_AFTER = timedelta(microseconds=1)
 
 
 class ProducerScheduleStore:
@@ -61,7 +63,9 @@ class ProducerScheduleStore:
 
         Rewriting a schedule clears any claim: a run in flight then commits nothing (its token
         no longer matches) and the new `next_run_at` stands. The carried state, last run and
-        failure count are kept.
+        failure count are kept. The old schedule's slots that fell due and never ran are
+        recorded in the slot ledger as one entry (`superseded`, or `paused` if it was paused):
+        the rewrite is what ends them.
         """
         values = {
             "workflow_id": spec.workflow_id,
@@ -84,12 +88,21 @@ class ProducerScheduleStore:
         }
         keep = {"workflow_id", "producer_name", "consecutive_failures", "state", "created_at"}
         with transaction(self.engine, conn) as c:
+            # Locked (PostgreSQL) so no run's commit moves the old next run before the rewrite.
+            before = c.execute(
+                select(producer_schedules)
+                .where(_s.workflow_id == spec.workflow_id, _s.producer_name == spec.producer_name)
+                .with_for_update()
+            ).first()
             stmt = insert_for(c, producer_schedules).values(**values)
             stmt = stmt.on_conflict_do_update(
                 index_elements=[_s.workflow_id, _s.producer_name],
                 set_={key: stmt.excluded[key] for key in values if key not in keep},
             ).returning(*producer_schedules.c)
-            return schedule_record(c.execute(stmt).one())
+            written = schedule_record(c.execute(stmt).one())
+            if before is not None:
+                record_ledger(c, _superseded_range(schedule_record(before), now), now=now)
+            return written
 
     def update_config(
         self,
@@ -211,6 +224,37 @@ def _paused_range(schedule: ScheduleRecord, read: datetime, to: datetime) -> Led
         anchor=read,
     )
     return Ledger(schedule.workflow_id, schedule.producer_name, (entry,))
+
+
+def _superseded_range(old: ScheduleRecord, now: datetime) -> Ledger:
+    """The old schedule's slots due by `now` that have no outcome yet (none if its next run is
+    ahead). A run in flight for the first of them finds its claim gone and records nothing over
+    this entry, so a claimed slot whose message is lost gets its outcome too."""
+    first = old.next_run_at
+    if first is None or first > now:
+        return Ledger(old.workflow_id, old.producer_name, ())
+    compiled = schedule_from_row(old.schedule_type, old.schedule_value, old.timezone)
+    end = compiled.next_after(now, anchor=first)
+    if old.paused:
+        fate = SlotFate.PAUSED
+        note = old.pause_note or "no note"
+        reason = f"fell due while paused ({note}); a redeploy changed the schedule"
+    else:
+        fate = SlotFate.SUPERSEDED
+        reason = (
+            "fell due under the old schedule and did not complete: the schedule was changed"
+            " (redeployed); the new schedule stands"
+        )
+    entry = ranged(
+        compiled,
+        first,
+        end if end is not None else now + _JUST_AFTER,
+        outcome=fate,
+        reason=reason,
+        policy="redeploy: the new schedule stands",
+        anchor=first,
+    )
+    return Ledger(old.workflow_id, old.producer_name, (entry,))
 
 
 def schedule_record(row: Row[Any]) -> ScheduleRecord:

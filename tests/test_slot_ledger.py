@@ -126,10 +126,54 @@ def test_a_redeploy_during_the_run_records_it_superseded_and_nothing_else(
         assert h.runner.run(h.claim())["status"] == "superseded"
     finally:
         _during_run.clear()
+    # The running slot and the three that fell due while it ran: one entry, written by the
+    # redeploy; the run's own late "superseded" replaces nothing.
     [own] = ledger_rows(engine, h.workflow.id, "poll")
-    assert (own.slot, own.outcome) == (T0, SlotFate.SUPERSEDED)
+    assert (own.slot, own.range_end, own.slot_count, own.outcome) == (
+        T0,
+        T0 + 4 * MINUTE,
+        4,
+        SlotFate.SUPERSEDED,
+    )
     assert "redeployed" in own.reason
     assert h.schedule().next_run_at == new_slot
+
+
+def test_due_slots_a_redeploy_replaces_before_they_run_are_recorded_superseded(
+    engine: Engine,
+) -> None:
+    h = Harness(engine, schedule_value="1m")
+    h.clock.now = T0 + 3 * MINUTE + 30 * timedelta(seconds=1)
+    spec = schedule_spec(h.workflow.id, schedule_value="5m", next_run_at=T0 + 5 * MINUTE)
+    h.schedules.upsert(spec, now=h.clock.now)
+    assert _outcomes(h) == [(T0, T0 + 4 * MINUTE, 4, SlotFate.SUPERSEDED, 0)]
+    [row] = ledger_rows(engine, h.workflow.id, "poll")
+    assert "redeployed" in row.reason and row.policy == "redeploy: the new schedule stands"
+    rows = ledger_rows(engine, h.workflow.id, "poll")
+    old = IntervalSchedule(MINUTE)
+    assert coverage_problems(rows, old, T0, T0 + 4 * MINUTE) == []
+
+
+def test_slots_that_fell_due_while_paused_are_recorded_paused_by_a_redeploy(
+    engine: Engine,
+) -> None:
+    h = Harness(engine, schedule_value="1m")
+    h.schedules.set_paused(h.workflow.id, True, by="ops", note="vendor down", now=T0)
+    h.clock.now = T0 + MINUTE
+    spec = schedule_spec(
+        h.workflow.id, schedule_value="5m", next_run_at=T0 + 5 * MINUTE, paused=True
+    )
+    h.schedules.upsert(spec, now=h.clock.now)
+    assert _outcomes(h) == [(T0, T0 + 2 * MINUTE, 2, SlotFate.PAUSED, 0)]
+    assert "vendor down" in ledger_rows(engine, h.workflow.id, "poll")[0].reason
+
+
+def test_a_redeploy_before_the_next_run_records_nothing(engine: Engine) -> None:
+    h = Harness(engine, schedule_value="1m")
+    h.clock.now = T0 - timedelta(seconds=1)
+    spec = schedule_spec(h.workflow.id, schedule_value="5m", next_run_at=T0 + 5 * MINUTE)
+    h.schedules.upsert(spec, now=h.clock.now)
+    assert _outcomes(h) == []
 
 
 def test_paused_slots_and_the_resume_are_recorded_paused_as_one_range(engine: Engine) -> None:
