@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from bench.lateness import LoadWindow, SearchPlan, Shape, _search, percentiles
-from bench.report import Results, targets
+from bench.report import Results, lateness_search_table, targets
 from bench.task_events import TaskTimes
 
 SLOT = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -95,6 +95,9 @@ def test_the_search_judges_its_answer_over_the_measured_window_and_narrows_the_g
     rows = results.rows("lateness_search")
     assert [r["stage"] for r in rows[4:]] == ["x1.5 step", "confirm", "confirm", "refine", "refine"]
     assert [r["kept_up"] for r in rows[5:]] == [False, True, True, False]
+    table = lateness_search_table(results)
+    assert "| postgresql | x1.5 step | 126.6 | 5 / 10 | 633/1266 |" in table
+    assert "| postgresql | confirm | 84.4 | 10 / 30 | 1265/2531 |" in table
 
 
 def test_a_search_where_nothing_keeps_up_over_the_long_window_says_zero() -> None:
