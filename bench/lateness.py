@@ -2,11 +2,13 @@
 
 Beat alone: 2,000 producers every 10 s (200 due/s), each producer's first slot only (nothing
 commits a next run). With workers: one beat and one 2-process prefork worker stay up while the
-due rate steps up (x1.5 from `first_per_s`) until the workers fall behind; the lateness is then
-measured at `share` of the highest rate they kept up with. Every load seeds fresh producers
-whose first slots fall due only once beat is up, and counts only the slots scheduled in its
-window, which opens one interval after the first slot (each producer has run once, so the
-workers are in their steady state).
+due rate steps up (x1.5 from `first_per_s`, short windows) until the workers fall behind; the
+last rate that kept up is then confirmed, and the gap to the first that fell behind narrowed,
+with loads as long as the measurement's (a load near the limit keeps up for 10 s and falls
+behind over 30 s). The lateness is measured at `share` of the highest rate that kept up over
+the long window. Every load seeds fresh producers whose first slots fall due only once beat is
+up, and counts only the slots scheduled in its window, which opens one interval after the first
+slot (each producer has run once, so the workers are in their steady state).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psutil
 import redis
@@ -44,13 +46,19 @@ QUEUE_POLL_S = 0.25
 
 @dataclass(frozen=True)
 class SearchPlan:
-    """The step search for the highest due/s 2 worker processes keep up with."""
+    """The search for the highest due/s 2 worker processes keep up with."""
 
     first_per_s: float = 25.0
     factor: float = 1.5
     max_per_s: float = 1_500.0
+    # The x`factor` steps: short loads, to find the range quickly.
     interval_s: float = 5.0
     window_s: float = 10.0
+    # Then, with the measurement's interval and window: the last step that kept up is tried
+    # again (and, while it falls behind, `factor` lower, at most `confirm_tries` rates), and the
+    # gap to the first rate that fell behind is halved (geometrically) `refine_steps` times.
+    confirm_tries: int = 3
+    refine_steps: int = 2
     # Kept up: this share of the window's slots started within GRACE_S of its end, and the
     # queue's median length grew by less than `backlog_s` of due slots from the window's first
     # third to its last (one sample at the end is too noisy: a batch may have just arrived).
@@ -89,11 +97,11 @@ def run(infra: Infra, results: Results, plan: LatenessPlan) -> None:
             _add(results, _beat_alone(infra, plan, store, url))
     for store in plan.stores:
         with infra.database(store) as url, _Rig(infra, store, url) as rig:
-            kept_up = _search(rig, results, plan.search)
+            kept_up = _search(rig, results, plan.search, Shape(plan.interval_s, plan.seconds))
             for share in plan.search.shares:
-                # If even the first step fell behind, the shares are of that step's rate.
+                # If nothing kept up, the shares are of the first step's rate.
                 per_s = share * (kept_up or plan.search.first_per_s)
-                step(f"lateness: {store}: kept up with {kept_up:.0f} due/s; at {per_s:.0f}")
+                step(f"lateness: {store}: kept up with {kept_up:.1f} due/s; at {per_s:.1f}")
                 load = rig.load(per_s, plan.interval_s, plan.seconds)
                 row = load.row(store, "2 worker processes")
                 row["kept_up_per_s"] = kept_up
@@ -110,36 +118,85 @@ def _add(results: Results, row: dict[str, Any]) -> None:
     )
 
 
-def _search(rig: _Rig, results: Results, plan: SearchPlan) -> float:
-    """The highest due/s of the steps that kept up (0 if none did)."""
-    per_s, kept_up = plan.first_per_s, 0.0
+class Loads(Protocol):
+    """What the search needs of a rig: its store, and a load run at a given shape."""
+
+    store: str
+
+    def load(self, per_s: float, interval_s: float, window_s: float) -> LoadWindow: ...
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A load's producer interval and counted window, in seconds."""
+
+    interval_s: float
+    window_s: float
+
+
+def _search(rig: Loads, results: Results, plan: SearchPlan, measured: Shape) -> float:
+    """The highest due/s that kept up over a window as long as the measurement's (0 if none).
+
+    Short x`factor` steps bracket the limit; the bracket is then checked and narrowed with
+    `measured`-shaped loads, because near the limit a 10 s window ends before a backlog shows.
+    """
+    short = Shape(plan.interval_s, plan.window_s)
+    per_s, below, above = plan.first_per_s, 0.0, None
     while per_s <= plan.max_per_s:
-        load = rig.load(per_s, plan.interval_s, plan.window_s)
-        share = load.started_in_time / load.expected if load.expected else 0.0
-        growth = load.backlog_end - load.backlog_start
-        ok = share >= plan.started_share and growth <= per_s * plan.backlog_s
-        results.add(
-            "lateness_search",
-            store=rig.store,
-            due_per_s=per_s,
-            slots_expected=load.expected,
-            started_in_time=load.started_in_time,
-            backlog_start=load.backlog_start,
-            backlog_end=load.backlog_end,
-            started_ms=percentiles(load.started_ms()),
-            cpu_pressure=load.cpu_pressure,
-            kept_up=ok,
-        )
-        step(
-            f"lateness search: {rig.store}: {per_s:.0f} due/s: {load.started_in_time}/"
-            f"{load.expected} started in time, median queue {load.backlog_start:g} -> "
-            f"{load.backlog_end:g}: {'kept up' if ok else 'fell behind'}"
-        )
-        if not ok:
+        if not _kept_up(rig, results, plan, per_s, short, f"x{plan.factor:g} step"):
+            above = per_s
             break
-        kept_up = per_s
+        below = per_s
         per_s *= plan.factor
+    kept_up = 0.0
+    for _ in range(plan.confirm_tries):
+        if below <= 0:
+            break
+        if _kept_up(rig, results, plan, below, measured, "confirm"):
+            kept_up = below
+            break
+        above, below = below, below / plan.factor
+    if kept_up and above is not None:
+        for _ in range(plan.refine_steps):
+            middle = (kept_up * above) ** 0.5
+            if _kept_up(rig, results, plan, middle, measured, "refine"):
+                kept_up = middle
+            else:
+                above = middle
     return kept_up
+
+
+def _kept_up(
+    rig: Loads, results: Results, plan: SearchPlan, per_s: float, shape: Shape, stage: str
+) -> bool:
+    """Run one load and judge it by `plan`'s criteria; the judgement is a `lateness_search`
+    row."""
+    load = rig.load(per_s, shape.interval_s, shape.window_s)
+    share = load.started_in_time / load.expected if load.expected else 0.0
+    growth = load.backlog_end - load.backlog_start
+    ok = share >= plan.started_share and growth <= per_s * plan.backlog_s
+    results.add(
+        "lateness_search",
+        store=rig.store,
+        stage=stage,
+        due_per_s=per_s,
+        interval_s=shape.interval_s,
+        window_s=shape.window_s,
+        slots_expected=load.expected,
+        started_in_time=load.started_in_time,
+        backlog_start=load.backlog_start,
+        backlog_end=load.backlog_end,
+        started_ms=percentiles(load.started_ms()),
+        cpu_cores=load.cpu_cores,
+        cpu_pressure=load.cpu_pressure,
+        kept_up=ok,
+    )
+    step(
+        f"lateness search ({stage}, {shape.window_s:g} s): {rig.store}: {per_s:.1f} due/s: "
+        f"{load.started_in_time}/{load.expected} started in time, median queue "
+        f"{load.backlog_start:g} -> {load.backlog_end:g}: {'kept up' if ok else 'fell behind'}"
+    )
+    return ok
 
 
 @dataclass

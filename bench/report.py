@@ -166,11 +166,14 @@ def lateness_search_table(results: Results) -> str:
     rows = [
         [
             r["store"],
+            r.get("stage", ""),
             r["due_per_s"],
+            _shape(r),
             f"{r['started_in_time']}/{r['slots_expected']}",
             f"{r['backlog_start']:g} -> {r['backlog_end']:g}",
             r["started_ms"]["p50"],
             r["started_ms"]["p99"],
+            ", ".join(f"{k} {v:.2f}" for k, v in r.get("cpu_cores", {}).items()),
             _percent(r.get("cpu_pressure")),
             "kept up" if r["kept_up"] else "fell behind",
         ]
@@ -178,15 +181,24 @@ def lateness_search_table(results: Results) -> str:
     ]
     headers = [
         "store",
+        "stage",
         "due/s",
+        "producers every / window, s",
         "started by the window's end + 1 s",
         "median queue length, first -> last third of the window",
         "started p50, ms",
         "started p99, ms",
+        "CPU cores busy in the window",
         "CPU pressure (some)",
         "2 worker processes",
     ]
     return _table(headers, rows)
+
+
+def _shape(row: dict[str, Any]) -> str:
+    if "window_s" not in row:  # results written before the search judged long windows
+        return ""
+    return f"{row['interval_s']:g} / {row['window_s']:g}"
 
 
 def burst_table(results: Results) -> str:

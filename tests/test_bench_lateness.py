@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bench.lateness import LoadWindow, percentiles
-from bench.report import Results, targets
+from bench.lateness import LoadWindow, SearchPlan, Shape, _search, percentiles
+from bench.report import Results, lateness_search_table, targets
 from bench.task_events import TaskTimes
 
 SLOT = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -47,6 +47,67 @@ def test_a_start_is_split_at_the_worker_events_matched_by_task_id() -> None:
     assert [round(ms) for ms in (row["sent_ms"]["p50"], row["sent_ms"]["max"])] == [20, 20]
     assert row["slots_sent"] == 2
     assert round(row["started_ms"]["p99"]) == 41
+
+
+class _CarriesLessOverLongWindows:
+    """Stand-in for the rig: keeps up below `capacity[window_s]` due/s, as a system near its
+    limit does for 10 s but not for 30 s."""
+
+    store = "postgresql"
+
+    def __init__(self, capacity: dict[float, float]) -> None:
+        self.capacity = capacity
+        self.loads: list[tuple[float, float, float]] = []
+
+    def load(self, per_s: float, interval_s: float, window_s: float) -> LoadWindow:
+        self.loads.append((per_s, interval_s, window_s))
+        expected = round(per_s * window_s)
+        ok = per_s < self.capacity[window_s]
+        return LoadWindow(
+            per_s=per_s,
+            producers=round(per_s * interval_s),
+            interval_s=interval_s,
+            window_s=window_s,
+            expected=expected,
+            messages={},
+            runs=[],
+            started_in_time=expected if ok else expected // 2,
+            backlog_start=0,
+            backlog_end=0 if ok else per_s,
+            cpu_cores={},
+            cpu_pressure=None,
+        )
+
+
+def test_the_search_judges_its_answer_over_the_measured_window_and_narrows_the_gap() -> None:
+    rig = _CarriesLessOverLongWindows({10.0: 100.0, 30.0: 70.0})
+    results = Results("quick", {}, "now")
+
+    kept_up = _search(rig, results, SearchPlan(), Shape(interval_s=10.0, window_s=30.0))
+
+    # Short steps: 25, 37.5, 56.25, 84.375 keep up, 126.6 does not. Over 30 s 84.375 falls
+    # behind and 56.25 keeps up; the gap is then halved twice: 68.9 keeps up, 76.2 does not.
+    assert 68 < kept_up < 70
+    assert [round(per_s, 1) for per_s, _, _ in rig.loads] == [
+        25.0, 37.5, 56.2, 84.4, 126.6, 84.4, 56.2, 68.9, 76.2
+    ]  # fmt: skip
+    assert all((interval, window) == (10.0, 30.0) for _, interval, window in rig.loads[5:])
+    rows = results.rows("lateness_search")
+    assert [r["stage"] for r in rows[4:]] == ["x1.5 step", "confirm", "confirm", "refine", "refine"]
+    assert [r["kept_up"] for r in rows[5:]] == [False, True, True, False]
+    table = lateness_search_table(results)
+    assert "| postgresql | x1.5 step | 126.6 | 5 / 10 | 633/1266 |" in table
+    assert "| postgresql | confirm | 84.4 | 10 / 30 | 1265/2531 |" in table
+
+
+def test_a_search_where_nothing_keeps_up_over_the_long_window_says_zero() -> None:
+    rig = _CarriesLessOverLongWindows({10.0: 60.0, 30.0: 10.0})
+
+    kept_up = _search(rig, Results("quick", {}, "now"), SearchPlan(), Shape(10.0, 30.0))
+
+    assert kept_up == 0.0
+    # 56.25 kept up in 10 s; over 30 s it and the next two rates down (37.5, 25) fell behind.
+    assert [round(per_s, 1) for per_s, _, w in rig.loads if w == 30.0] == [56.2, 37.5, 25.0]
 
 
 def test_percentiles_of_nothing_are_not_numbers() -> None:
