@@ -44,7 +44,7 @@ def test_the_written_defaults_are_what_an_empty_environment_reads() -> None:
     assert settings.lease == timedelta(seconds=300)
     assert settings.lock_timeout == timedelta(seconds=60)
     assert settings.lock_wait == timedelta(seconds=10)
-    assert settings.beat_batch == 2000
+    assert settings.beat_batch == 500
     assert settings.producer_modules == ()
     assert settings.celery_config_module is None
     assert settings.database_url == "sqlite:////nonexistent/drumline.db"

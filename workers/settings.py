@@ -413,9 +413,10 @@ FIELDS: tuple[Field, ...] = (
         "DRUMLINE_BEAT_BATCH",
         "beat_batch",
         _whole,
-        # A burst of due slots drains about twice as fast as with 500: each claim also walks
-        # the rows claimed before it (bench/README.md, "Burst").
-        "2000",
+        # A slot costs beat the same at 500 as at 2,000 a claim (the due index leaves claimed
+        # rows out), and smaller claims share a burst evenly between beats and send its
+        # first slots sooner (bench/README.md, "Burst").
+        "500",
         "due slots claimed and sent per beat tick (at least 1)",
         minimum=1,
     ),
