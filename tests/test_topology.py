@@ -204,7 +204,8 @@ def account(
         elif run.status == "skipped":  # max_concurrent reached: not run, see the ledger below
             pass
         elif run.status not in COMMITTED or done == 0:  # done > 1 is a duplicate, above
-            figures.lost.append(f"{label} status={run.status} journal_ends={done}")
+            error = (run.error or "")[:200]
+            figures.lost.append(f"{label} status={run.status} journal_ends={done} error={error!r}")
         if run.attempt > 1:
             figures.rerun.append(f"{label} attempt={run.attempt}")
             figures.rerun_slots.add((run.producer_name, run.scheduled_for.isoformat()))
