@@ -107,9 +107,15 @@ class DriverStatement:
         except self._dialect.loaded_dbapi.Error as exc:
             cursor.close()
             dialect = self._dialect
-            if dialect.is_disconnect(exc, dbapi_connection, cursor):
+            disconnected = dialect.is_disconnect(exc, dbapi_connection, cursor)
+            if disconnected:
                 conn.invalidate(exc)
             raise DBAPIError.instance(
-                self.sql, driver_params, exc, dialect.loaded_dbapi.Error, dialect=dialect
+                self.sql,
+                driver_params,
+                exc,
+                dialect.loaded_dbapi.Error,
+                connection_invalidated=disconnected,
+                dialect=dialect,
             ) from exc
         return cursor

@@ -58,6 +58,8 @@ _r = producer_runs.c
 _s = producer_schedules.c
 WORKER_DIED = "its worker died: no outcome within a lease of its start"
 _RUN_PREFIX = "run__"  # the run row's columns, beside the schedule row's
+_SCHEDULE_KEYS = tuple(column.name for column in producer_schedules.c)
+_RUN_KEYS = tuple(column.name for column in producer_runs.c)
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ class RunPath:
             start = self._driver(_START_PG)
             with self._held() as conn:
                 row = start.first(conn, claim | begin)
-            return None if row is None else _started_slot(start.keys, row)
+            return None if row is None else _started_slot(row)
         take_claim = self._driver(_TAKE_CLAIM)
         begin_run = self._driver(_begin_statement("sqlite"))
         with self._held() as conn:
@@ -856,22 +858,19 @@ def _start_statement() -> Any:
         .cte("run")
     )
     return select(
-        *(claim.c[column.name] for column in producer_schedules.c),
-        *(run.c[column.name].label(_RUN_PREFIX + column.name) for column in producer_runs.c),
+        *(claim.c[name] for name in _SCHEDULE_KEYS),
+        *(run.c[name].label(_RUN_PREFIX + name) for name in _RUN_KEYS),
     ).select_from(claim.outerjoin(run, true()))
 
 
-def _started_slot(keys: tuple[str, ...], row: tuple[Any, ...]) -> StartedSlot:
-    """The start statement's row: the schedule's columns, then the run's (prefixed)."""
-    fields = dict(zip(keys, row, strict=True))
-    run = {
-        key[len(_RUN_PREFIX) :]: fields.pop(key)
-        for key in list(fields)
-        if key.startswith(_RUN_PREFIX)
-    }
+def _started_slot(row: tuple[Any, ...]) -> StartedSlot:
+    """The start statement's row: the schedule's columns, then the run's (all NULL if no run
+    row was written)."""
+    split = len(_SCHEDULE_KEYS)
+    run = row[split:]
     return StartedSlot(
-        schedule=ScheduleRecord(**fields),
-        run=None if run["id"] is None else _run_record(tuple(run), tuple(run.values())),
+        schedule=ScheduleRecord(**dict(zip(_SCHEDULE_KEYS, row[:split], strict=True))),
+        run=None if run[0] is None else _run_record(_RUN_KEYS, run),
     )
 
 

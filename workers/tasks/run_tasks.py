@@ -38,10 +38,10 @@ def run_producer(
     """Run one slot. Beat sends `claim_token`, `drumline trigger` sends `trigger_token`; the
     runner refuses a message with neither and runs only what the database confirms.
 
-    Returns the run's status (`succeeded`, `skipped: stale message`, ...), which Celery logs
-    and Flower shows; the run itself, its result included, is in the database. Celery reprs
-    the return value for its log line and task event on every run: the runner's summary with
-    the producer's result cost more to repr than the rest of the task."""
+    Returns the run's status (`succeeded`, `skipped: slot already finished`, ...), which
+    Celery logs and Flower show; the run itself, its result included, is in the database.
+    Celery reprs the return value for its log line and task event on every run: the runner's
+    summary with the producer's result cost more to repr than the rest of the task."""
     slot = Slot(
         workflow_id=int(workflow_id),
         workflow=workflow,
