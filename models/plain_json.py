@@ -63,12 +63,15 @@ def check_plain_json(value: Any, bounds: JsonBounds, *, path: str = "$") -> None
         elif isinstance(item, dict):
             size += 2
             for key, child in item.items():
-                if not isinstance(key, str):
+                if type(key) is str and key.isascii() and "\x00" not in key:
+                    size += len(key) + 4
+                elif isinstance(key, str):
+                    size += _text_size(key, where, key=True) + 4
+                else:
                     kind = type(key).__name__
                     raise PlainJsonError(
                         _render(where), f"key {key!r} is a {kind}; keys must be strings"
                     )
-                size += _text_size(key, where, key=True) + 4
                 child_size = _simple_size(child, int_limit) if on_the_spot else -1
                 if child_size < 0:
                     stack.append((child, (where, key), depth + 1))
