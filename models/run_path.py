@@ -9,7 +9,9 @@ transaction. A triggered (manual) run starts the pending request `drumline trigg
 and finishes without touching the schedule's next run or claim.
 
 Every statement here is built once (see `models.transactions.bind`), private to this module,
-and sits next to the function that builds its parameters.
+and sits next to the function that builds its parameters. Those of the scheduled start and
+finish, which every run sends, are compiled once per engine and sent on the driver's cursor
+(`models.driver_statement`): SQLAlchemy's execution around them cost more than the driver's.
 """
 
 from __future__ import annotations
