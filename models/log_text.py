@@ -15,7 +15,11 @@ def loggable(text: object, limit: int = MAX_LOGGED_CHARS) -> str:
     `limit` characters with a marker saying how much was cut."""
     raw = text if isinstance(text, str) else repr(text)
     head = raw[:limit]
-    escaped = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in head)
+    escaped = (
+        head  # the common case, checked in C: nothing to escape
+        if head.isprintable()
+        else "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in head)
+    )
     if len(raw) > limit:
         escaped += f"...(+{len(raw) - limit} chars)"
     return escaped

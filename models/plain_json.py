@@ -49,32 +49,67 @@ def check_plain_json(value: Any, bounds: JsonBounds, *, path: str = "$") -> None
     so the walk stops as soon as the bound is passed instead of encoding a huge value first."""
     size = 0
     max_depth, max_bytes = bounds.max_depth, bounds.max_bytes
+    int_limit = 10**bounds.max_int_digits
     stack: list[tuple[Any, _Where, int]] = [(value, path, 0)]
     while stack:
         item, where, depth = stack.pop()
         if depth > max_depth:
             raise PlainJsonError(_render(where), f"nested deeper than {max_depth} levels")
+        # A container's common children (ASCII strings, small ints, null, booleans) are sized
+        # on the spot, not walked: that took most of the time of checking a message's headers.
+        on_the_spot = depth < max_depth
         if isinstance(item, str):
             size += _text_size(item, where) + 2
         elif isinstance(item, dict):
             size += 2
             for key, child in item.items():
-                if not isinstance(key, str):
+                if type(key) is str and key.isascii() and "\x00" not in key:
+                    size += len(key) + 4
+                elif isinstance(key, str):
+                    size += _text_size(key, where, key=True) + 4
+                else:
                     kind = type(key).__name__
                     raise PlainJsonError(
                         _render(where), f"key {key!r} is a {kind}; keys must be strings"
                     )
-                size += _text_size(key, where, key=True) + 4
-                stack.append((child, (where, key), depth + 1))
+                child_size = _simple_size(child, int_limit) if on_the_spot else -1
+                if child_size < 0:
+                    stack.append((child, (where, key), depth + 1))
+                elif size + child_size > max_bytes:
+                    raise PlainJsonError(
+                        _render((where, key)), f"larger than {max_bytes} bytes as JSON"
+                    )
+                else:
+                    size += child_size
         elif isinstance(item, list):
             size += 2 + len(item)
-            stack.extend((child, (where, i), depth + 1) for i, child in enumerate(item))
+            for i, child in enumerate(item):
+                child_size = _simple_size(child, int_limit) if on_the_spot else -1
+                if child_size < 0:
+                    stack.append((child, (where, i), depth + 1))
+                elif size + child_size > max_bytes:
+                    raise PlainJsonError(
+                        _render((where, i)), f"larger than {max_bytes} bytes as JSON"
+                    )
+                else:
+                    size += child_size
         elif isinstance(item, _SCALARS):
             size += _scalar_size(item, where, bounds)
         else:
             raise PlainJsonError(_render(where), f"a {type(item).__name__} is not plain JSON")
         if size > max_bytes:
             raise PlainJsonError(_render(where), f"larger than {max_bytes} bytes as JSON")
+
+
+def _simple_size(item: Any, int_limit: int) -> int:
+    """The JSON size of a value that is plain whatever its place (an ASCII string without NUL,
+    an int within the bound, null, a boolean), or -1: walk it, with its path."""
+    kind = type(item)
+    if kind is str:
+        return len(item) + 2 if item.isascii() and "\x00" not in item else -1
+    if kind is int:
+        return len(str(item)) if -int_limit < item < int_limit else -1
+    return 5 if item is None or kind is bool else -1
 
 
 def _render(where: _Where) -> str:
@@ -105,6 +140,8 @@ def _text_size(text: str, where: _Where, *, key: bool = False) -> int:
     both checks it and measures it."""
     if "\x00" in text:
         raise PlainJsonError(_text_where(text, where, key), "contains a NUL character")
+    if text.isascii():
+        return len(text)  # its own UTF-8 encoding, and no lone surrogate
     try:
         return len(text.encode("utf-8"))
     except UnicodeEncodeError:

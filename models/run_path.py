@@ -9,7 +9,9 @@ transaction. A triggered (manual) run starts the pending request `drumline trigg
 and finishes without touching the schedule's next run or claim.
 
 Every statement here is built once (see `models.transactions.bind`), private to this module,
-and sits next to the function that builds its parameters.
+and sits next to the function that builds its parameters. Those of the scheduled start and
+finish, which every run sends, are compiled once per engine and sent on the driver's cursor
+(`models.driver_statement`): SQLAlchemy's execution around them cost more than the driver's.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from sqlalchemy import (
     Connection,
     Engine,
     Integer,
-    Row,
     Update,
     bindparam,
     case,
@@ -39,6 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 
 from models.change_store import AUTO_PAUSE_ACTOR, DEFAULT_HISTORY_KEPT, record_auto_pause
+from models.driver_statement import DriverStatement
 from models.held_connection import HeldConnection
 from models.records import RunRecord, ScheduleRecord, SlotOutcome
 from models.run_store import run_record
@@ -58,6 +60,8 @@ _r = producer_runs.c
 _s = producer_schedules.c
 WORKER_DIED = "its worker died: no outcome within a lease of its start"
 _RUN_PREFIX = "run__"  # the run row's columns, beside the schedule row's
+_SCHEDULE_KEYS = tuple(column.name for column in producer_schedules.c)
+_RUN_KEYS = tuple(column.name for column in producer_runs.c)
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,16 @@ class RunPath:
         # The two steps every scheduled run takes use a connection kept between runs; the
         # rarer steps check one out of the pool each time.
         self._held = HeldConnection(engine, autocommit=self._single_statement)
+        # The statements every scheduled run sends, run on the driver's cursor (compiled once).
+        self._drivers: dict[int, DriverStatement] = {}
+
+    def _driver(self, statement: Any) -> DriverStatement:
+        """`statement` compiled for this engine; each is a module constant or cached, so its
+        identity names it."""
+        driver = self._drivers.get(id(statement))
+        if driver is None:
+            driver = self._drivers[id(statement)] = DriverStatement(statement, self.engine.dialect)
+        return driver
 
     # --- scheduled runs ------------------------------------------------------------------------
 
@@ -107,36 +121,24 @@ class RunPath:
             now=now,
             lease=lease,
         )
+        begin = _begin_params(
+            workflow_id, producer_name, scheduled_for, Trigger.SCHEDULE, task_id, now=now
+        )
         if self._single_statement:
-            begin = _begin_params(
-                workflow_id, producer_name, scheduled_for, Trigger.SCHEDULE, task_id, now=now
-            )
+            start = self._driver(_START_PG)
             with self._held() as conn:
-                row = conn.execute(_START_PG, claim | begin).first()
+                row = start.first(conn, claim | begin)
             return None if row is None else _started_slot(row)
+        take_claim = self._driver(_TAKE_CLAIM)
+        begin_run = self._driver(_begin_statement("sqlite"))
         with self._held() as conn:
-            schedule = self.take_claim(
-                workflow_id,
-                producer_name,
-                claim_token,
-                workflow_name=workflow_name,
-                scheduled_for=scheduled_for,
-                now=now,
-                lease=lease,
-                conn=conn,
-            )
-            if schedule is None:
+            claimed = take_claim.first(conn, claim)
+            if claimed is None:
                 return None
-            run = self.begin_run(
-                workflow_id=workflow_id,
-                producer_name=producer_name,
-                scheduled_for=scheduled_for,
-                trigger=Trigger.SCHEDULE,
-                task_id=task_id,
-                now=now,
-                skipped=SkipReason.PAUSED if schedule.paused else None,
-                conn=conn,
-            )
+            schedule = ScheduleRecord(**dict(zip(take_claim.keys, claimed, strict=True)))
+            skipped = SkipReason.PAUSED if schedule.paused else None
+            began = begin_run.first(conn, begin | _start_outcome_params(skipped, now))
+        run = None if began is None else _run_record(begin_run.keys, began)
         return StartedSlot(schedule, run)
 
     def finish_scheduled(
@@ -157,19 +159,49 @@ class RunPath:
         claim was lost, the schedule left alone and only the own slot recorded, as superseded.
         A failure that may auto-pause the producer takes the transaction, to record the pause
         in the history with it."""
+        commit = _commit_slot_params(schedule_id, claim_token, outcome, now=now)
         if self._single_statement and not _may_auto_pause(outcome):
             params = (
-                _commit_slot_params(schedule_id, claim_token, outcome, now=now)
+                commit
                 | _finish_params(run, outcome.status, now, duration_ms, error, result)
                 | ledger.params(now)
             )
             with self._held() as conn:
-                status = conn.execute(_finish_pg(len(ledger.entries)), params).scalar_one_or_none()
+                row = self._driver(_finish_pg(len(ledger.entries))).first(conn, params)
             # No row: a later attempt has taken the slot over; its run row is not this one's.
-            return RunStatus.SUPERSEDED if status is None else str(status)
-        # On PostgreSQL the kept connection is in autocommit: these steps need a transaction.
-        steps = self.engine.begin() if self._single_statement else self._held()
-        with steps as conn:
+            return RunStatus.SUPERSEDED if row is None else str(row[0])
+        if self._single_statement:
+            # The kept connection is in autocommit: this step needs a transaction.
+            return self._finish_in_transaction(
+                schedule_id, claim_token, outcome, run, duration_ms, error, result, ledger, now
+            )
+        with self._held() as conn:
+            held = self._driver(_COMMIT_SLOT).rowcount(conn, commit) == 1
+            status = outcome.status if held else RunStatus.SUPERSEDED
+            finish = _finish_params(run, status, now, duration_ms, error, result)
+            self._driver(_FINISH_RUN).rowcount(conn, finish)
+            if ledger.entries:
+                record = self._driver(record_statement("sqlite", len(ledger.entries)))
+                record.rowcount(conn, ledger.params(now) | {"b_held": held})
+            if held and _may_auto_pause(outcome):
+                record_auto_pause(conn, schedule_id, now=now, keep=self.history_kept)
+        return status
+
+    def _finish_in_transaction(
+        self,
+        schedule_id: int,
+        claim_token: str,
+        outcome: SlotOutcome,
+        run: RunRecord,
+        duration_ms: float,
+        error: str | None,
+        result: Any,
+        ledger: Ledger,
+        now: datetime,
+    ) -> str:
+        """`finish_scheduled` of a failure that may auto-pause the producer, in a transaction
+        that also records the pause in the history."""
+        with self.engine.begin() as conn:
             held = self.commit_slot(schedule_id, claim_token, outcome, now=now, conn=conn)
             status = outcome.status if held else RunStatus.SUPERSEDED
             self.finish_run(
@@ -182,7 +214,7 @@ class RunPath:
                 conn=conn,
             )
             self.record_outcomes(ledger, now=now, held=held, conn=conn)
-            if held and _may_auto_pause(outcome):
+            if held:
                 record_auto_pause(conn, schedule_id, now=now, keep=self.history_kept)
         return status
 
@@ -828,23 +860,26 @@ def _start_statement() -> Any:
         .cte("run")
     )
     return select(
-        *(claim.c[column.name] for column in producer_schedules.c),
-        *(run.c[column.name].label(_RUN_PREFIX + column.name) for column in producer_runs.c),
+        *(claim.c[name] for name in _SCHEDULE_KEYS),
+        *(run.c[name].label(_RUN_PREFIX + name) for name in _RUN_KEYS),
     ).select_from(claim.outerjoin(run, true()))
 
 
-def _started_slot(row: Row[Any]) -> StartedSlot:
-    fields = row._asdict()
-    run = {
-        key[len(_RUN_PREFIX) :]: fields.pop(key)
-        for key in list(fields)
-        if key.startswith(_RUN_PREFIX)
-    }
-    del run["trigger_token"]  # never set on a scheduled run
+def _started_slot(row: tuple[Any, ...]) -> StartedSlot:
+    """The start statement's row: the schedule's columns, then the run's (all NULL if no run
+    row was written)."""
+    split = len(_SCHEDULE_KEYS)
+    run = row[split:]
     return StartedSlot(
-        schedule=ScheduleRecord(**fields),
-        run=None if run["id"] is None else RunRecord(**run),
+        schedule=ScheduleRecord(**dict(zip(_SCHEDULE_KEYS, row[:split], strict=True))),
+        run=None if run[0] is None else _run_record(_RUN_KEYS, run),
     )
+
+
+def _run_record(keys: tuple[str, ...], row: tuple[Any, ...]) -> RunRecord:
+    fields = dict(zip(keys, row, strict=True))
+    del fields["trigger_token"]  # never set on a scheduled run, and no record carries one
+    return RunRecord(**fields)
 
 
 @cache

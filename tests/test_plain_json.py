@@ -41,6 +41,13 @@ def nested(depth: int) -> Any:
     return value
 
 
+def wrapped(value: Any, times: int) -> Any:
+    """`value` inside `times` one-item lists: at depth `times`."""
+    for _ in range(times):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize(
     ("value", "path", "problem"),
     [
@@ -59,6 +66,15 @@ def nested(depth: int) -> Any:
         ({"z": "a\x00b"}, "$.z", "NUL"),
         ({"a\x00": 1}, "$ key", "NUL"),
         ({"u": "\ud800"}, "$.u", "lone surrogate"),
+        # Simple children of a container are sized on the spot: the same refusals hold.
+        (wrapped("x", 9), "$" + "[0]" * 9, "nested deeper than 8 levels"),
+        (wrapped({"k": 1}, 8), "$" + "[0]" * 8 + ".k", "nested deeper than 8 levels"),
+        ({f"k{i}": "v" for i in range(300)}, "$.k", "larger than 1000 bytes"),
+        ([None] * 300, "$[", "larger than 1000 bytes"),
+        ([1, 10**12], "$[1]", "more than 12 digits"),
+        (["ok", "\ud800"], "$[1]", "lone surrogate"),
+        (["ok", "a\x00"], "$[1]", "NUL"),
+        ({"ok": "é" * 600}, "$.ok", "larger than 1000 bytes"),
     ],
 )
 def test_refusals_name_the_path_and_the_problem(value: Any, path: str, problem: str) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -128,27 +130,57 @@ def test_a_run_commits_next_run_state_and_run_row(engine: Engine) -> None:
 def test_each_step_of_a_scheduled_run_is_one_statement_on_postgresql(engine: Engine) -> None:
     h = Harness(engine)
     slot = h.claim()
-    statements: list[str] = []
-    autocommit: list[bool] = []
-
-    def record(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement.split(None, 1)[0].upper())
-        autocommit.append(bool(getattr(conn.connection.driver_connection, "autocommit", False)))
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with driver_statements(engine) as statements:
         assert h.runner.run(slot)["status"] == "succeeded"
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
     if engine.dialect.name == "postgresql":
         # Start and finish are each one data-modifying CTE, sent in autocommit.
-        assert statements == ["WITH", "WITH"]
-        assert autocommit == [True, True]
+        assert statements == [("WITH", True), ("WITH", True)]
         with engine.connect() as conn:  # and the pooled connection is given back transactional
             assert conn.connection.driver_connection.autocommit is False  # type: ignore[union-attr]
     else:
         # The finish transaction records the slot's ledger entry too.
-        assert statements == ["BEGIN", "UPDATE", "INSERT", "BEGIN", "UPDATE", "UPDATE", "INSERT"]
+        start = ["BEGIN", "UPDATE", "INSERT", "COMMIT"]
+        finish = ["BEGIN", "UPDATE", "UPDATE", "INSERT", "COMMIT"]
+        assert [first for first, _ in statements] == start + finish
+
+
+@contextmanager
+def driver_statements(engine: Engine) -> Iterator[list[tuple[str, bool]]]:
+    """Each statement the driver sends on connections checked out meanwhile (the run path
+    sends its own on the driver's cursor, past SQLAlchemy's execute events): its first word,
+    and whether the connection was in autocommit. PostgreSQL: a recording cursor class;
+    SQLite: the driver's trace callback."""
+    import psycopg
+
+    sent: list[tuple[str, bool]] = []
+
+    def note(sql: str, autocommit: bool) -> None:
+        sent.append((sql.split(None, 1)[0].upper(), autocommit))
+
+    class Recording(psycopg.Cursor[Any]):
+        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            note(str(query), self.connection.autocommit)
+            return super().execute(query, params, **kwargs)
+
+    def on_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if isinstance(dbapi_connection, psycopg.Connection):
+            dbapi_connection.cursor_factory = Recording
+        else:
+            dbapi_connection.set_trace_callback(lambda sql: note(sql, False))
+
+    def on_checkin(dbapi_connection: Any, _record: Any) -> None:
+        if isinstance(dbapi_connection, psycopg.Connection):
+            dbapi_connection.cursor_factory = psycopg.Cursor
+        else:
+            dbapi_connection.set_trace_callback(None)
+
+    event.listen(engine, "checkout", on_checkout)
+    event.listen(engine, "checkin", on_checkin)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "checkout", on_checkout)
+        event.remove(engine, "checkin", on_checkin)
 
 
 def test_a_late_run_skips_to_the_next_slot_on_its_grid(engine: Engine) -> None:
@@ -587,8 +619,9 @@ def test_a_result_or_state_over_its_limits_fails_and_stores_nothing(
 # --- the run task's runner, kept per process ---------------------------------------------------
 
 
-def _run_task(slot: Slot) -> dict[str, Any]:
-    """The slot as `drumline.run_producer` runs it in a pool process (eagerly, in this one)."""
+def _run_task(slot: Slot) -> str:
+    """The slot as `drumline.run_producer` runs it in a pool process (eagerly, in this one):
+    the status it returns."""
     from workers.tasks import run_tasks
 
     kwargs = {
@@ -598,8 +631,8 @@ def _run_task(slot: Slot) -> dict[str, Any]:
         "scheduled_for": slot.scheduled_for.isoformat(),
         "claim_token": slot.claim_token,
     }
-    summary: dict[str, Any] = run_tasks.run_producer.apply(kwargs=kwargs, task_id="t").get()
-    return summary
+    status: str = run_tasks.run_producer.apply(kwargs=kwargs, task_id="t").get()
+    return status
 
 
 @pytest.fixture
@@ -642,7 +675,7 @@ def test_a_schedule_change_between_two_runs_of_one_process_runner_still_fences(
     _engines, clock = process_runner
     h = Harness(engine)
     clock.now = h.clock.now = T0 + timedelta(seconds=2)
-    assert _run_task(h.claim())["status"] == "succeeded"
+    assert _run_task(h.claim()) == "succeeded"
     runner = run_tasks._runners.current()
     clock.now = h.clock.now = T0 + timedelta(seconds=31)
     second = h.claim()
@@ -650,7 +683,7 @@ def test_a_schedule_change_between_two_runs_of_one_process_runner_still_fences(
     h.schedules.upsert(
         schedule_spec(h.workflow.id, schedule_value="10m", next_run_at=new_next), now=T0
     )
-    assert _run_task(second)["status"].startswith("skipped: stale")
+    assert _run_task(second).startswith("skipped: stale")
     assert run_tasks._runners.current() is runner  # the same runner refused it
     row = h.schedule()
     assert (row.next_run_at, row.schedule_value, row.claim_token) == (new_next, "10m", None)

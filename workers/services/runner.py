@@ -26,7 +26,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from sqlalchemy import Engine
@@ -285,7 +285,7 @@ class SlotRunner:
             trigger=slot.trigger,
             params=schedule.params,
             state=dict(schedule.state),
-            logger=logging.getLogger(f"drumline.producer.{slot.workflow}.{slot.producer}"),
+            logger=_producer_logger(slot.workflow, slot.producer),
         )
         began = time.perf_counter()
         try:
@@ -621,6 +621,12 @@ def _pause_note(policy: SlotPolicy, execution: Execution) -> str | None:
     last = loggable(execution.error.strip().splitlines()[-1], 300)
     count = policy.pause_after_failures
     return f"{count} consecutive failed slots (pause_after_failures: {count}); last: {last}"
+
+
+@lru_cache(maxsize=4096)
+def _producer_logger(workflow: str, producer: str) -> logging.Logger:
+    """The producer's logger, looked up once: `logging.getLogger` takes the module's lock."""
+    return logging.getLogger(f"drumline.producer.{workflow}.{producer}")
 
 
 def _compiled(schedule: ScheduleRecord) -> Schedule:

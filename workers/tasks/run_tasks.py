@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from celery import Task
 
@@ -35,9 +34,14 @@ def run_producer(
     scheduled_for: str,
     claim_token: str | None = None,
     trigger_token: str | None = None,
-) -> dict[str, Any]:
+) -> str:
     """Run one slot. Beat sends `claim_token`, `drumline trigger` sends `trigger_token`; the
-    runner refuses a message with neither and runs only what the database confirms."""
+    runner refuses a message with neither and runs only what the database confirms.
+
+    Returns the run's status (`succeeded`, `skipped: slot already finished`, ...), which
+    Celery logs and Flower show; the run itself, its result included, is in the database.
+    Celery reprs the return value for its log line and task event on every run: the runner's
+    summary with the producer's result cost more to repr than the rest of the task."""
     slot = Slot(
         workflow_id=int(workflow_id),
         workflow=workflow,
@@ -47,7 +51,7 @@ def run_producer(
         task_id=self.request.id,
         trigger_token=trigger_token,
     )
-    return _runners.current().run(slot)
+    return str(_runners.current().run(slot)["status"])
 
 
 class _ProcessRunner:
