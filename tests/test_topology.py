@@ -196,11 +196,13 @@ def account(
 
     for run in runs:
         label = f"{run.producer_name}@{run.scheduled_for:%T.%f}"
-        done = len(ends[(run.producer_name, run.scheduled_for.isoformat())])
-        if run.error == WORKER_DIED and (run.producer_name, run.scheduled_for.isoformat()) in (
-            figures.interrupted_slots
-        ):
-            figures.died.add((run.producer_name, run.scheduled_for.isoformat()))
+        key = (run.producer_name, run.scheduled_for.isoformat())
+        done = len(ends[key])
+        # Died: cut by the kill inside the producer, or killed between the run's start
+        # statement and the producer's first journal line (no start line at all). Only the
+        # killed worker leaves runs behind; every other one finishes what it starts.
+        if run.error == WORKER_DIED and (key in figures.interrupted_slots or not starts[key]):
+            figures.died.add(key)
         elif run.status == "skipped":  # max_concurrent reached: not run, see the ledger below
             pass
         elif run.status not in COMMITTED or done == 0:  # done > 1 is a duplicate, above
@@ -208,7 +210,7 @@ def account(
             figures.lost.append(f"{label} status={run.status} journal_ends={done} error={error!r}")
         if run.attempt > 1:
             figures.rerun.append(f"{label} attempt={run.attempt}")
-            figures.rerun_slots.add((run.producer_name, run.scheduled_for.isoformat()))
+            figures.rerun_slots.add(key)
         figures.lateness.append((run.started_at - run.scheduled_for).total_seconds())
         figures.superseded += run.status == "superseded"
         figures.after_stop += run.scheduled_for > stop
