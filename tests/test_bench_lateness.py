@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bench.lateness import LoadWindow, SearchPlan, Shape, _search, percentiles
+from bench.lateness import LoadWindow, SearchPlan, Shape, _kept_up, _search, percentiles
 from bench.report import Results, lateness_search_table, targets
 from bench.task_events import TaskTimes
 
@@ -108,6 +108,44 @@ def test_a_search_where_nothing_keeps_up_over_the_long_window_says_zero() -> Non
     assert kept_up == 0.0
     # 56.25 kept up in 10 s; over 30 s it and the next two rates down (37.5, 25) fell behind.
     assert [round(per_s, 1) for per_s, _, w in rig.loads if w == 30.0] == [56.2, 37.5, 25.0]
+
+
+class _StandingBacklog:
+    """Stand-in for the rig: every slot starts by the window's end, but behind a queue that
+    shrinks from `first` to `last` (as seen at 171.5 due/s: 166.5 -> 95.5)."""
+
+    store = "postgresql"
+
+    def __init__(self, first: float, last: float) -> None:
+        self.first, self.last = first, last
+
+    def load(self, per_s: float, interval_s: float, window_s: float) -> LoadWindow:
+        expected = round(per_s * window_s)
+        return LoadWindow(
+            per_s=per_s,
+            producers=round(per_s * interval_s),
+            interval_s=interval_s,
+            window_s=window_s,
+            expected=expected,
+            messages={},
+            runs=[],
+            started_in_time=expected,
+            backlog_start=self.first,
+            backlog_end=self.last,
+            cpu_cores={},
+            cpu_pressure=None,
+        )
+
+
+def test_a_standing_backlog_that_shrinks_a_little_is_behind_not_keeping_up() -> None:
+    results = Results("quick", {}, "now")
+    shape = Shape(interval_s=10.0, window_s=30.0)
+
+    behind = _kept_up(_StandingBacklog(166.5, 95.5), results, SearchPlan(), 171.5, shape, "refine")
+    short = _kept_up(_StandingBacklog(2.5, 1.0), results, SearchPlan(), 155.0, shape, "refine")
+
+    assert (behind, short) == (False, True)
+    assert [row["kept_up"] for row in results.rows("lateness_search")] == [False, True]
 
 
 def test_percentiles_of_nothing_are_not_numbers() -> None:
