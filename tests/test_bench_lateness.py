@@ -49,6 +49,27 @@ def test_a_start_is_split_at_the_worker_events_matched_by_task_id() -> None:
     assert round(row["started_ms"]["p99"]) == 41
 
 
+def _window(
+    per_s: float, interval_s: float, window_s: float, started: int, first: float, last: float
+) -> LoadWindow:
+    """A stand-in rig's load: `started` of its slots in time, the queue's median `first` in
+    the window's first third and `last` in its last."""
+    return LoadWindow(
+        per_s=per_s,
+        producers=round(per_s * interval_s),
+        interval_s=interval_s,
+        window_s=window_s,
+        expected=round(per_s * window_s),
+        messages={},
+        runs=[],
+        started_in_time=started,
+        backlog_start=first,
+        backlog_end=last,
+        cpu_cores={},
+        cpu_pressure=None,
+    )
+
+
 class _CarriesLessOverLongWindows:
     """Stand-in for the rig: keeps up below `capacity[window_s]` due/s, as a system near its
     limit does for 10 s but not for 30 s."""
@@ -63,20 +84,8 @@ class _CarriesLessOverLongWindows:
         self.loads.append((per_s, interval_s, window_s))
         expected = round(per_s * window_s)
         ok = per_s < self.capacity[window_s]
-        return LoadWindow(
-            per_s=per_s,
-            producers=round(per_s * interval_s),
-            interval_s=interval_s,
-            window_s=window_s,
-            expected=expected,
-            messages={},
-            runs=[],
-            started_in_time=expected if ok else expected // 2,
-            backlog_start=0,
-            backlog_end=0 if ok else per_s,
-            cpu_cores={},
-            cpu_pressure=None,
-        )
+        started = expected if ok else expected // 2
+        return _window(per_s, interval_s, window_s, started, 0, 0 if ok else per_s)
 
 
 def test_the_search_judges_its_answer_over_the_measured_window_and_narrows_the_gap() -> None:
@@ -120,21 +129,8 @@ class _StandingBacklog:
         self.first, self.last = first, last
 
     def load(self, per_s: float, interval_s: float, window_s: float) -> LoadWindow:
-        expected = round(per_s * window_s)
-        return LoadWindow(
-            per_s=per_s,
-            producers=round(per_s * interval_s),
-            interval_s=interval_s,
-            window_s=window_s,
-            expected=expected,
-            messages={},
-            runs=[],
-            started_in_time=expected,
-            backlog_start=self.first,
-            backlog_end=self.last,
-            cpu_cores={},
-            cpu_pressure=None,
-        )
+        started = round(per_s * window_s)
+        return _window(per_s, interval_s, window_s, started, self.first, self.last)
 
 
 def test_a_standing_backlog_that_shrinks_a_little_is_behind_not_keeping_up() -> None:
